@@ -1,0 +1,47 @@
+
+/*
+ * Copyright (C) The ngx_http_saveitem_module authors
+ */
+
+
+#ifndef _NGX_HTTP_SAVEITEM_CHECK_H_INCLUDED_
+#define _NGX_HTTP_SAVEITEM_CHECK_H_INCLUDED_
+
+
+/*
+ * Pure checks on bytes: no nginx event, request or pool inside, so that
+ * they can be tested and fuzzed on their own (see util/fuzz).
+ */
+
+#include <stddef.h>
+
+
+#define SAVEITEM_JSON_OK          0
+#define SAVEITEM_JSON_INVALID     1
+#define SAVEITEM_JSON_DEFER       2     /* valid so far; PostgreSQL judges */
+#define SAVEITEM_JSON_ERROR       3     /* out of memory */
+
+#define SAVEITEM_JSON_MESSAGE_LEN 160
+
+
+typedef struct {
+    size_t      line;
+    size_t      column;
+    size_t      position;
+    char        message[SAVEITEM_JSON_MESSAGE_LEN];
+} saveitem_json_error_t;
+
+
+int saveitem_content_type_is_json(const unsigned char *p, size_t len);
+int saveitem_json_check(const unsigned char *p, size_t len,
+    saveitem_json_error_t *err);
+unsigned saveitem_sqlstate_status(const char *sqlstate);
+const char *saveitem_sqlstate_error(const char *sqlstate);
+size_t saveitem_quote_ident(unsigned char *dst, const unsigned char *src,
+    size_t len, size_t max_parts, size_t *errpos);
+size_t saveitem_json_escape(unsigned char *dst, const unsigned char *src,
+    size_t len);
+int saveitem_pk_is_number(const unsigned char *p, size_t len);
+
+
+#endif /* _NGX_HTTP_SAVEITEM_CHECK_H_INCLUDED_ */

@@ -1,0 +1,1704 @@
+
+/*
+ * Copyright (C) The ngx_http_saveitem_module authors
+ */
+
+
+/*
+ * The per-worker pool of PostgreSQL connections and the connection state
+ * machine: connecting -> idle -> busy -> idle, or -> closed.  libpq owns
+ * the socket; nginx only watches it, level-triggered (see PITFALLS: with
+ * edge-triggered events a socket that is already readable or writable
+ * gives no new event).  A connection always runs in pipeline mode; what
+ * it has sent is a FIFO of expected results ("expect" entries), and the
+ * jobs whose statements it carries are a FIFO in the same order.
+ */
+
+
+#include <sys/stat.h>
+
+#include "ngx_http_saveitem.h"
+
+
+#define NGX_HTTP_SAVEITEM_CONNECTING  1
+#define NGX_HTTP_SAVEITEM_IDLE        2
+#define NGX_HTTP_SAVEITEM_BUSY        3
+
+#define NGX_HTTP_SAVEITEM_SET         1
+#define NGX_HTTP_SAVEITEM_PREPARE     2
+#define NGX_HTTP_SAVEITEM_INSERT      3
+#define NGX_HTTP_SAVEITEM_SYNC        4
+
+#define NGX_HTTP_SAVEITEM_EXPECT      8
+
+#define NGX_HTTP_SAVEITEM_UNPROCESSABLE  422
+
+#define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
+#define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
+
+#define INT2OID                       21
+#define INT4OID                       23
+#define INT8OID                       20
+#define OIDOID                        26
+#define NUMERICOID                    1700
+
+
+typedef struct {
+    ngx_uint_t                    type;
+    ngx_uint_t                    arg;        /* statement, or jobs */
+    ngx_uint_t                    seen;       /* results so far */
+} ngx_http_saveitem_expect_t;
+
+
+struct ngx_http_saveitem_conn_s {
+    ngx_queue_t                   queue;      /* in pool->idle or ->busy */
+    ngx_http_saveitem_pool_t     *pool;
+    PGconn                       *pg;
+    ngx_connection_t             *c;
+    ino_t                         ino;
+    ngx_event_t                   timer;
+    ngx_log_t                     log;
+    ngx_uint_t                    state;
+
+    ngx_queue_t                   jobs;       /* in flight, in order */
+    ngx_uint_t                    nsettled;   /* jobs with a result */
+    ngx_uint_t                    nulls;
+
+    ngx_http_saveitem_expect_t    expect[NGX_HTTP_SAVEITEM_EXPECT];
+    ngx_uint_t                    head;
+    ngx_uint_t                    nexpect;
+
+    ngx_msec_t                    timeout;    /* of what is in flight */
+    ngx_msec_t                    statement_timeout;  /* 0: unknown */
+    PGresult                     *setup_err;
+    u_char                       *prepared;   /* a flag per statement */
+    unsigned                      fatal:1;
+    unsigned                      timedout:1;
+};
+
+
+static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool);
+static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_wait_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
+static void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
+static void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
+    ngx_uint_t status, ngx_http_saveitem_outcome_e outcome,
+    const char *error, const char *message);
+static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
+    const char *message);
+
+static void ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool);
+static ngx_int_t ngx_http_saveitem_wrap(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc);
+static ngx_int_t ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t on);
+static void ngx_http_saveitem_connect_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
+    const char *reason);
+static void ngx_http_saveitem_notice(void *arg, const PGresult *res);
+
+static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t type, ngx_uint_t arg);
+static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_timeout_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res);
+static ngx_int_t ngx_http_saveitem_insert_result(
+    ngx_http_saveitem_conn_t *sc, ngx_http_saveitem_expect_t *e,
+    PGresult *res);
+static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
+    PGresult *res);
+static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job,
+    PGresult *res, ngx_uint_t late);
+static void ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
+    const char *reason);
+static void ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc);
+static u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf,
+    size_t len);
+
+
+static ngx_str_t  ngx_http_saveitem_empty = ngx_null_string;
+
+
+ngx_int_t
+ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = ngx_pcalloc(cycle->pool, sizeof(ngx_http_saveitem_pool_t));
+    if (pool == NULL) {
+        return NGX_ERROR;
+    }
+
+    pool->db = db;
+    pool->log = cycle->log;
+    pool->stmts = smcf->stmts.elts;
+    pool->nstmts = smcf->stmts.nelts;
+
+    ngx_queue_init(&pool->idle);
+    ngx_queue_init(&pool->busy);
+    ngx_queue_init(&pool->waiting);
+    ngx_queue_init(&pool->free);
+
+    pool->retry.handler = ngx_http_saveitem_retry_handler;
+    pool->retry.data = pool;
+    pool->retry.log = cycle->log;
+    pool->retry.cancelable = 1;
+
+    pool->dispatch.handler = ngx_http_saveitem_dispatch_handler;
+    pool->dispatch.data = pool;
+    pool->dispatch.log = cycle->log;
+
+    db->pool = pool;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    if (pool->retry.timer_set) {
+        ngx_del_timer(&pool->retry);
+    }
+
+    if (pool->dispatch.posted) {
+        ngx_delete_posted_event(&pool->dispatch);
+    }
+
+    while (!ngx_queue_empty(&pool->idle)) {
+        q = ngx_queue_head(&pool->idle);
+        ngx_http_saveitem_close(ngx_queue_data(q, ngx_http_saveitem_conn_t,
+                                               queue));
+    }
+
+    /* the worker is exiting: nobody waits for these answers any more */
+
+    while (!ngx_queue_empty(&pool->busy)) {
+        q = ngx_queue_head(&pool->busy);
+        ngx_http_saveitem_close(ngx_queue_data(q, ngx_http_saveitem_conn_t,
+                                               queue));
+    }
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        q = ngx_queue_head(&pool->waiting);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        ngx_queue_remove(q);
+        job->waiting = 0;
+        ngx_http_saveitem_job_free(job);
+    }
+
+    while (!ngx_queue_empty(&pool->free)) {
+        q = ngx_queue_head(&pool->free);
+        ngx_queue_remove(q);
+        ngx_free(ngx_queue_data(q, ngx_http_saveitem_job_t, queue));
+    }
+}
+
+
+ngx_http_saveitem_job_t *
+ngx_http_saveitem_job_get(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    if (!ngx_queue_empty(&pool->free)) {
+        q = ngx_queue_head(&pool->free);
+        ngx_queue_remove(q);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+    } else {
+        job = ngx_alloc(sizeof(ngx_http_saveitem_job_t), pool->log);
+        if (job == NULL) {
+            return NULL;
+        }
+    }
+
+    ngx_memzero(job, sizeof(ngx_http_saveitem_job_t));
+
+    job->pool = pool;
+    job->log = pool->log;
+
+    job->wait.handler = ngx_http_saveitem_wait_handler;
+    job->wait.data = job;
+
+    return job;
+}
+
+
+/*
+ * Queues a job.  Its handler is never called from here: the pool is
+ * dispatched from a posted event, so the caller may go on using the
+ * request.  NGX_BUSY: the queue is full; NGX_DECLINED: the database is
+ * down and no connection is open; the caller then still owns the job.
+ */
+
+ngx_int_t
+ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
+{
+    ngx_http_saveitem_db_t    *db;
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = job->pool;
+    db = pool->db;
+
+    if (pool->down && pool->nconns == 0 && pool->retry.timer_set) {
+        return NGX_DECLINED;
+    }
+
+    if (pool->nwaiting >= db->queue_size) {
+        return NGX_BUSY;
+    }
+
+    ngx_queue_insert_tail(&pool->waiting, &job->queue);
+    pool->nwaiting++;
+    job->waiting = 1;
+
+    job->wait.log = job->log;
+    ngx_add_timer(&job->wait, db->queue_timeout);
+
+    if (!pool->dispatch.posted) {
+        ngx_post_event(&pool->dispatch, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/* the request ends before its answer: the statement, if sent, goes on */
+
+void
+ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job)
+{
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = job->pool;
+
+    if (job->waiting) {
+        ngx_queue_remove(&job->queue);
+        pool->nwaiting--;
+        job->waiting = 0;
+        ngx_http_saveitem_job_free(job);
+        return;
+    }
+
+    job->data = NULL;
+    job->log = pool->log;
+}
+
+
+void
+ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job)
+{
+    ngx_http_saveitem_job_free(job);
+}
+
+
+ngx_msec_t
+ngx_http_saveitem_retry_after(ngx_http_saveitem_pool_t *pool)
+{
+    if (pool->retry.timer_set
+        && pool->retry.timer.key > ngx_current_msec)
+    {
+        return pool->retry.timer.key - ngx_current_msec;
+    }
+
+    return 0;
+}
+
+
+static void
+ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
+{
+    if (job->wait.timer_set) {
+        ngx_del_timer(&job->wait);
+    }
+
+    if (job->res) {
+        PQclear(job->res);
+    }
+
+    if (job->pk.data != NULL && job->pk.data != job->pk_buf) {
+        ngx_free(job->pk.data);
+    }
+
+    job->data = NULL;
+    ngx_queue_insert_head(&job->pool->free, &job->queue);
+}
+
+
+/* hands a finished job to its request, or logs it when there is none */
+
+static void
+ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
+{
+    static const char  *outcomes[] = {
+        "pending", "stored", "not stored", "outcome unknown"
+    };
+
+    if (job->data != NULL) {
+        job->handler(job);
+
+    } else {
+        ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                      "saveitem: client closed the request before the "
+                      "answer: %s%s%V",
+                      outcomes[job->outcome],
+                      job->outcome == NGX_HTTP_SAVEITEM_STORED ? ", key " : "",
+                      job->outcome == NGX_HTTP_SAVEITEM_STORED
+                      ? &job->pk : &ngx_http_saveitem_empty);
+    }
+
+    ngx_http_saveitem_job_free(job);
+}
+
+
+static void
+ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job, ngx_uint_t status,
+    ngx_http_saveitem_outcome_e outcome, const char *error,
+    const char *message)
+{
+    job->status = status;
+    job->outcome = outcome;
+    job->error = error;
+    job->message = message;
+
+    ngx_http_saveitem_job_done(job);
+}
+
+
+static void
+ngx_http_saveitem_wait_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_job_t  *job;
+
+    job = ev->data;
+
+    ngx_queue_remove(&job->queue);
+    job->pool->nwaiting--;
+    job->waiting = 0;
+
+    ngx_log_error(NGX_LOG_WARN, job->log, 0,
+                  "saveitem: no PostgreSQL connection became free within "
+                  "%M ms (saveitem_database queue_timeout)",
+                  job->pool->db->queue_timeout);
+
+    ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
+                               NGX_HTTP_SAVEITEM_NOT_STORED, "queue_timeout",
+                               "no database connection became free in time");
+}
+
+
+static void
+ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
+    const char *message)
+{
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+        q = ngx_queue_head(&pool->waiting);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        ngx_queue_remove(q);
+        pool->nwaiting--;
+        job->waiting = 0;
+
+        ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   NGX_HTTP_SAVEITEM_NOT_STORED,
+                                   "database_unavailable", message);
+    }
+}
+
+
+static void
+ngx_http_saveitem_dispatch_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_dispatch(ev->data);
+}
+
+
+/*
+ * Gives waiting jobs to idle connections, and opens connections (up to
+ * the pool size, no more than there are jobs waiting, one at a time while
+ * the database is down) when none is idle.
+ */
+
+static void
+ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_queue_t               *q;
+    ngx_http_saveitem_conn_t  *sc;
+
+    while (!ngx_queue_empty(&pool->waiting)) {
+
+        if (!ngx_queue_empty(&pool->idle)) {
+            q = ngx_queue_head(&pool->idle);
+            sc = ngx_queue_data(q, ngx_http_saveitem_conn_t, queue);
+
+            if (ngx_http_saveitem_alive(sc) != NGX_OK) {
+                ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                              "saveitem: idle PostgreSQL connection "
+                              "was closed by the server, replacing it");
+                ngx_http_saveitem_close(sc);
+                continue;
+            }
+
+            ngx_http_saveitem_send(sc);
+            continue;
+        }
+
+        if (pool->nconns >= pool->db->pool_size
+            || pool->nconnecting >= pool->nwaiting
+            || (pool->down && pool->nconnecting > 0)
+            || pool->retry.timer_set)
+        {
+            break;
+        }
+
+        ngx_http_saveitem_connect(pool);
+    }
+}
+
+
+static void
+ngx_http_saveitem_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_dispatch(ev->data);
+}
+
+
+static void
+ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
+{
+    PGconn                    *pg;
+    ngx_uint_t                 n;
+    const char                *keywords[5], *values[5];
+    ngx_http_saveitem_db_t    *db;
+    ngx_http_saveitem_conn_t  *sc;
+
+    db = pool->db;
+
+    /*
+     * the conninfo is expanded in place of "dbname"; what follows it
+     * overrides it: the module needs UTF-8, and host names were resolved
+     * at configuration time (libpq would resolve them blockingly)
+     */
+
+    n = 0;
+    keywords[n] = "dbname";
+    values[n++] = (const char *) db->conninfo.data;
+    keywords[n] = "client_encoding";
+    values[n++] = "UTF8";
+    keywords[n] = "fallback_application_name";
+    values[n++] = "nginx saveitem";
+
+    if (db->hostaddr.len) {
+        keywords[n] = "hostaddr";
+        values[n++] = (const char *) db->hostaddr.data;
+    }
+
+    keywords[n] = NULL;
+    values[n] = NULL;
+
+    sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t) + pool->nstmts,
+                    pool->log);
+    if (sc == NULL) {
+        return;
+    }
+
+    sc->pool = pool;
+    sc->prepared = (u_char *) &sc[1];
+    sc->log = *pool->log;
+    sc->log.action = "connecting to PostgreSQL";
+    ngx_queue_init(&sc->jobs);
+
+    sc->timer.handler = ngx_http_saveitem_timeout_handler;
+    sc->timer.data = sc;
+    sc->timer.log = &sc->log;
+
+    pool->nconns++;
+    pool->nconnecting++;
+    sc->state = NGX_HTTP_SAVEITEM_CONNECTING;
+    ngx_queue_insert_tail(&pool->busy, &sc->queue);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem connecting to %V", &db->display);
+
+    pg = PQconnectStartParams(keywords, values, 1);
+    sc->pg = pg;
+
+    if (pg == NULL) {
+        ngx_http_saveitem_connect_failed(sc, "out of memory");
+        return;
+    }
+
+    PQsetNoticeReceiver(pg, ngx_http_saveitem_notice, sc);
+
+    if (PQstatus(pg) == CONNECTION_BAD
+        || ngx_http_saveitem_wrap(sc) != NGX_OK)
+    {
+        ngx_http_saveitem_connect_failed(sc, NULL);
+        return;
+    }
+
+    ngx_add_timer(&sc->timer, db->connect_timeout);
+
+    /* before the first PQconnectPoll(), libpq waits for "writable" */
+
+    if (ngx_http_saveitem_watch_write(sc, 1) != NGX_OK) {
+        ngx_http_saveitem_connect_failed(sc, NULL);
+    }
+}
+
+
+/*
+ * Puts libpq's current socket on the event loop, read side
+ * level-triggered; the write side is watched only while libpq waits
+ * for it.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_wrap(ngx_http_saveitem_conn_t *sc)
+{
+    int                fd;
+    struct stat        st;
+    ngx_connection_t  *c;
+
+    fd = PQsocket(sc->pg);
+
+    if (fd == -1 || fstat(fd, &st) == -1) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection(fd, &sc->log);
+    if (c == NULL) {
+        return NGX_ERROR;
+    }
+
+    sc->c = c;
+    sc->ino = st.st_ino;
+
+    c->data = sc;
+    c->log = &sc->log;
+    c->read->log = &sc->log;
+    c->write->log = &sc->log;
+    c->read->handler = ngx_http_saveitem_connect_handler;
+    c->write->handler = ngx_http_saveitem_connect_handler;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * libpq closes the socket itself (PQfinish, or a new socket while
+ * connecting): only forget it here, never close it
+ */
+
+static void
+ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_connection_t  *c;
+
+    c = sc->c;
+
+    if (c == NULL) {
+        return;
+    }
+
+    if (ngx_del_conn) {
+        ngx_del_conn(c, NGX_CLOSE_EVENT);
+
+    } else {
+        if (c->read->active || c->read->disabled) {
+            ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+        }
+
+        if (c->write->active || c->write->disabled) {
+            ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+        }
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    c->read->closed = 1;
+    c->write->closed = 1;
+
+    ngx_free_connection(c);
+
+    sc->c = NULL;
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc, ngx_uint_t on)
+{
+    ngx_event_t  *wev;
+
+    wev = sc->c->write;
+
+    if (on && !wev->active) {
+        return ngx_add_event(wev, NGX_WRITE_EVENT, NGX_LEVEL_EVENT);
+    }
+
+    if (!on && wev->active) {
+        return ngx_del_event(wev, NGX_WRITE_EVENT, 0);
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_connect_handler(ngx_event_t *ev)
+{
+    int                        fd;
+    struct stat                st;
+    ngx_connection_t          *c;
+    PostgresPollingStatusType  status;
+    ngx_http_saveitem_conn_t  *sc;
+
+    c = ev->data;
+    sc = c->data;
+
+    if (c->close) {
+        ngx_http_saveitem_connect_failed(sc, "worker is exiting");
+        return;
+    }
+
+    status = PQconnectPoll(sc->pg);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem connect poll: %d, status: %d",
+                   status, PQstatus(sc->pg));
+
+    if (status == PGRES_POLLING_FAILED) {
+        ngx_http_saveitem_connect_failed(sc, NULL);
+        return;
+    }
+
+    /*
+     * libpq may have closed its socket and opened another one (the next
+     * host or address, SSL or GSS fallback), possibly with the same
+     * number: the inode tells
+     */
+
+    fd = PQsocket(sc->pg);
+
+    if (fd != sc->c->fd || fstat(fd, &st) == -1 || st.st_ino != sc->ino) {
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                       "saveitem connect: new socket %d", fd);
+
+        ngx_http_saveitem_unwrap(sc);
+
+        if (ngx_http_saveitem_wrap(sc) != NGX_OK) {
+            ngx_http_saveitem_connect_failed(sc, NULL);
+            return;
+        }
+    }
+
+    switch (status) {
+
+    case PGRES_POLLING_READING:
+        if (ngx_http_saveitem_watch_write(sc, 0) != NGX_OK) {
+            ngx_http_saveitem_connect_failed(sc, NULL);
+        }
+
+        return;
+
+    case PGRES_POLLING_WRITING:
+        if (ngx_http_saveitem_watch_write(sc, 1) != NGX_OK) {
+            ngx_http_saveitem_connect_failed(sc, NULL);
+        }
+
+        return;
+
+    case PGRES_POLLING_OK:
+        ngx_http_saveitem_connected(sc);
+        return;
+
+    default:
+        ngx_http_saveitem_connect_failed(sc, NULL);
+        return;
+    }
+}
+
+
+static void
+ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = sc->pool;
+
+    if (PQsetnonblocking(sc->pg, 1) != 0
+        || PQenterPipelineMode(sc->pg) != 1
+        || ngx_http_saveitem_watch_write(sc, 0) != NGX_OK)
+    {
+        ngx_http_saveitem_connect_failed(sc, NULL);
+        return;
+    }
+
+    if (sc->timer.timer_set) {
+        ngx_del_timer(&sc->timer);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem connected to %V, backend pid %d",
+                   &pool->db->display, PQbackendPID(sc->pg));
+
+    if (pool->down) {
+        ngx_log_error(NGX_LOG_NOTICE, &sc->log, 0,
+                      "saveitem: connected to PostgreSQL again (%V)",
+                      &pool->db->display);
+    }
+
+    pool->nconnecting--;
+    pool->down = 0;
+    pool->backoff = 0;
+
+    sc->c->read->handler = ngx_http_saveitem_read_handler;
+    sc->c->write->handler = ngx_http_saveitem_write_handler;
+
+    ngx_http_saveitem_set_idle(sc);
+}
+
+
+static void
+ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
+    const char *reason)
+{
+    u_char                     buf[NGX_MAX_ERROR_STR];
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = sc->pool;
+
+    if (reason == NULL) {
+        ngx_http_saveitem_pq_error(sc->pg, buf, sizeof(buf));
+        reason = (const char *) buf;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: could not connect to PostgreSQL (%V): %s",
+                  &pool->db->display, reason);
+
+    pool->nconnecting--;
+    ngx_http_saveitem_close(sc);
+
+    if (ngx_exiting) {
+        ngx_http_saveitem_fail_waiting(pool, "the server is shutting down");
+        return;
+    }
+
+    /* back off; while no connection is open, waiting requests fail fast */
+
+    pool->down = 1;
+    pool->backoff = pool->backoff ? ngx_min(pool->backoff * 2,
+                                            NGX_HTTP_SAVEITEM_BACKOFF_MAX)
+                                  : NGX_HTTP_SAVEITEM_BACKOFF_MIN;
+
+    if (!pool->retry.timer_set) {
+        ngx_add_timer(&pool->retry, pool->backoff);
+    }
+
+    if (pool->nconns == 0) {
+        ngx_http_saveitem_fail_waiting(pool,
+                                       "the database is not reachable");
+    }
+}
+
+
+/*
+ * Messages from the server outside a result.  A FATAL one (the backend
+ * was terminated) can arrive together with the end of the previous
+ * result: libpq still says CONNECTION_OK, so remember it here.
+ */
+
+static void
+ngx_http_saveitem_notice(void *arg, const PGresult *res)
+{
+    ngx_http_saveitem_conn_t *sc = arg;
+
+    size_t       len;
+    ngx_uint_t   level;
+    const char  *severity, *message;
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    message = PQresultErrorMessage(res);
+
+    if (severity == NULL) {
+        severity = "";
+    }
+
+    if (ngx_strcmp(severity, "FATAL") == 0
+        || ngx_strcmp(severity, "PANIC") == 0
+        || ngx_strcmp(severity, "ERROR") == 0)
+    {
+        sc->fatal = 1;
+        level = NGX_LOG_ERR;
+
+    } else if (ngx_strcmp(severity, "WARNING") == 0) {
+        level = NGX_LOG_WARN;
+
+    } else {
+        level = NGX_LOG_INFO;
+    }
+
+    len = ngx_strlen(message);
+
+    while (len && (message[len - 1] == '\n' || message[len - 1] == ' ')) {
+        len--;
+    }
+
+    ngx_log_error(level, &sc->log, 0, "saveitem: PostgreSQL says: %*s",
+                  len, message);
+}
+
+
+/*
+ * An idle connection is checked before it gets a statement: the server
+ * may have closed it in the same event loop iteration (its event not
+ * handled yet), and a statement sent there would have an unknown outcome
+ */
+
+static ngx_int_t
+ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc)
+{
+    u_char      buf[1];
+    ssize_t     n;
+    ngx_err_t   err;
+
+    if (sc->fatal || PQstatus(sc->pg) != CONNECTION_OK
+        || sc->c->read->pending_eof)
+    {
+        return NGX_ERROR;
+    }
+
+    n = recv(sc->c->fd, buf, 1, MSG_PEEK);
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+        return (err == NGX_EAGAIN || err == NGX_EINTR) ? NGX_OK : NGX_ERROR;
+    }
+
+    if (n == 0) {
+        return NGX_ERROR;
+    }
+
+    /* something arrived while idle: a notice, or the server's goodbye */
+
+    if (!PQconsumeInput(sc->pg) || sc->fatal
+        || PQstatus(sc->pg) != CONNECTION_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* takes the next waiting job and sends its statement, with any setup */
+
+static void
+ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
+{
+    int                        rc;
+    u_char                    *last;
+    ngx_msec_t                 st;
+    ngx_queue_t               *q;
+    const char                *value;
+    ngx_http_saveitem_job_t   *job;
+    ngx_http_saveitem_stmt_t  *stmt;
+    ngx_http_saveitem_pool_t  *pool;
+    u_char                     set[64];
+
+    pool = sc->pool;
+
+    q = ngx_queue_head(&pool->waiting);
+    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+    ngx_queue_remove(q);
+    pool->nwaiting--;
+    job->waiting = 0;
+
+    if (job->wait.timer_set) {
+        ngx_del_timer(&job->wait);
+    }
+
+    ngx_queue_remove(&sc->queue);
+    ngx_queue_insert_tail(&pool->busy, &sc->queue);
+    ngx_queue_insert_tail(&sc->jobs, &job->queue);
+
+    sc->state = NGX_HTTP_SAVEITEM_BUSY;
+    sc->c->idle = 0;
+    sc->log.action = "sending to PostgreSQL";
+    sc->nsettled = 0;
+    sc->nulls = 0;
+    sc->timedout = 0;
+
+    stmt = &pool->stmts[job->stmt];
+
+    /*
+     * The server aborts a statement itself just before the module's own
+     * timer fires, so that a timeout normally means "not stored".  SET is
+     * transactional: it gets a sync of its own, as does PREPARE.
+     */
+
+    if (job->timeout > 1) {
+        st = job->timeout - ngx_max(ngx_min(job->timeout / 10, 1000), 1);
+
+    } else {
+        st = 1;
+    }
+
+    if (sc->statement_timeout != st || !sc->prepared[job->stmt]) {
+
+        if (sc->statement_timeout != st) {
+            last = ngx_snprintf(set, sizeof(set) - 1,
+                                "SET statement_timeout = %M", st);
+            *last = '\0';
+
+            if (!PQsendQueryParams(sc->pg, (char *) set, 0, NULL, NULL,
+                                   NULL, NULL, 0))
+            {
+                goto failed;
+            }
+
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st);
+            sc->statement_timeout = st;
+        }
+
+        if (!sc->prepared[job->stmt]) {
+            if (!PQsendPrepare(sc->pg, (char *) stmt->name.data,
+                               (char *) stmt->sql.data, 1, NULL))
+            {
+                goto failed;
+            }
+
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE,
+                                     job->stmt);
+            sc->prepared[job->stmt] = 1;
+        }
+
+        if (!PQpipelineSync(sc->pg)) {
+            goto failed;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+    }
+
+    value = (const char *) job->body;
+
+    if (!PQsendQueryPrepared(sc->pg, (char *) stmt->name.data, 1, &value,
+                             NULL, NULL, 0))
+    {
+        goto failed;
+    }
+
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1);
+
+    if (!PQpipelineSync(sc->pg)) {
+        goto failed;
+    }
+
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+
+    sc->timeout = job->timeout;
+    ngx_add_timer(&sc->timer, job->timeout);
+
+    rc = PQflush(sc->pg);
+
+    if (rc == -1) {
+        goto failed;
+    }
+
+    if (ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
+        goto failed;
+    }
+
+    sc->log.action = "waiting for PostgreSQL";
+
+    return;
+
+failed:
+
+    /*
+     * the sync of the statement was not handed to the kernel: the server
+     * has not committed it
+     */
+
+    ngx_http_saveitem_conn_fail(sc, NULL);
+}
+
+
+static void
+ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc, ngx_uint_t type,
+    ngx_uint_t arg)
+{
+    ngx_http_saveitem_expect_t  *e;
+
+    e = &sc->expect[(sc->head + sc->nexpect) % NGX_HTTP_SAVEITEM_EXPECT];
+
+    e->type = type;
+    e->arg = arg;
+    e->seen = 0;
+
+    sc->nexpect++;
+}
+
+
+static void
+ngx_http_saveitem_write_handler(ngx_event_t *ev)
+{
+    int                        rc;
+    ngx_connection_t          *c;
+    ngx_http_saveitem_conn_t  *sc;
+
+    c = ev->data;
+    sc = c->data;
+
+    rc = PQflush(sc->pg);
+
+    if (rc == -1) {
+        ngx_http_saveitem_conn_fail(sc, NULL);
+        return;
+    }
+
+    if (ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
+        ngx_http_saveitem_conn_fail(sc, NULL);
+    }
+}
+
+
+static void
+ngx_http_saveitem_read_handler(ngx_event_t *ev)
+{
+    ngx_connection_t          *c;
+    ngx_http_saveitem_conn_t  *sc;
+
+    c = ev->data;
+    sc = c->data;
+
+    if (sc->state == NGX_HTTP_SAVEITEM_IDLE) {
+        ngx_http_saveitem_idle_handler(ev);
+        return;
+    }
+
+    if (!PQconsumeInput(sc->pg)) {
+        ngx_http_saveitem_conn_fail(sc, NULL);
+        return;
+    }
+
+    switch (ngx_http_saveitem_results(sc)) {
+
+    case NGX_AGAIN:
+        return;
+
+    case NGX_OK:
+        ngx_http_saveitem_set_idle(sc);
+        return;
+
+    default: /* NGX_ERROR */
+        ngx_http_saveitem_conn_fail(sc, NULL);
+        return;
+    }
+}
+
+
+static void
+ngx_http_saveitem_idle_handler(ngx_event_t *ev)
+{
+    ngx_connection_t          *c;
+    ngx_http_saveitem_conn_t  *sc;
+
+    c = ev->data;
+    sc = c->data;
+
+    if (c->close) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                       "saveitem closing idle connection");
+        ngx_http_saveitem_close(sc);
+        return;
+    }
+
+    if (!PQconsumeInput(sc->pg) || sc->fatal
+        || PQstatus(sc->pg) != CONNECTION_OK)
+    {
+        ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                      "saveitem: PostgreSQL closed an idle connection");
+        ngx_http_saveitem_close(sc);
+        return;
+    }
+}
+
+
+static void
+ngx_http_saveitem_timeout_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_conn_t  *sc;
+
+    sc = ev->data;
+
+    if (sc->state == NGX_HTTP_SAVEITEM_CONNECTING) {
+        ngx_http_saveitem_connect_failed(sc, "timed out");
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: no answer from PostgreSQL within %M ms "
+                  "(saveitem_query_timeout), closing the connection",
+                  sc->timeout);
+
+    sc->timedout = 1;
+    ngx_http_saveitem_conn_fail(sc, NULL);
+}
+
+
+/*
+ * Reads what has arrived, in the order it was sent.  Each statement's
+ * results end with NULL; each sync with PGRES_PIPELINE_SYNC, which is
+ * where a statement is committed.  NGX_OK: nothing more is expected;
+ * NGX_AGAIN: wait for more input; NGX_ERROR: the connection is broken.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
+{
+    PGresult                    *res;
+    ExecStatusType               status;
+    ngx_http_saveitem_expect_t  *e;
+
+    while (sc->nexpect) {
+
+        if (PQisBusy(sc->pg)) {
+            return PQstatus(sc->pg) == CONNECTION_OK ? NGX_AGAIN : NGX_ERROR;
+        }
+
+        res = PQgetResult(sc->pg);
+        e = &sc->expect[sc->head];
+
+        ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                       "saveitem result: %s, expected %ui, seen %ui",
+                       res ? PQresStatus(PQresultStatus(res)) : "NULL",
+                       e->type, e->seen);
+
+        if (res == NULL) {
+
+            if (e->type == NGX_HTTP_SAVEITEM_SYNC) {
+                /* after an error at commit; never twice in a row */
+
+                if (sc->nulls++) {
+                    return NGX_ERROR;
+                }
+
+                continue;
+            }
+
+            if (e->seen == 0) {
+                /* a statement with no result at all: libpq lost it */
+                return NGX_ERROR;
+            }
+
+            sc->head = (sc->head + 1) % NGX_HTTP_SAVEITEM_EXPECT;
+            sc->nexpect--;
+            continue;
+        }
+
+        sc->nulls = 0;
+        status = PQresultStatus(res);
+
+        if (status == PGRES_FATAL_ERROR
+            && PQresultErrorField(res, PG_DIAG_SQLSTATE) == NULL)
+        {
+            /* made by libpq itself: the connection is gone */
+            PQclear(res);
+            return NGX_ERROR;
+        }
+
+        switch (e->type) {
+
+        case NGX_HTTP_SAVEITEM_SYNC:
+
+            if (status == PGRES_PIPELINE_SYNC) {
+                PQclear(res);
+                sc->head = (sc->head + 1) % NGX_HTTP_SAVEITEM_EXPECT;
+                sc->nexpect--;
+                ngx_http_saveitem_settle(sc);
+                break;
+            }
+
+            ngx_http_saveitem_sync_error(sc, res);
+            break;
+
+        case NGX_HTTP_SAVEITEM_INSERT:
+            e->seen++;
+
+            if (ngx_http_saveitem_insert_result(sc, e, res) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            break;
+
+        default: /* SET, PREPARE */
+            e->seen++;
+            ngx_http_saveitem_setup_result(sc, e, res);
+            break;
+        }
+
+        if (PQstatus(sc->pg) != CONNECTION_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res)
+{
+    ngx_http_saveitem_stmt_t  *stmt;
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        return;
+    }
+
+    if (e->type == NGX_HTTP_SAVEITEM_SET) {
+        sc->statement_timeout = 0;
+
+    } else {
+        sc->prepared[e->arg] = 0;
+    }
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        PQclear(res);
+        return;
+    }
+
+    stmt = &sc->pool->stmts[e->arg];
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: PostgreSQL refused %s: %s",
+                  e->type == NGX_HTTP_SAVEITEM_SET ? "SET statement_timeout"
+                                                   : (char *) stmt->sql.data,
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
+
+    /* the statement that follows fails for this reason: tell that one */
+
+    if (sc->setup_err) {
+        PQclear(sc->setup_err);
+    }
+
+    sc->setup_err = res;
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res)
+{
+    int                       len;
+    Oid                       type;
+    u_char                   *value;
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    if (e->seen > 1) {
+        ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                      "saveitem: unexpected second result: %s",
+                      PQresStatus(PQresultStatus(res)));
+        PQclear(res);
+        return NGX_ERROR;
+    }
+
+    /* the jobs of this statement follow those already settled */
+
+    q = ngx_queue_head(&sc->jobs);
+
+    for (i = 0; i < sc->nsettled; i++) {
+        q = ngx_queue_next(q);
+    }
+
+    switch (PQresultStatus(res)) {
+
+    case PGRES_TUPLES_OK:
+
+        if ((ngx_uint_t) PQntuples(res) != e->arg || PQnfields(res) != 1) {
+            /* a trigger may have skipped the row */
+            break;
+        }
+
+        type = PQftype(res, 0);
+
+        for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+            len = PQgetlength(res, i, 0);
+            value = (u_char *) PQgetvalue(res, i, 0);
+
+            if ((size_t) len <= sizeof(job->pk_buf)) {
+                job->pk.data = job->pk_buf;
+
+            } else {
+                job->pk.data = ngx_alloc(len, &sc->log);
+                if (job->pk.data == NULL) {
+                    PQclear(res);
+                    return NGX_ERROR;
+                }
+            }
+
+            job->pk.len = ngx_cpymem(job->pk.data, value, len) - job->pk.data;
+
+            job->pk_number = (type == INT8OID || type == INT4OID
+                              || type == INT2OID || type == OIDOID
+                              || type == NUMERICOID)
+                             && saveitem_pk_is_number(job->pk.data,
+                                                      job->pk.len);
+        }
+
+        sc->nsettled += e->arg;
+        PQclear(res);
+        return NGX_OK;
+
+    case PGRES_FATAL_ERROR:
+
+        if (sc->setup_err) {
+            /* the statement was not prepared: say why */
+            PQclear(res);
+            res = sc->setup_err;
+            sc->setup_err = NULL;
+        }
+
+        for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+            ngx_http_saveitem_job_error(job, i == 0 ? res : NULL, 0);
+        }
+
+        sc->nsettled += e->arg;
+        return NGX_OK;
+
+    default:
+        break;
+    }
+
+    /* aborted by an earlier error, or no row came back */
+
+    for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        job->failed = 1;
+        job->status = NGX_HTTP_SAVEITEM_UNPROCESSABLE;
+        job->error = "not_stored";
+        job->message = "the database did not store the item";
+
+        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+            job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            job->message = "the statement was not run";
+        }
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: INSERT returned %s with %d rows",
+                  PQresStatus(PQresultStatus(res)), PQntuples(res));
+
+    sc->nsettled += e->arg;
+    PQclear(res);
+
+    return NGX_OK;
+}
+
+
+/*
+ * An error between a statement's result and its sync: the commit failed
+ * (a deferred constraint), or the backend is going away, in which case
+ * nobody knows whether the commit happened.
+ */
+
+static void
+ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
+{
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        PQclear(res);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: PostgreSQL failed at commit: %s (SQLSTATE %s)",
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                  PQresultErrorField(res, PG_DIAG_SQLSTATE));
+
+    q = ngx_queue_head(&sc->jobs);
+
+    for (i = 0; i < sc->nsettled; i++, q = ngx_queue_next(q)) {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        if (!job->failed) {
+            /* the first one owns the result; the others share its fate */
+            ngx_http_saveitem_job_error(job, res, 1);
+            res = NULL;
+        }
+    }
+
+    if (res) {
+        PQclear(res);
+    }
+}
+
+
+static void
+ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job, PGresult *res,
+    ngx_uint_t late)
+{
+    const char  *sqlstate;
+
+    job->failed = 1;
+    job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+
+    if (res == NULL) {
+        job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
+        job->error = "not_stored";
+        job->message = "another statement of the transaction failed";
+        return;
+    }
+
+    if (job->res) {
+        PQclear(job->res);
+    }
+
+    job->res = res;
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    job->status = saveitem_sqlstate_status(sqlstate);
+    job->error = saveitem_sqlstate_error(sqlstate);
+    job->message = NULL;
+
+    /* a backend that goes away at commit may have committed */
+
+    if (late
+        && (ngx_strncmp(sqlstate, "08", 2) == 0
+            || ngx_strncmp(sqlstate, "57", 2) == 0
+            || ngx_strncmp(sqlstate, "XX", 2) == 0))
+    {
+        job->outcome = NGX_HTTP_SAVEITEM_UNKNOWN;
+    }
+}
+
+
+/* a sync arrived: the jobs settled before it are done */
+
+static void
+ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    while (sc->nsettled) {
+        q = ngx_queue_head(&sc->jobs);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        ngx_queue_remove(q);
+        sc->nsettled--;
+
+        if (!job->failed) {
+            job->outcome = NGX_HTTP_SAVEITEM_STORED;
+            job->status = NGX_HTTP_OK;
+        }
+
+        ngx_http_saveitem_job_done(job);
+    }
+}
+
+
+static void
+ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = sc->pool;
+
+    if (sc->timer.timer_set) {
+        ngx_del_timer(&sc->timer);
+    }
+
+    if (sc->setup_err) {
+        PQclear(sc->setup_err);
+        sc->setup_err = NULL;
+    }
+
+    if (sc->fatal || (ngx_exiting && pool->nwaiting == 0)) {
+        ngx_http_saveitem_close(sc);
+        ngx_http_saveitem_dispatch(pool);
+        return;
+    }
+
+    sc->state = NGX_HTTP_SAVEITEM_IDLE;
+    sc->log.action = NULL;
+    sc->c->idle = 1;
+
+    ngx_queue_remove(&sc->queue);
+    ngx_queue_insert_head(&pool->idle, &sc->queue);
+
+    ngx_http_saveitem_dispatch(pool);
+}
+
+
+/*
+ * The connection broke while busy.  Jobs whose statement failed with an
+ * error were not stored; the others may or may not have been.
+ */
+
+static void
+ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
+{
+    u_char                     buf[NGX_MAX_ERROR_STR];
+    ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = sc->pool;
+
+    if (!sc->timedout) {
+        if (reason == NULL) {
+            ngx_http_saveitem_pq_error(sc->pg, buf, sizeof(buf));
+            reason = (const char *) buf;
+        }
+
+        ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                      "saveitem: PostgreSQL connection failed: %s", reason);
+    }
+
+    ngx_queue_remove(&sc->queue);
+    ngx_queue_insert_tail(&pool->busy, &sc->queue);
+
+    /* answer every attached request exactly once, then close */
+
+    while (!ngx_queue_empty(&sc->jobs)) {
+        q = ngx_queue_head(&sc->jobs);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        ngx_queue_remove(q);
+
+        if (job->failed) {
+            ngx_http_saveitem_job_done(job);
+            continue;
+        }
+
+        if (sc->timedout) {
+            ngx_http_saveitem_job_fail(job, NGX_HTTP_GATEWAY_TIME_OUT,
+                                       NGX_HTTP_SAVEITEM_UNKNOWN,
+                                       "query_timeout",
+                                       "no answer from the database in time");
+            continue;
+        }
+
+        ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
+                                   NGX_HTTP_SAVEITEM_UNKNOWN,
+                                   "database_unavailable",
+                                   "the connection to the database was lost");
+    }
+
+    ngx_http_saveitem_close(sc);
+    ngx_http_saveitem_dispatch(pool);
+}
+
+
+static void
+ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = sc->pool;
+
+    if (sc->timer.timer_set) {
+        ngx_del_timer(&sc->timer);
+    }
+
+    /* only at exit: nobody is left to answer */
+
+    while (!ngx_queue_empty(&sc->jobs)) {
+        q = ngx_queue_head(&sc->jobs);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        ngx_queue_remove(q);
+        ngx_http_saveitem_job_free(job);
+    }
+
+    if (sc->setup_err) {
+        PQclear(sc->setup_err);
+    }
+
+    ngx_http_saveitem_unwrap(sc);
+
+    if (sc->pg) {
+        PQfinish(sc->pg);
+    }
+
+    ngx_queue_remove(&sc->queue);
+    pool->nconns--;
+
+    ngx_free(sc);
+}
+
+
+static u_char *
+ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len)
+{
+    u_char      *p, *last;
+    const char  *msg;
+
+    msg = pg ? PQerrorMessage(pg) : "out of memory";
+
+    last = ngx_cpystrn(buf, (u_char *) msg, len);
+
+    /* libpq's messages end with a newline and may have several lines */
+
+    while (last > buf && (last[-1] == '\n' || last[-1] == ' ')) {
+        last--;
+    }
+
+    *last = '\0';
+
+    for (p = buf; p < last; p++) {
+        if (*p == '\n' || *p == '\t') {
+            *p = ' ';
+        }
+    }
+
+    if (last == buf) {
+        ngx_cpystrn(buf, (u_char *) "unknown error", len);
+    }
+
+    return buf;
+}
