@@ -1,0 +1,288 @@
+#!/usr/bin/env bash
+# util/test.sh - the test command (`make test`): install what is missing,
+# build the module, start a throwaway PostgreSQL, run the suite with prove,
+# then stop PostgreSQL and the suite's nginx whatever happened
+#
+#   util/test.sh [PROVE_OPTIONS] [FILES_OR_DIRS]    (default: t/)
+#
+# prove runs with -v -r. The real Test::Nginx is used when installed
+# (perl -MTest::Nginx::Socket -e1), else the project's runner in
+# util/test-nginx/lib. Exits with prove's status.
+#
+# knobs:
+#   SAVEITEM_TEST_BATCH      on|off, exported as TEST_NGINX_SAVEITEM_BATCH
+#                            (default on)
+#   SAVEITEM_PG_PORT         the test cluster's port (default 15433, apart
+#                            from util/run.sh's 15432)
+#   SAVEITEM_PG_FSYNC        default off here
+#   TEST_NGINX_PORT          nginx's port (default 19847)
+#   TEST_NGINX_DEAD_PORT     a closed loopback port (default: the first
+#                            closed one from 15439)
+#   TEST_NGINX_BINARY        default /usr/sbin/nginx (a wrapper that
+#                            preloads the ASan runtime for a sanitizer build)
+#   TEST_NGINX_USE_VALGRIND  passed through (util/deps.sh adds valgrind)
+#   SAVEITEM_CC, SAVEITEM_CC_OPT, SAVEITEM_LD_OPT, SAVEITEM_BUILD_DIR:
+#                            see util/build.sh; with -fsanitize=address in
+#                            SAVEITEM_CC_OPT, sanitizer reports are collected
+#                            in build/sanitizer/ and fail the run
+
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+NGINX=/usr/sbin/nginx
+PG_BIN=/usr/lib/postgresql/15/bin
+SAN_DIR=$SAVEITEM_ROOT/build/sanitizer
+
+export SAVEITEM_PG_PORT=${SAVEITEM_PG_PORT:-15433}
+export SAVEITEM_PG_FSYNC=${SAVEITEM_PG_FSYNC:-off}
+export SAVEITEM_PG_SH=$SAVEITEM_UTIL/pg.sh
+
+prove_pid=
+PROVE=()
+
+
+# one run at a time per PostgreSQL port: runs share the ports, the cluster
+# and t/servroot (the servers started get no copy of the lock's fd 9)
+take_lock()
+{
+    local lock=/tmp/saveitem-test-$SAVEITEM_PG_PORT.lock
+
+    exec 9>"$lock"
+
+    if ! flock -n 9; then
+        say "another test run holds $lock; waiting for it"
+        flock 9
+    fi
+}
+
+
+# stop_nginx PIDFILE: stop the nginx whose pid the file holds, if it runs
+stop_nginx()
+{
+    local pid
+
+    pid=$(cat "$1" 2>/dev/null) || return 0
+
+    if [[ ! $pid =~ ^[0-9]+$ ]] \
+       || ! grep -qa nginx "/proc/$pid/cmdline" 2>/dev/null
+    then
+        return 0
+    fi
+
+    say "stopping the suite's nginx (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || return 0
+
+    for _ in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+
+    kill -KILL "$pid" 2>/dev/null || true
+}
+
+
+# nginx left running from the suite's server roots (t/servroot, or
+# t/servroot_PORT with TEST_NGINX_RANDOMIZE), by this run or a killed one
+stop_suite_nginx()
+{
+    local f
+
+    for f in "${TEST_NGINX_SERVROOT:-$SAVEITEM_ROOT/t/servroot}" \
+             "$SAVEITEM_ROOT"/t/servroot_*
+    do
+        stop_nginx "$f/logs/nginx.pid"
+    done
+}
+
+
+cleanup()
+{
+    if [ -n "$prove_pid" ] && kill -0 "$prove_pid" 2>/dev/null; then
+        say "stopping prove"
+        kill -TERM -- "-$prove_pid" 2>/dev/null || true
+        wait "$prove_pid" 2>/dev/null || true
+    fi
+
+    stop_suite_nginx
+    bash "$SAVEITEM_PG_SH" stop || true
+}
+
+
+pick_dead_port()
+{
+    local port=${TEST_NGINX_DEAD_PORT:-}
+
+    if [ -n "$port" ]; then
+        ! port_open 127.0.0.1 "$port" \
+            || die "TEST_NGINX_DEAD_PORT $port is open"
+        echo "$port"
+        return
+    fi
+
+    for port in $(seq 15439 15459); do
+        if ! port_open 127.0.0.1 "$port"; then
+            echo "$port"
+            return
+        fi
+    done
+
+    die "no closed loopback port in 15439-15459"
+}
+
+
+# a wrapper that preloads the sanitizer runtime into Debian's nginx, and
+# options that write reports to files
+setup_sanitizer()
+{
+    local so=$1 rt wrapper=$SAVEITEM_ROOT/build/nginx-asan
+    local cc=${SAVEITEM_CC:-cc}
+
+    case " ${SAVEITEM_CC_OPT:-} " in
+    *" -fsanitize="*address*) ;;
+    *) return 0 ;;
+    esac
+
+    rt=$(ldd "$so" | awk '/libasan|libclang_rt\.asan/ { print $3; exit }')
+
+    if [ -z "$rt" ]; then
+        rt=$($cc -print-file-name=libclang_rt.asan-x86_64.so)
+        [ -f "$rt" ] || rt=$($cc -print-file-name=libasan.so)
+    fi
+
+    [ -f "$rt" ] || die "cannot find the ASan runtime for $so"
+
+    printf '#!/bin/sh\nLD_PRELOAD=%s exec %s "$@"\n' "$rt" "$NGINX" >"$wrapper"
+    chmod 0755 "$wrapper"
+
+    mkdir -p "$SAN_DIR"
+
+    export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$wrapper}
+    : "${ASAN_OPTIONS:=detect_leaks=0:log_path=$SAN_DIR/asan}"
+    : "${UBSAN_OPTIONS:=print_stacktrace=1:log_path=$SAN_DIR/ubsan}"
+    export ASAN_OPTIONS UBSAN_OPTIONS
+
+    say "sanitizer build: nginx runs as $TEST_NGINX_BINARY"
+}
+
+
+# non-zero when a sanitizer wrote a report
+sanitizer_reports()
+{
+    local f found=0
+
+    for f in "$SAN_DIR"/*; do
+        [ -f "$f" ] || continue
+        say "sanitizer report $f:"
+        cat "$f" >&2
+        found=1
+    done
+
+    return $found
+}
+
+
+export_suite_env()
+{
+    local so=$1 pg
+
+    eval "$(bash "$SAVEITEM_PG_SH" env)"
+    pg="port=$SAVEITEM_PG_PORT dbname=saveitem user=postgres"
+
+    export PATH=$PG_BIN:$PATH
+    export TEST_NGINX_SAVEITEM_MODULE=$so
+    export TEST_NGINX_PG_HOST=127.0.0.1
+    export TEST_NGINX_PG_PORT=$SAVEITEM_PG_PORT
+    export TEST_NGINX_PG_SOCKET=$SAVEITEM_PG_SOCKET
+    export TEST_NGINX_PG_DB=saveitem
+    export TEST_NGINX_PG_USER=postgres
+    export TEST_NGINX_DB="host=$SAVEITEM_PG_SOCKET $pg"
+    export TEST_NGINX_DB_TCP="hostaddr=127.0.0.1 $pg"
+    export TEST_NGINX_DEAD_PORT
+    TEST_NGINX_DEAD_PORT=$(pick_dead_port)
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-19847}
+    export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$NGINX}
+    export TEST_NGINX_SAVEITEM_BATCH=${SAVEITEM_TEST_BATCH:-on}
+
+    case $TEST_NGINX_SAVEITEM_BATCH in
+    on|off) ;;
+    *) die "SAVEITEM_TEST_BATCH must be on or off" ;;
+    esac
+
+    if port_open 127.0.0.1 "$TEST_NGINX_PORT"; then
+        die "TEST_NGINX_PORT $TEST_NGINX_PORT is in use; set another"
+    fi
+}
+
+
+# prove's command line, in PROVE: -I for the project's runner when
+# Test::Nginx is not installed; file arguments made relative to the
+# repository, where prove runs
+prove_cmd()
+{
+    local cwd=$1 arg
+    local -a files=()
+
+    shift
+    PROVE=(prove -v -r)
+
+    if perl -MTest::Nginx::Socket -e1 2>/dev/null; then
+        say "using the installed Test::Nginx"
+    else
+        [ -d "$SAVEITEM_ROOT/util/test-nginx/lib" ] \
+            || die "no Test::Nginx and no util/test-nginx/lib"
+        PROVE+=(-I "$SAVEITEM_ROOT/util/test-nginx/lib")
+    fi
+
+    for arg in "$@"; do
+        case $arg in
+        -*) PROVE+=("$arg") ;;
+        *)  files+=("$(cd "$cwd" \
+                       && realpath -m --relative-base="$SAVEITEM_ROOT" "$arg")")
+            ;;
+        esac
+    done
+
+    [ ${#files[@]} -gt 0 ] || files=(t/)
+    PROVE+=("${files[@]}")
+}
+
+
+main()
+{
+    local cwd=$PWD so status=0
+
+    cd "$SAVEITEM_ROOT"
+
+    bash util/deps.sh test
+    so=$(bash util/build.sh)
+    prove_cmd "$cwd" "$@"
+    take_lock
+
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    stop_suite_nginx
+    rm -rf "$SAN_DIR"
+    bash util/pg.sh start 9>&-
+    setup_sanitizer "$so"
+    export_suite_env "$so"
+
+    # in its own process group, waited for in the background: a signal to
+    # this script runs the traps at once and stops prove with its tests
+    say "${PROVE[*]}"
+    setsid "${PROVE[@]}" 9>&- &
+    prove_pid=$!
+    wait "$prove_pid" || status=$?
+    prove_pid=
+
+    if ! sanitizer_reports && [ "$status" -eq 0 ]; then
+        status=1
+    fi
+
+    exit "$status"
+}
+
+
+main "$@"
