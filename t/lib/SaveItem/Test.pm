@@ -1,0 +1,127 @@
+package SaveItem::Test;
+
+# What the t/*.t files share: loading the module into every block, the
+# database settings from $TEST_NGINX_* (set by util/test.sh), psql, and the
+# check that every key a client got names a row holding its document.
+
+use strict;
+use warnings;
+
+use Test::More;
+use Test::Nginx::Socket ();
+use JSON::PP ();
+
+use Exporter 'import';
+our @EXPORT = qw(psql pg_restart setup_tables check_pk_log pk_log_config);
+
+for my $var (qw(TEST_NGINX_SAVEITEM_MODULE TEST_NGINX_PG_SOCKET
+                TEST_NGINX_PG_PORT TEST_NGINX_DB))
+{
+    die "$var is not set: run the suite with `make test` (util/test.sh)\n"
+        unless defined $ENV{$var};
+}
+
+# every block loads the module, and gets the shared http config unless it
+# brings its own
+Test::Nginx::Socket::add_block_preprocessor(sub {
+    my $block = shift;
+
+    if (!defined $block->main_config) {
+        $block->set_value('main_config',
+                          "load_module $ENV{TEST_NGINX_SAVEITEM_MODULE};");
+    }
+});
+
+
+sub psql {
+    my ($sql) = @_;
+
+    my @cmd = ('psql', '-X', '-q', '-v', 'VERBOSITY=terse', '-A', '-t', '-v', 'ON_ERROR_STOP=1',
+               '-h', $ENV{TEST_NGINX_PG_SOCKET}, '-p', $ENV{TEST_NGINX_PG_PORT},
+               '-U', $ENV{TEST_NGINX_PG_USER} || 'postgres',
+               '-d', $ENV{TEST_NGINX_PG_DB} || 'saveitem');
+
+    open my $fh, '|-', @cmd, '-o', "/tmp/saveitem-psql.$$"
+        or die "cannot run psql: $!";
+    print $fh $sql;
+    close $fh or die "psql failed ($?) on: $sql\n";
+
+    open my $out, '<', "/tmp/saveitem-psql.$$" or die $!;
+    local $/;
+    my $res = <$out>;
+    close $out;
+    unlink "/tmp/saveitem-psql.$$";
+
+    $res = '' unless defined $res;
+    $res =~ s/\s+\z//;
+
+    return $res;
+}
+
+
+sub pg_restart {
+    system($ENV{SAVEITEM_PG_SH}, 'restart') == 0
+        or die "util/pg.sh restart failed";
+}
+
+
+sub setup_tables {
+    psql(shift);
+}
+
+
+# an access log of "pk <TAB> body" for every stored request of the file,
+# outside the server root that each block wipes
+
+sub pk_log_config {
+    my ($file) = @_;
+
+    return <<"_EOC_";
+    log_format saveitem_pk escape=json
+                           '\$uri\t\$saveitem_pk\t\$request_body';
+    access_log $file saveitem_pk if=\$saveitem_pk;
+_EOC_
+}
+
+
+# every key a client got names a row that holds its document; $tables maps
+# a URI to [table, key column, document column]
+
+sub check_pk_log {
+    my ($file, $tables, $min) = @_;
+
+    open my $fh, '<', $file or die "cannot read $file: $!";
+    my @lines = <$fh>;
+    close $fh;
+
+    my $json = JSON::PP->new->allow_nonref;
+    my ($n, %seen) = (0);
+
+    for my $line (@lines) {
+        chomp $line;
+        my ($uri, $pk, $body) = split /\t/, $line, 3;
+        next if !defined $body || $body eq '';
+
+        my $t = $tables->{$uri} or die "no table for $uri in check_pk_log";
+        my ($table, $key, $col) = @$t;
+
+        # escape=json left both as the inside of a JSON string
+        $pk = $json->decode(qq{"$pk"});
+        $body = $json->decode(qq{"$body"});
+
+        ok(!$seen{"$uri $pk"}++, "key $pk of $table was given once");
+
+        my $tag = '$b' . int(rand(1e9)) . '$';
+        my $lit = "'" . ($pk =~ s/'/''/gr) . "'";
+
+        is(psql("SELECT ${col}::jsonb = ${tag}${body}${tag}::jsonb"
+                . " FROM $table WHERE $key = $lit"),
+           't', "row $pk of $table holds the document its client sent");
+        $n++;
+    }
+
+    cmp_ok($n, '>=', $min, "at least $min stored documents checked");
+    unlink $file;
+}
+
+1;
