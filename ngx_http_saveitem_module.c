@@ -79,8 +79,16 @@ static char *ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_conninfo(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db);
-static char *ngx_http_saveitem_resolve(ngx_conf_t *cf,
-    ngx_http_saveitem_db_t *db, const char *hosts);
+static ngx_uint_t ngx_http_saveitem_secret(ngx_str_t *conninfo);
+static int ngx_http_saveitem_chomp(const char *s);
+static ngx_int_t ngx_http_saveitem_resolve(ngx_conf_t *cf,
+    ngx_http_saveitem_db_t *db, const char *hosts, const char *ports);
+static void ngx_http_saveitem_list_item(const char *list, ngx_uint_t i,
+    ngx_str_t *item);
+static void ngx_http_saveitem_list_add(u_char **p, u_char *last,
+    ngx_str_t *item);
+static ngx_int_t ngx_http_saveitem_list_copy(ngx_conf_t *cf, ngx_str_t *dst,
+    u_char *buf, u_char *last);
 static ngx_int_t ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name,
     size_t max_parts, ngx_str_t *quoted);
 static ngx_int_t ngx_http_saveitem_add_variables(ngx_conf_t *cf);
@@ -144,6 +152,9 @@ ngx_module_t  ngx_http_saveitem_module = {
     NULL,                                  /* exit master */
     NGX_MODULE_V1_PADDING
 };
+
+
+static ngx_str_t  ngx_http_saveitem_none = ngx_string("");
 
 
 static ngx_http_variable_t  ngx_http_saveitem_vars[] = {
@@ -1092,13 +1103,13 @@ invalid:
 static char *
 ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
 {
-    u_char                  *p, *last;
-    char                    *errmsg, *env;
-    ngx_int_t                n;
-    const char              *hosts;
-    PQconninfoOption        *opts, *o;
-    ngx_uint_t               hostaddr;
-    u_char                   buf[1024];
+    u_char            *p, *last;
+    char              *errmsg, *hosts, *ports, *timeout;
+    char              *rv;
+    ngx_int_t          n;
+    ngx_uint_t         hostaddr;
+    PQconninfoOption  *opts, *o;
+    u_char             buf[1024];
 
     errmsg = NULL;
     opts = PQconninfoParse((char *) db->conninfo.data, &errmsg);
@@ -1106,12 +1117,18 @@ ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
     if (opts == NULL) {
         /* libpq's message may quote a part of the string: a password */
 
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "invalid conninfo in \"saveitem_database\"%s%s",
-                           errmsg && ngx_strstr(db->conninfo.data, "pass")
-                                     == NULL ? ": " : "",
-                           errmsg && ngx_strstr(db->conninfo.data, "pass")
-                                     == NULL ? errmsg : "");
+        if (errmsg && !ngx_http_saveitem_secret(&db->conninfo)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid conninfo in \"saveitem_database\": "
+                               "%*s", ngx_http_saveitem_chomp(errmsg),
+                               errmsg);
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid conninfo in \"saveitem_database\" "
+                               "(libpq's message is not shown: it may quote "
+                               "the password)");
+        }
+
         if (errmsg) {
             PQfreemem(errmsg);
         }
@@ -1119,49 +1136,24 @@ ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
         return NGX_CONF_ERROR;
     }
 
+    rv = NGX_CONF_ERROR;
     p = buf;
     last = buf + sizeof(buf) - 1;
     hosts = NULL;
-    hostaddr = 0;
+    ports = NULL;
+    timeout = getenv("PGCONNECT_TIMEOUT");
+    hostaddr = (getenv("PGHOSTADDR") != NULL);
 
     db->connect_timeout = 5000;
 
-    env = getenv("PGCONNECT_TIMEOUT");
-
     for (o = opts; o->keyword; o++) {
 
-        if (ngx_strcmp(o->keyword, "connect_timeout") == 0) {
-            if (o->val == NULL) {
-                if (env == NULL) {
-                    continue;
-                }
-
-                o->val = env;
-            }
-
-            n = ngx_atoi((u_char *) o->val, ngx_strlen(o->val));
-
-            if (n == NGX_ERROR) {
-                PQconninfoFree(opts);
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "invalid connect_timeout \"%s\"", o->val);
-                return NGX_CONF_ERROR;
-            }
-
-            /* as libpq: 0 is "no limit", and at least 2 seconds */
-
-            if (n > 0) {
-                db->connect_timeout = ngx_max(n, 2) * 1000;
-            }
-
-            if (o->val == env) {
-                o->val = NULL;
-            }
-
+        if (o->val == NULL || o->val[0] == '\0') {
             continue;
         }
 
-        if (o->val == NULL || o->val[0] == '\0') {
+        if (ngx_strcmp(o->keyword, "connect_timeout") == 0) {
+            timeout = o->val;
             continue;
         }
 
@@ -1171,8 +1163,10 @@ ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
         } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
             hostaddr = 1;
 
-        } else if (ngx_strcmp(o->keyword, "port") != 0
-                   && ngx_strcmp(o->keyword, "dbname") != 0
+        } else if (ngx_strcmp(o->keyword, "port") == 0) {
+            ports = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "dbname") != 0
                    && ngx_strcmp(o->keyword, "user") != 0)
         {
             continue;
@@ -1188,125 +1182,279 @@ ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
 
     db->display.len = p - buf;
     db->display.data = ngx_pnalloc(cf->pool, db->display.len);
-
     if (db->display.data == NULL) {
-        PQconninfoFree(opts);
-        return NGX_CONF_ERROR;
+        goto done;
     }
 
     ngx_memcpy(db->display.data, buf, db->display.len);
 
-    if (hosts == NULL && getenv("PGHOSTADDR") == NULL) {
+    if (timeout != NULL) {
+        n = ngx_atoi((u_char *) timeout, ngx_strlen(timeout));
+
+        if (n == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid connect_timeout \"%s\"", timeout);
+            goto done;
+        }
+
+        /* as libpq: 0 is "no limit", and at least 2 seconds */
+
+        if (n > 0) {
+            db->connect_timeout = ngx_max(n, 2) * 1000;
+        }
+    }
+
+    if (hosts == NULL) {
         hosts = getenv("PGHOST");
     }
 
-    if (hosts != NULL && !hostaddr
-        && ngx_http_saveitem_resolve(cf, db, hosts) != NGX_CONF_OK)
-    {
-        PQconninfoFree(opts);
-        return NGX_CONF_ERROR;
+    if (ports == NULL) {
+        ports = getenv("PGPORT");
     }
+
+    if (hosts != NULL && !hostaddr
+        && ngx_http_saveitem_resolve(cf, db, hosts, ports) != NGX_OK)
+    {
+        goto done;
+    }
+
+    rv = NGX_CONF_OK;
+
+done:
 
     PQconninfoFree(opts);
 
-    return NGX_CONF_OK;
+    return rv;
+}
+
+
+/* a password may be written in it: as a keyword, or in a URI */
+
+static ngx_uint_t
+ngx_http_saveitem_secret(ngx_str_t *conninfo)
+{
+    return ngx_strcasestrn(conninfo->data, "password", 8 - 1) != NULL
+           || ngx_strchr(conninfo->data, '@') != NULL;
+}
+
+
+static int
+ngx_http_saveitem_chomp(const char *s)
+{
+    size_t  len;
+
+    len = ngx_strlen(s);
+
+    while (len && (s[len - 1] == '\n' || s[len - 1] == ' ')) {
+        len--;
+    }
+
+    return (int) len;
 }
 
 
 /*
- * "host" is a comma-separated list; each entry is a socket directory,
- * an address, or a name, which gets its first address in "hostaddr"
+ * "host" and "port" are comma-separated lists.  A socket directory or an
+ * address stays as it is; a name becomes one entry per address it
+ * resolves to, with the address in "hostaddr", as libpq would try them.
  */
 
-static char *
+static ngx_int_t
 ngx_http_saveitem_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
-    const char *hosts)
+    const char *hosts, const char *ports)
 {
     int               rc;
-    u_char           *p, *last, *start, *end;
-    ngx_uint_t        named;
-    struct addrinfo   hints, *res;
-    u_char            host[NGX_MAXHOSTNAMELEN];
-    u_char            buf[1024];
+    u_char           *h, *a, *pt, *hlast, *alast, *plast;
+    ngx_str_t         host, port;
+    ngx_uint_t        named, nports, i;
+    struct addrinfo   hints, *res, *ai;
+    u_char            name[NGX_MAXHOSTNAMELEN];
     u_char            addr[NGX_SOCKADDR_STRLEN];
+    u_char            hbuf[2048], abuf[2048], pbuf[1024];
 
-    p = buf;
-    last = buf + sizeof(buf);
-    named = 0;
-    start = (u_char *) hosts;
+    nports = 0;
 
-    for ( ;; ) {
-        end = (u_char *) ngx_strchr(start, ',');
+    if (ports != NULL && ports[0] != '\0') {
+        nports = 1;
 
-        if (end == NULL) {
-            end = start + ngx_strlen(start);
-        }
-
-        if ((size_t) (end - start) >= sizeof(host)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host name too long");
-            return NGX_CONF_ERROR;
-        }
-
-        ngx_cpystrn(host, start, end - start + 1);
-
-        if (host[0] != '\0' && host[0] != '/' && host[0] != '@') {
-            ngx_memzero(&hints, sizeof(struct addrinfo));
-            hints.ai_family = AF_UNSPEC;
-            hints.ai_socktype = SOCK_STREAM;
-            hints.ai_flags = AI_NUMERICHOST;
-
-            rc = getaddrinfo((char *) host, NULL, &hints, &res);
-
-            if (rc != 0) {
-                hints.ai_flags = AI_ADDRCONFIG;
-                rc = getaddrinfo((char *) host, NULL, &hints, &res);
-
-                if (rc != 0) {
-                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                       "host not found in "
-                                       "\"saveitem_database\": \"%s\": %s",
-                                       host, gai_strerror(rc));
-                    return NGX_CONF_ERROR;
-                }
-
-                named = 1;
+        for (i = 0; ports[i]; i++) {
+            if (ports[i] == ',') {
+                nports++;
             }
-
-            (void) ngx_sock_ntop(res->ai_addr, res->ai_addrlen, addr,
-                                 NGX_SOCKADDR_STRLEN, 0);
-            freeaddrinfo(res);
-
-            p = ngx_slprintf(p, last, "%s", addr);
         }
+    }
 
-        if (*end == '\0') {
+    h = hbuf;
+    a = abuf;
+    pt = pbuf;
+    hlast = hbuf + sizeof(hbuf) - 1;
+    alast = abuf + sizeof(abuf) - 1;
+    plast = pbuf + sizeof(pbuf) - 1;
+    named = 0;
+
+    for (i = 0; /* void */ ; i++) {
+        ngx_http_saveitem_list_item(hosts, i, &host);
+
+        if (host.data == NULL) {
             break;
         }
 
-        p = ngx_slprintf(p, last, ",");
-        start = end + 1;
+        if (nports > 1) {
+            ngx_http_saveitem_list_item(ports, i, &port);
+
+            if (port.data == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"saveitem_database\" has fewer ports "
+                                   "than hosts");
+                return NGX_ERROR;
+            }
+
+        } else {
+            port.len = 0;
+            port.data = NULL;
+        }
+
+        if (host.len >= sizeof(name)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host name too long");
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(name, host.data, host.len + 1);
+
+        if (name[0] == '\0' || name[0] == '/' || name[0] == '@') {
+            /* a unix socket */
+            ngx_http_saveitem_list_add(&h, hlast, &host);
+            ngx_http_saveitem_list_add(&a, alast, NULL);
+            ngx_http_saveitem_list_add(&pt, plast, &port);
+            continue;
+        }
+
+        ngx_memzero(&hints, sizeof(struct addrinfo));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST;
+
+        rc = getaddrinfo((char *) name, NULL, &hints, &res);
+
+        if (rc != 0) {
+            hints.ai_flags = AI_ADDRCONFIG;
+            rc = getaddrinfo((char *) name, NULL, &hints, &res);
+
+            if (rc != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "host not found in \"saveitem_database\": "
+                                   "\"%s\": %s", name, gai_strerror(rc));
+                return NGX_ERROR;
+            }
+
+            named = 1;
+        }
+
+        for (ai = res; ai; ai = ai->ai_next) {
+            addr[0] = '\0';
+            (void) ngx_sock_ntop(ai->ai_addr, ai->ai_addrlen, addr,
+                                 NGX_SOCKADDR_STRLEN, 0);
+
+            ngx_http_saveitem_list_add(&h, hlast, &host);
+            ngx_http_saveitem_list_add(&pt, plast, &port);
+
+            host.len = ngx_strlen(addr);
+            host.data = addr;
+            ngx_http_saveitem_list_add(&a, alast, &host);
+            host.len = ngx_strlen(name);
+            host.data = name;
+        }
+
+        freeaddrinfo(res);
     }
 
     if (!named) {
-        return NGX_CONF_OK;
+        return NGX_OK;
     }
 
-    if (p == last) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host list too long");
-        return NGX_CONF_ERROR;
+    if (h == hlast || a == alast || pt == plast) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many hosts in \"saveitem_database\"");
+        return NGX_ERROR;
     }
 
-    *p = '\0';
-
-    db->hostaddr.len = p - buf;
-    db->hostaddr.data = ngx_pnalloc(cf->pool, db->hostaddr.len + 1);
-    if (db->hostaddr.data == NULL) {
-        return NGX_CONF_ERROR;
+    if (ngx_http_saveitem_list_copy(cf, &db->host, hbuf, h) != NGX_OK
+        || ngx_http_saveitem_list_copy(cf, &db->hostaddr, abuf, a) != NGX_OK)
+    {
+        return NGX_ERROR;
     }
 
-    ngx_memcpy(db->hostaddr.data, buf, db->hostaddr.len + 1);
+    if (nports > 1
+        && ngx_http_saveitem_list_copy(cf, &db->port, pbuf, pt) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
-    return NGX_CONF_OK;
+    ngx_conf_log_error(NGX_LOG_INFO, cf, 0,
+                       "saveitem: \"%s\" resolved to \"%V\" now; libpq "
+                       "would resolve it blockingly in every worker",
+                       hosts, &db->hostaddr);
+
+    return NGX_OK;
+}
+
+
+/* the i-th element of a comma-separated list, or a NULL data */
+
+static void
+ngx_http_saveitem_list_item(const char *list, ngx_uint_t i, ngx_str_t *item)
+{
+    const char  *p, *end;
+
+    p = list;
+
+    while (i--) {
+        p = ngx_strchr(p, ',');
+
+        if (p == NULL) {
+            item->len = 0;
+            item->data = NULL;
+            return;
+        }
+
+        p++;
+    }
+
+    end = ngx_strchr(p, ',');
+
+    if (end == NULL) {
+        end = p + ngx_strlen(p);
+    }
+
+    item->data = (u_char *) p;
+    item->len = end - p;
+}
+
+
+static void
+ngx_http_saveitem_list_add(u_char **p, u_char *last, ngx_str_t *item)
+{
+    /* each item with a leading comma: ngx_http_saveitem_list_copy() */
+
+    *p = ngx_slprintf(*p, last, ",%V",
+                      item && item->data ? item : &ngx_http_saveitem_none);
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_list_copy(ngx_conf_t *cf, ngx_str_t *dst, u_char *buf,
+    u_char *last)
+{
+    dst->len = last - buf - 1;
+    dst->data = ngx_pnalloc(cf->pool, dst->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, buf + 1, dst->len);
+    dst->data[dst->len] = '\0';
+
+    return NGX_OK;
 }
 
 

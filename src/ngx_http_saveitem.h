@@ -46,7 +46,9 @@ typedef struct {
 struct ngx_http_saveitem_db_s {
     ngx_str_t                     conninfo;   /* null-terminated */
     ngx_str_t                     display;    /* without a password */
-    ngx_str_t                     hostaddr;   /* resolved names, or empty */
+    ngx_str_t                     host;       /* names, as resolved */
+    ngx_str_t                     hostaddr;   /* their addresses */
+    ngx_str_t                     port;       /* as many as hosts */
     ngx_uint_t                    pool_size;
     ngx_uint_t                    queue_size;
     ngx_msec_t                    queue_timeout;
@@ -109,6 +111,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_queue_t                   free;       /* jobs */
 
     ngx_uint_t                    nconns;
+    ngx_uint_t                    nidle;
     ngx_uint_t                    nconnecting;
     ngx_uint_t                    nwaiting;
 

@@ -260,7 +260,11 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
         return NGX_DECLINED;
     }
 
-    if (pool->nwaiting >= db->queue_size) {
+    /* "queue" counts the jobs that wait beyond what can start at once */
+
+    if (pool->nwaiting >= db->queue_size + pool->nidle
+                         + (db->pool_size - pool->nconns))
+    {
         return NGX_BUSY;
     }
 
@@ -487,7 +491,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 {
     PGconn                    *pg;
     ngx_uint_t                 n;
-    const char                *keywords[5], *values[5];
+    const char                *keywords[7], *values[7];
     ngx_http_saveitem_db_t    *db;
     ngx_http_saveitem_conn_t  *sc;
 
@@ -508,8 +512,15 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     values[n++] = "nginx saveitem";
 
     if (db->hostaddr.len) {
+        keywords[n] = "host";
+        values[n++] = (const char *) db->host.data;
         keywords[n] = "hostaddr";
         values[n++] = (const char *) db->hostaddr.data;
+
+        if (db->port.len) {
+            keywords[n] = "port";
+            values[n++] = (const char *) db->port.data;
+        }
     }
 
     keywords[n] = NULL;
@@ -952,6 +963,7 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
     ngx_queue_remove(&sc->queue);
     ngx_queue_insert_tail(&pool->busy, &sc->queue);
     ngx_queue_insert_tail(&sc->jobs, &job->queue);
+    pool->nidle--;
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->c->idle = 0;
@@ -1569,6 +1581,7 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 
     ngx_queue_remove(&sc->queue);
     ngx_queue_insert_head(&pool->idle, &sc->queue);
+    pool->nidle++;
 
     ngx_http_saveitem_dispatch(pool);
 }
@@ -1663,6 +1676,10 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
 
     if (sc->pg) {
         PQfinish(sc->pg);
+    }
+
+    if (sc->state == NGX_HTTP_SAVEITEM_IDLE) {
+        pool->nidle--;
     }
 
     ngx_queue_remove(&sc->queue);

@@ -26,7 +26,7 @@ for my $var (qw(TEST_NGINX_SAVEITEM_MODULE TEST_NGINX_PG_SOCKET
 Test::Nginx::Socket::add_block_preprocessor(sub {
     my $block = shift;
 
-    if (!defined $block->main_config) {
+    if (defined $block->config && !defined $block->main_config) {
         $block->set_value('main_config',
                           "load_module $ENV{TEST_NGINX_SAVEITEM_MODULE};");
     }
