@@ -25,6 +25,8 @@ typedef struct {
     ngx_http_saveitem_db_t       *db;
     ngx_int_t                     stmt;
     ngx_msec_t                    query_timeout;
+    ngx_uint_t                    batch_rows;
+    size_t                        batch_bytes;
     u_char                       *file;
     ngx_uint_t                    line;
 } ngx_http_saveitem_loc_conf_t;
@@ -77,6 +79,8 @@ static char *ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_saveitem_conninfo(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db);
 static ngx_uint_t ngx_http_saveitem_secret(ngx_str_t *conninfo);
@@ -89,6 +93,7 @@ static void ngx_http_saveitem_list_add(u_char **p, u_char *last,
     ngx_str_t *item);
 static ngx_int_t ngx_http_saveitem_list_copy(ngx_conf_t *cf, ngx_str_t *dst,
     u_char *buf, u_char *last);
+static ngx_uint_t ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name,
     size_t max_parts, ngx_str_t *quoted);
 static ngx_int_t ngx_http_saveitem_add_variables(ngx_conf_t *cf);
@@ -108,6 +113,13 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
     { ngx_string("saveitem_database"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_saveitem_database,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_batch"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_saveitem_batch,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -325,6 +337,8 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     job->timeout = slcf->query_timeout;
     job->body = body.data;
     job->body_len = body.len;
+    job->batch_rows = slcf->batch_rows;
+    job->batch_bytes = slcf->batch_bytes;
 
     rc = ngx_http_saveitem_job_post(job);
 
@@ -499,16 +513,16 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
         err.message.len = ngx_strlen(job->message);
     }
 
-    if (job->res) {
-        err.sqlstate = PQresultErrorField(job->res, PG_DIAG_SQLSTATE);
-        msg = PQresultErrorField(job->res, PG_DIAG_MESSAGE_PRIMARY);
+    if (job->sqlstate[0]) {
+        err.sqlstate = (const char *) job->sqlstate;
+        ngx_memcpy(ctx->sqlstate, job->sqlstate, sizeof(ctx->sqlstate));
+
+        msg = job->res ? PQresultErrorField(job->res, PG_DIAG_MESSAGE_PRIMARY)
+                       : job->message;
 
         if (msg == NULL) {
             msg = "unknown error";
         }
-
-        ngx_cpystrn(ctx->sqlstate, (u_char *) err.sqlstate,
-                    sizeof(ctx->sqlstate));
 
         level = (err.status < NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_INFO
                                                               : NGX_LOG_ERR;
@@ -798,6 +812,8 @@ ngx_http_saveitem_create_loc_conf(ngx_conf_t *cf)
     conf->db = NGX_CONF_UNSET_PTR;
     conf->stmt = NGX_CONF_UNSET;
     conf->query_timeout = NGX_CONF_UNSET_MSEC;
+    conf->batch_rows = NGX_CONF_UNSET_UINT;
+    conf->batch_bytes = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -809,17 +825,30 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_saveitem_loc_conf_t *prev = parent;
     ngx_http_saveitem_loc_conf_t *conf = child;
 
+    ngx_http_saveitem_main_conf_t  *smcf;
+
     ngx_conf_merge_ptr_value(conf->db, prev->db, NULL);
     ngx_conf_merge_msec_value(conf->query_timeout, prev->query_timeout,
                               30000);
+    ngx_conf_merge_uint_value(conf->batch_rows, prev->batch_rows, 64);
+    ngx_conf_merge_size_value(conf->batch_bytes, prev->batch_bytes,
+                              256 * 1024);
 
-    if (conf->stmt != NGX_CONF_UNSET && conf->db == NULL) {
+    if (conf->stmt == NGX_CONF_UNSET) {
+        return NGX_CONF_OK;
+    }
+
+    if (conf->db == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                       "\"saveitem\" in %s:%ui needs a \"saveitem_database\" "
                       "in its location, server or http block",
                       conf->file, conf->line);
         return NGX_CONF_ERROR;
     }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
+
+    smcf->batch_max = ngx_max(smcf->batch_max, conf->batch_rows);
 
     return NGX_CONF_OK;
 }
@@ -832,8 +861,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_saveitem_loc_conf_t *slcf = conf;
 
-    u_char                         *p;
-    ngx_str_t                      *value, table, column, returning, sql;
+    ngx_str_t                      *value, table, column, returning;
     ngx_uint_t                      i;
     ngx_http_saveitem_stmt_t       *stmt;
     ngx_http_core_loc_conf_t       *clcf;
@@ -884,26 +912,15 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    sql.len = sizeof("INSERT INTO  () VALUES ($1) RETURNING ") - 1
-              + table.len + column.len + returning.len;
-
-    sql.data = ngx_pnalloc(cf->pool, sql.len + 1);
-    if (sql.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    p = ngx_sprintf(sql.data, "INSERT INTO %V (%V) VALUES ($1) RETURNING %V",
-                    &table, &column, &returning);
-    *p = '\0';
-
-    /* one prepared statement per distinct text */
+    /* one statement (and its batch forms) per table, column, key */
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
     stmt = smcf->stmts.elts;
 
     for (i = 0; i < smcf->stmts.nelts; i++) {
-        if (stmt[i].sql.len == sql.len
-            && ngx_strcmp(stmt[i].sql.data, sql.data) == 0)
+        if (ngx_http_saveitem_streq(&stmt[i].table, &table)
+            && ngx_http_saveitem_streq(&stmt[i].column, &column)
+            && ngx_http_saveitem_streq(&stmt[i].returning, &returning))
         {
             break;
         }
@@ -915,18 +932,11 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             return NGX_CONF_ERROR;
         }
 
-        stmt->sql = sql;
+        ngx_memzero(stmt, sizeof(ngx_http_saveitem_stmt_t));
+
         stmt->table = table;
-
-        stmt->name.data = ngx_pnalloc(cf->pool, sizeof("saveitem_") - 1
-                                                + NGX_INT_T_LEN + 1);
-        if (stmt->name.data == NULL) {
-            return NGX_CONF_ERROR;
-        }
-
-        p = ngx_sprintf(stmt->name.data, "saveitem_%ui", i);
-        *p = '\0';
-        stmt->name.len = p - stmt->name.data;
+        stmt->column = column;
+        stmt->returning = returning;
     }
 
     slcf->stmt = i;
@@ -935,6 +945,94 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_saveitem_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b)
+{
+    return a->len == b->len && ngx_strncmp(a->data, b->data, a->len) == 0;
+}
+
+
+/* saveitem_batch off | on [rows=<n>] [bytes=<size>]; */
+
+static char *
+ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    ssize_t      size;
+    ngx_int_t    n;
+    ngx_str_t   *value, s;
+    ngx_uint_t   i;
+
+    if (slcf->batch_rows != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        if (cf->args->nelts > 2) {
+            return "takes no parameters with \"off\"";
+        }
+
+        slcf->batch_rows = 1;
+        slcf->batch_bytes = 0;
+        return NGX_CONF_OK;
+    }
+
+    if (ngx_strcmp(value[1].data, "on") != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\", it must be \"on\" or "
+                           "\"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->batch_rows = 64;
+    slcf->batch_bytes = 256 * 1024;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "rows=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+
+            /* PostgreSQL takes 65535 parameters; plans get slow before */
+
+            if (n == NGX_ERROR || n < 1 || n > 1000) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": rows must be "
+                                   "1 to 1000", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            slcf->batch_rows = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "bytes=", 6) == 0) {
+            s.data = value[i].data + 6;
+            s.len = value[i].len - 6;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR || size == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            slcf->batch_bytes = size;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1488,6 +1586,10 @@ ngx_http_saveitem_init_process(ngx_cycle_t *cycle)
                                                ngx_http_saveitem_module);
     if (smcf == NULL) {
         return NGX_OK;
+    }
+
+    if (ngx_http_saveitem_stmts_init(cycle, smcf) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     dbp = smcf->dbs.elts;

@@ -34,10 +34,17 @@ typedef enum {
 } ngx_http_saveitem_outcome_e;
 
 
+/*
+ * An INSERT, as 1, 2, ... rows: the text and name of each, null-terminated;
+ * [1] is the plain single-row statement.  Made in each worker at start.
+ */
+
 typedef struct {
-    ngx_str_t                     sql;        /* null-terminated */
-    ngx_str_t                     name;       /* null-terminated */
-    ngx_str_t                     table;      /* quoted, for the log */
+    ngx_str_t                     table;      /* quoted */
+    ngx_str_t                     column;     /* quoted */
+    ngx_str_t                     returning;  /* quoted */
+    ngx_str_t                    *sql;        /* [rows] */
+    ngx_str_t                    *name;       /* [rows] */
 } ngx_http_saveitem_stmt_t;
 
 
@@ -53,8 +60,6 @@ struct ngx_http_saveitem_db_s {
     ngx_uint_t                    queue_size;
     ngx_msec_t                    queue_timeout;
     ngx_msec_t                    connect_timeout;
-    ngx_uint_t                    batch_rows;
-    size_t                        batch_bytes;
     ngx_http_saveitem_pool_t     *pool;       /* this worker's */
     u_char                       *file;
     ngx_uint_t                    line;
@@ -64,6 +69,7 @@ struct ngx_http_saveitem_db_s {
 typedef struct {
     ngx_array_t                   dbs;        /* ngx_http_saveitem_db_t * */
     ngx_array_t                   stmts;      /* ngx_http_saveitem_stmt_t */
+    ngx_uint_t                    batch_max;  /* rows, over all locations */
 } ngx_http_saveitem_main_conf_t;
 
 
@@ -85,17 +91,21 @@ struct ngx_http_saveitem_job_s {
     ngx_msec_t                    timeout;
     u_char                       *body;       /* null-terminated */
     size_t                        body_len;
+    ngx_uint_t                    batch_rows; /* 1: never with others */
+    size_t                        batch_bytes;
 
     ngx_http_saveitem_outcome_e   outcome;
     ngx_uint_t                    status;
     const char                   *error;      /* machine-readable code */
     const char                   *message;    /* for the client */
     PGresult                     *res;        /* the error, owned */
+    u_char                        sqlstate[6];
     ngx_str_t                     pk;
     u_char                        pk_buf[64];
     unsigned                      pk_number:1;
     unsigned                      waiting:1;
     unsigned                      failed:1;   /* its statement failed */
+    unsigned                      retry:1;    /* its batch failed */
 };
 
 
@@ -104,6 +114,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_log_t                    *log;
     ngx_http_saveitem_stmt_t     *stmts;
     ngx_uint_t                    nstmts;
+    ngx_uint_t                    batch_max;
 
     ngx_queue_t                   idle;       /* connections */
     ngx_queue_t                   busy;       /* connections */
@@ -115,6 +126,10 @@ struct ngx_http_saveitem_pool_s {
     ngx_uint_t                    nconnecting;
     ngx_uint_t                    nwaiting;
 
+    ngx_uint_t                    nstatements;
+    ngx_uint_t                    nrows;
+    ngx_uint_t                    maxrows;
+
     ngx_msec_t                    backoff;
     ngx_event_t                   retry;      /* end of the backoff */
     ngx_event_t                   dispatch;   /* posted */
@@ -122,6 +137,8 @@ struct ngx_http_saveitem_pool_s {
 };
 
 
+ngx_int_t ngx_http_saveitem_stmts_init(ngx_cycle_t *cycle,
+    ngx_http_saveitem_main_conf_t *smcf);
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_main_conf_t *smcf);
 void ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool);

@@ -71,7 +71,8 @@ struct ngx_http_saveitem_conn_s {
     ngx_msec_t                    timeout;    /* of what is in flight */
     ngx_msec_t                    statement_timeout;  /* 0: unknown */
     PGresult                     *setup_err;
-    u_char                       *prepared;   /* a flag per statement */
+    u_char                       *prepared;   /* [stmt * batch_max + rows] */
+    const char                  **params;     /* [batch_max] */
     unsigned                      fatal:1;
     unsigned                      timedout:1;
 };
@@ -117,8 +118,11 @@ static ngx_int_t ngx_http_saveitem_insert_result(
 static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool,
+    ngx_queue_t *jobs);
+static ngx_uint_t ngx_http_saveitem_retryable(const char *sqlstate);
 static void ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job,
-    PGresult *res, ngx_uint_t late);
+    PGresult *res, ngx_uint_t owner, ngx_uint_t late);
 static void ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     const char *reason);
@@ -128,6 +132,90 @@ static u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf,
 
 
 static ngx_str_t  ngx_http_saveitem_empty = ngx_null_string;
+
+
+/*
+ * Each INSERT as 1 .. batch_max rows.  With several rows, the statement
+ * fails (division by zero, class 22) unless every row was inserted: a
+ * trigger that skips one would leave the keys impossible to map back to
+ * the requests, and the batch is then retried one request at a time.
+ * The keys come back in the order of the VALUES list (t/ checks this).
+ */
+
+ngx_int_t
+ngx_http_saveitem_stmts_init(ngx_cycle_t *cycle,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_uint_t                 i, n, k;
+    ngx_http_saveitem_stmt_t  *stmt;
+
+    stmt = smcf->stmts.elts;
+
+    for (i = 0; i < smcf->stmts.nelts; i++) {
+
+        stmt[i].sql = ngx_pcalloc(cycle->pool,
+                                  (smcf->batch_max + 1) * sizeof(ngx_str_t));
+        stmt[i].name = ngx_pcalloc(cycle->pool,
+                                   (smcf->batch_max + 1) * sizeof(ngx_str_t));
+        if (stmt[i].sql == NULL || stmt[i].name == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (n = 1; n <= smcf->batch_max; n++) {
+
+            len = sizeof("WITH i AS (INSERT INTO  () VALUES  RETURNING ) "
+                         "SELECT  FROM i WHERE 1 / (SELECT CASE count(*) "
+                         "WHEN  THEN 1 ELSE 0 END FROM i) = 1") - 1
+                  + stmt[i].table.len + stmt[i].column.len
+                  + 2 * stmt[i].returning.len
+                  + n * (sizeof(",($)") - 1 + NGX_INT_T_LEN) + NGX_INT_T_LEN;
+
+            p = ngx_pnalloc(cycle->pool, len + 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            stmt[i].sql[n].data = p;
+
+            if (n == 1) {
+                p = ngx_sprintf(p, "INSERT INTO %V (%V) VALUES ($1) "
+                                "RETURNING %V", &stmt[i].table,
+                                &stmt[i].column, &stmt[i].returning);
+
+            } else {
+                p = ngx_sprintf(p, "WITH i AS (INSERT INTO %V (%V) VALUES ",
+                                &stmt[i].table, &stmt[i].column);
+
+                for (k = 1; k <= n; k++) {
+                    p = ngx_sprintf(p, "%s($%ui)", k == 1 ? "" : ",", k);
+                }
+
+                p = ngx_sprintf(p, " RETURNING %V) SELECT %V FROM i WHERE "
+                                "1 / (SELECT CASE count(*) WHEN %ui THEN 1 "
+                                "ELSE 0 END FROM i) = 1",
+                                &stmt[i].returning, &stmt[i].returning, n);
+            }
+
+            *p = '\0';
+            stmt[i].sql[n].len = p - stmt[i].sql[n].data;
+
+            p = ngx_pnalloc(cycle->pool, sizeof("saveitem__") - 1
+                                         + 2 * NGX_INT_T_LEN + 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            stmt[i].name[n].data = p;
+            p = ngx_sprintf(p, "saveitem_%ui_%ui", i, n);
+            *p = '\0';
+            stmt[i].name[n].len = p - stmt[i].name[n].data;
+        }
+    }
+
+    return NGX_OK;
+}
 
 
 ngx_int_t
@@ -145,6 +233,7 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->log = cycle->log;
     pool->stmts = smcf->stmts.elts;
     pool->nstmts = smcf->stmts.nelts;
+    pool->batch_max = smcf->batch_max;
 
     ngx_queue_init(&pool->idle);
     ngx_queue_init(&pool->busy);
@@ -171,6 +260,13 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
 {
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
+
+    if (pool->nstatements) {
+        ngx_log_error(NGX_LOG_NOTICE, pool->log, 0,
+                      "saveitem: %ui rows in %ui statements, %ui at most "
+                      "in one, on %V", pool->nrows, pool->nstatements,
+                      pool->maxrows, &pool->db->display);
+    }
 
     if (pool->retry.timer_set) {
         ngx_del_timer(&pool->retry);
@@ -526,14 +622,16 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     keywords[n] = NULL;
     values[n] = NULL;
 
-    sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t) + pool->nstmts,
-                    pool->log);
+    sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
+                    + pool->batch_max * sizeof(const char *)
+                    + pool->nstmts * (pool->batch_max + 1), pool->log);
     if (sc == NULL) {
         return;
     }
 
     sc->pool = pool;
-    sc->prepared = (u_char *) &sc[1];
+    sc->params = (const char **) &sc[1];
+    sc->prepared = (u_char *) &sc->params[pool->batch_max];
     sc->log = *pool->log;
     sc->log.action = "connecting to PostgreSQL";
     ngx_queue_init(&sc->jobs);
@@ -932,38 +1030,75 @@ ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc)
 }
 
 
-/* takes the next waiting job and sends its statement, with any setup */
+/*
+ * Takes the first waiting job and those queued behind it that can share
+ * its statement (group commit: what waits when a connection becomes free,
+ * never more waiting), and sends them as one INSERT with any setup first.
+ */
 
 static void
 ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
 {
     int                        rc;
     u_char                    *last;
+    size_t                     bytes;
     ngx_msec_t                 st;
-    ngx_queue_t               *q;
-    const char                *value;
-    ngx_http_saveitem_job_t   *job;
+    ngx_uint_t                 n, max, idx;
+    ngx_queue_t               *q, *next;
+    ngx_http_saveitem_job_t   *first, *job;
     ngx_http_saveitem_stmt_t  *stmt;
     ngx_http_saveitem_pool_t  *pool;
     u_char                     set[64];
 
     pool = sc->pool;
 
-    q = ngx_queue_head(&pool->waiting);
-    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+    first = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                           ngx_http_saveitem_job_t, queue);
 
-    ngx_queue_remove(q);
-    pool->nwaiting--;
-    job->waiting = 0;
+    max = ngx_min(first->batch_rows, pool->batch_max);
+    bytes = 0;
+    n = 0;
 
-    if (job->wait.timer_set) {
-        ngx_del_timer(&job->wait);
+    for (q = ngx_queue_head(&pool->waiting);
+         q != ngx_queue_sentinel(&pool->waiting) && n < max;
+         q = next)
+    {
+        next = ngx_queue_next(q);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        if (n > 0
+            && (job->stmt != first->stmt
+                || job->timeout != first->timeout
+                || job->batch_rows == 1
+                || bytes + job->body_len > first->batch_bytes))
+        {
+            continue;
+        }
+
+        ngx_queue_remove(q);
+        pool->nwaiting--;
+        job->waiting = 0;
+
+        if (job->wait.timer_set) {
+            ngx_del_timer(&job->wait);
+        }
+
+        ngx_queue_insert_tail(&sc->jobs, &job->queue);
+
+        sc->params[n++] = (const char *) job->body;
+        bytes += job->body_len;
     }
 
     ngx_queue_remove(&sc->queue);
     ngx_queue_insert_tail(&pool->busy, &sc->queue);
-    ngx_queue_insert_tail(&sc->jobs, &job->queue);
     pool->nidle--;
+
+    pool->nstatements++;
+    pool->nrows += n;
+    pool->maxrows = ngx_max(pool->maxrows, n);
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem send: %ui rows, %uz bytes", n, bytes);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->c->idle = 0;
@@ -972,7 +1107,8 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
     sc->nulls = 0;
     sc->timedout = 0;
 
-    stmt = &pool->stmts[job->stmt];
+    stmt = &pool->stmts[first->stmt];
+    idx = first->stmt * (pool->batch_max + 1) + n;
 
     /*
      * The server aborts a statement itself just before the module's own
@@ -980,14 +1116,14 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
      * transactional: it gets a sync of its own, as does PREPARE.
      */
 
-    if (job->timeout > 1) {
-        st = job->timeout - ngx_max(ngx_min(job->timeout / 10, 1000), 1);
+    if (first->timeout > 1) {
+        st = first->timeout - ngx_max(ngx_min(first->timeout / 10, 1000), 1);
 
     } else {
         st = 1;
     }
 
-    if (sc->statement_timeout != st || !sc->prepared[job->stmt]) {
+    if (sc->statement_timeout != st || !sc->prepared[idx]) {
 
         if (sc->statement_timeout != st) {
             last = ngx_snprintf(set, sizeof(set) - 1,
@@ -1004,16 +1140,15 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
             sc->statement_timeout = st;
         }
 
-        if (!sc->prepared[job->stmt]) {
-            if (!PQsendPrepare(sc->pg, (char *) stmt->name.data,
-                               (char *) stmt->sql.data, 1, NULL))
+        if (!sc->prepared[idx]) {
+            if (!PQsendPrepare(sc->pg, (char *) stmt->name[n].data,
+                               (char *) stmt->sql[n].data, (int) n, NULL))
             {
                 goto failed;
             }
 
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE,
-                                     job->stmt);
-            sc->prepared[job->stmt] = 1;
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx);
+            sc->prepared[idx] = 1;
         }
 
         if (!PQpipelineSync(sc->pg)) {
@@ -1023,15 +1158,13 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
     }
 
-    value = (const char *) job->body;
-
-    if (!PQsendQueryPrepared(sc->pg, (char *) stmt->name.data, 1, &value,
-                             NULL, NULL, 0))
+    if (!PQsendQueryPrepared(sc->pg, (char *) stmt->name[n].data, (int) n,
+                             sc->params, NULL, NULL, 0))
     {
         goto failed;
     }
 
-    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1);
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n);
 
     if (!PQpipelineSync(sc->pg)) {
         goto failed;
@@ -1039,8 +1172,8 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
 
     ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
 
-    sc->timeout = job->timeout;
-    ngx_add_timer(&sc->timer, job->timeout);
+    sc->timeout = first->timeout;
+    ngx_add_timer(&sc->timer, first->timeout);
 
     rc = PQflush(sc->pg);
 
@@ -1313,12 +1446,13 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
         return;
     }
 
-    stmt = &sc->pool->stmts[e->arg];
+    stmt = &sc->pool->stmts[e->arg / (sc->pool->batch_max + 1)];
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
                   "saveitem: PostgreSQL refused %s: %s",
-                  e->type == NGX_HTTP_SAVEITEM_SET ? "SET statement_timeout"
-                                                   : (char *) stmt->sql.data,
+                  e->type == NGX_HTTP_SAVEITEM_SET
+                  ? "SET statement_timeout"
+                  : (char *) stmt->sql[e->arg % (sc->pool->batch_max + 1)].data,
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -1401,6 +1535,34 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     case PGRES_FATAL_ERROR:
 
+        if (e->arg > 1
+            && ngx_http_saveitem_retryable(
+                   PQresultErrorField(res, PG_DIAG_SQLSTATE)))
+        {
+            /* one document may be guilty: each gets a statement alone */
+
+            ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                          "saveitem: a statement of %ui rows failed (%s), "
+                          "retrying them one by one",
+                          e->arg, PQresultErrorField(res,
+                                                     PG_DIAG_MESSAGE_PRIMARY));
+
+            for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+                job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+                job->failed = 1;
+                job->retry = 1;
+            }
+
+            if (sc->setup_err) {
+                PQclear(sc->setup_err);
+                sc->setup_err = NULL;
+            }
+
+            sc->nsettled += e->arg;
+            PQclear(res);
+            return NGX_OK;
+        }
+
         if (sc->setup_err) {
             /* the statement was not prepared: say why */
             PQclear(res);
@@ -1411,7 +1573,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-            ngx_http_saveitem_job_error(job, i == 0 ? res : NULL, 0);
+            ngx_http_saveitem_job_error(job, res, i == 0, 0);
         }
 
         sc->nsettled += e->arg;
@@ -1457,7 +1619,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 static void
 ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
 {
-    ngx_uint_t                i;
+    ngx_uint_t                i, retry, owned;
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
 
@@ -1471,50 +1633,68 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
                   PQresultErrorField(res, PG_DIAG_SQLSTATE));
 
+    owned = 0;
+    retry = (sc->nsettled > 1
+             && ngx_http_saveitem_retryable(
+                    PQresultErrorField(res, PG_DIAG_SQLSTATE)));
+
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < sc->nsettled; i++, q = ngx_queue_next(q)) {
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-        if (!job->failed) {
-            /* the first one owns the result; the others share its fate */
-            ngx_http_saveitem_job_error(job, res, 1);
-            res = NULL;
+        if (job->failed) {
+            continue;
         }
+
+        if (retry) {
+            job->failed = 1;
+            job->retry = 1;
+            continue;
+        }
+
+        /* the first one owns the result; the others share its fate */
+        ngx_http_saveitem_job_error(job, res, !owned, 1);
+        owned = 1;
     }
 
-    if (res) {
+    if (!owned) {
         PQclear(res);
     }
 }
 
 
+/*
+ * The statement of a job failed with res.  The first job of a statement
+ * owns res (its message); all get its SQLSTATE.
+ */
+
 static void
 ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job, PGresult *res,
-    ngx_uint_t late)
+    ngx_uint_t owner, ngx_uint_t late)
 {
     const char  *sqlstate;
 
-    job->failed = 1;
-    job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
-
-    if (res == NULL) {
-        job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        job->error = "not_stored";
-        job->message = "another statement of the transaction failed";
-        return;
-    }
-
-    if (job->res) {
-        PQclear(job->res);
-    }
-
-    job->res = res;
     sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+    job->failed = 1;
+    job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
     job->status = saveitem_sqlstate_status(sqlstate);
     job->error = saveitem_sqlstate_error(sqlstate);
     job->message = NULL;
+
+    ngx_cpystrn(job->sqlstate, (u_char *) sqlstate, sizeof(job->sqlstate));
+
+    if (owner) {
+        if (job->res) {
+            PQclear(job->res);
+        }
+
+        job->res = res;
+
+    } else if (job->status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        job->message = "the statement it was part of failed";
+    }
 
     /* a backend that goes away at commit may have committed */
 
@@ -1533,8 +1713,10 @@ ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job, PGresult *res,
 static void
 ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 {
-    ngx_queue_t              *q;
+    ngx_queue_t              *q, retry;
     ngx_http_saveitem_job_t  *job;
+
+    ngx_queue_init(&retry);
 
     while (sc->nsettled) {
         q = ngx_queue_head(&sc->jobs);
@@ -1543,6 +1725,11 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
         ngx_queue_remove(q);
         sc->nsettled--;
 
+        if (job->retry) {
+            ngx_queue_insert_tail(&retry, q);
+            continue;
+        }
+
         if (!job->failed) {
             job->outcome = NGX_HTTP_SAVEITEM_STORED;
             job->status = NGX_HTTP_OK;
@@ -1550,6 +1737,64 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 
         ngx_http_saveitem_job_done(job);
     }
+
+    ngx_http_saveitem_requeue(sc->pool, &retry);
+}
+
+
+/*
+ * The jobs of a batch that failed before its commit go back to the head of
+ * the queue, each to be sent alone; those whose request has gone are not
+ * retried (their body went with the request): not stored.
+ */
+
+static void
+ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
+{
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    while (!ngx_queue_empty(jobs)) {
+        q = ngx_queue_last(jobs);
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        ngx_queue_remove(q);
+
+        job->retry = 0;
+        job->failed = 0;
+
+        if (job->data == NULL) {
+            job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            ngx_http_saveitem_job_done(job);
+            continue;
+        }
+
+        job->batch_rows = 1;
+        job->waiting = 1;
+        ngx_queue_insert_head(&pool->waiting, q);
+        pool->nwaiting++;
+    }
+}
+
+
+/* a batch that failed for these may have one guilty document */
+
+static ngx_uint_t
+ngx_http_saveitem_retryable(const char *sqlstate)
+{
+    if (sqlstate == NULL) {
+        return 0;
+    }
+
+    /* a statement timeout may be one slow document's */
+
+    if (ngx_strcmp(sqlstate, "57014") == 0) {
+        return 1;
+    }
+
+    return ngx_strncmp(sqlstate, "08", 2) != 0
+           && ngx_strncmp(sqlstate, "53", 2) != 0
+           && ngx_strncmp(sqlstate, "57", 2) != 0
+           && ngx_strncmp(sqlstate, "XX", 2) != 0;
 }
 
 
@@ -1596,7 +1841,7 @@ static void
 ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
 {
     u_char                     buf[NGX_MAX_ERROR_STR];
-    ngx_queue_t               *q;
+    ngx_queue_t               *q, retry;
     ngx_http_saveitem_job_t   *job;
     ngx_http_saveitem_pool_t  *pool;
 
@@ -1617,10 +1862,18 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
 
     /* answer every attached request exactly once, then close */
 
+    ngx_queue_init(&retry);
+
     while (!ngx_queue_empty(&sc->jobs)) {
         q = ngx_queue_head(&sc->jobs);
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
         ngx_queue_remove(q);
+
+        if (job->retry) {
+            /* its batch failed with an error: nothing was committed */
+            ngx_queue_insert_tail(&retry, q);
+            continue;
+        }
 
         if (job->failed) {
             ngx_http_saveitem_job_done(job);
@@ -1642,6 +1895,7 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
     }
 
     ngx_http_saveitem_close(sc);
+    ngx_http_saveitem_requeue(pool, &retry);
     ngx_http_saveitem_dispatch(pool);
 }
 

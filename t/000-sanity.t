@@ -24,6 +24,7 @@ _SQL_
 
 our $http_config = <<"_EOC_";
     saveitem_database "\$TEST_NGINX_DB";
+    saveitem_batch \$TEST_NGINX_SAVEITEM_BATCH;
 @{[ pk_log_config($PkLog) ]}
 _EOC_
 

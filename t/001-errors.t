@@ -34,6 +34,7 @@ _SQL_
 
 our $http_config = <<'_EOC_';
     saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
 _EOC_
 
 our $config = <<'_EOC_';

@@ -48,6 +48,7 @@ sub frozen_backend {
 
 our $http_config = <<'_EOC_';
     saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
 _EOC_
 
 no_shuffle();
@@ -339,6 +340,7 @@ requests already wait for a PostgreSQL connection
 === TEST 16: waiting longer than queue_timeout: 503
 --- http_config
     saveitem_database "$TEST_NGINX_DB" pool=1 queue=10 queue_timeout=300ms;
+    saveitem_batch off;
 --- config
     location = /burst {
         mirror /items;

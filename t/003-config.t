@@ -255,3 +255,45 @@ POST /items
 ^\{"pk": \d+\}\n$
 --- no_error_log
 [error]
+
+
+
+=== TEST 19: saveitem_batch takes on or off
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch maybe;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- must_die
+--- error_log
+invalid value "maybe", it must be "on" or "off"
+
+
+
+=== TEST 20: a batch of zero rows
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch on rows=0;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- must_die
+--- error_log
+invalid parameter "rows=0": rows must be 1 to 1000
+
+
+
+=== TEST 21: parameters with off
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch off rows=5;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- must_die
+--- error_log
+"saveitem_batch" directive takes no parameters with "off"

@@ -10,8 +10,9 @@
 # util/test-nginx/lib. Exits with prove's status.
 #
 # knobs:
-#   SAVEITEM_TEST_BATCH      on|off, exported as TEST_NGINX_SAVEITEM_BATCH
-#                            (default on)
+#   SAVEITEM_TEST_BATCH      on, off, or "on off" (the default: the suite
+#                            runs twice); each run exports
+#                            TEST_NGINX_SAVEITEM_BATCH for saveitem_batch
 #   SAVEITEM_PG_PORT         the test cluster's port (default 15433, apart
 #                            from util/run.sh's 15432)
 #   SAVEITEM_PG_FSYNC        default off here
@@ -37,6 +38,8 @@ SAN_DIR=$SAVEITEM_ROOT/build/sanitizer
 export SAVEITEM_PG_PORT=${SAVEITEM_PG_PORT:-15433}
 export SAVEITEM_PG_FSYNC=${SAVEITEM_PG_FSYNC:-off}
 export SAVEITEM_PG_SH=$SAVEITEM_UTIL/pg.sh
+
+BATCH_MODES=${SAVEITEM_TEST_BATCH:-on off}
 
 prove_pid=
 PROVE=()
@@ -202,12 +205,6 @@ export_suite_env()
     TEST_NGINX_DEAD_PORT=$(pick_dead_port)
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-19847}
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$NGINX}
-    export TEST_NGINX_SAVEITEM_BATCH=${SAVEITEM_TEST_BATCH:-on}
-
-    case $TEST_NGINX_SAVEITEM_BATCH in
-    on|off) ;;
-    *) die "SAVEITEM_TEST_BATCH must be on or off" ;;
-    esac
 
     if port_open 127.0.0.1 "$TEST_NGINX_PORT"; then
         die "TEST_NGINX_PORT $TEST_NGINX_PORT is in use; set another"
@@ -250,7 +247,14 @@ prove_cmd()
 
 main()
 {
-    local cwd=$PWD so status=0
+    local cwd=$PWD so status=0 mode
+
+    for mode in $BATCH_MODES; do
+        case $mode in
+        on|off) ;;
+        *) die "SAVEITEM_TEST_BATCH must be on, off or \"on off\"" ;;
+        esac
+    done
 
     cd "$SAVEITEM_ROOT"
 
@@ -269,13 +273,20 @@ main()
     setup_sanitizer "$so"
     export_suite_env "$so"
 
-    # in its own process group, waited for in the background: a signal to
-    # this script runs the traps at once and stops prove with its tests
-    say "${PROVE[*]}"
-    setsid "${PROVE[@]}" 9>&- &
-    prove_pid=$!
-    wait "$prove_pid" || status=$?
-    prove_pid=
+    # the suite runs once per group commit mode: the module must behave
+    # the same with saveitem_batch on and off
+    for TEST_NGINX_SAVEITEM_BATCH in $BATCH_MODES; do
+        export TEST_NGINX_SAVEITEM_BATCH
+        say "saveitem_batch $TEST_NGINX_SAVEITEM_BATCH: ${PROVE[*]}"
+
+        # in its own process group, waited for in the background: a signal
+        # to this script runs the traps at once and stops prove with its
+        # tests
+        setsid "${PROVE[@]}" 9>&- &
+        prove_pid=$!
+        wait "$prove_pid" || status=$?
+        prove_pid=
+    done
 
     if ! sanitizer_reports && [ "$status" -eq 0 ]; then
         status=1

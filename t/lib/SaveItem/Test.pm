@@ -10,9 +10,12 @@ use warnings;
 use Test::More;
 use Test::Nginx::Socket ();
 use JSON::PP ();
+use IO::Socket::INET;
+use POSIX ();
 
 use Exporter 'import';
-our @EXPORT = qw(psql pg_restart setup_tables check_pk_log pk_log_config);
+our @EXPORT = qw(psql pg_restart setup_tables check_pk_log pk_log_config
+                 burst burst_results);
 
 for my $var (qw(TEST_NGINX_SAVEITEM_MODULE TEST_NGINX_PG_SOCKET
                 TEST_NGINX_PG_PORT TEST_NGINX_DB))
@@ -123,5 +126,93 @@ sub check_pk_log {
     cmp_ok($n, '>=', $min, "at least $min stored documents checked");
     unlink $file;
 }
+
+
+# Concurrent clients, for what one connection at a time cannot show: after
+# $delay seconds, one client per document POSTs it to $uri at once; each
+# appends "document <TAB> status <TAB> body" to $out.  Returns at once;
+# burst_results() waits for them and reads the answers.
+
+my %Bursts;
+
+sub burst {
+    my ($uri, $docs, $out, $delay) = @_;
+
+    unlink $out;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid) {
+        $Bursts{$out} = $pid;
+        return;
+    }
+
+    # the launcher: no Test::Builder ending in the children
+    Test::More->builder->no_ending(1);
+
+    select(undef, undef, undef, $delay || 0);
+
+    my @kids;
+
+    for my $doc (@$docs) {
+        my $kid = fork() // die "fork: $!";
+
+        if ($kid == 0) {
+            my ($status, $body) = post($uri, $doc);
+            open my $fh, '>>', $out or die "cannot write $out: $!";
+            flock($fh, 2);
+            print $fh "$doc\t$status\t$body\n";
+            close $fh;
+            POSIX::_exit(0);
+        }
+
+        push @kids, $kid;
+    }
+
+    waitpid($_, 0) for @kids;
+    POSIX::_exit(0);
+}
+
+
+sub post {
+    my ($uri, $doc) = @_;
+
+    my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                     PeerPort => $ENV{TEST_NGINX_SERVER_PORT}
+                                                 || $ENV{TEST_NGINX_PORT}
+                                                 || 1984,
+                                     Timeout => 10)
+        or return ('', "connect: $!");
+
+    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\n"
+                . "Content-Type: application/json\r\nConnection: close\r\n"
+                . "Content-Length: " . length($doc) . "\r\n\r\n$doc";
+
+    my $res = do { local $/; <$sock> } // '';
+    close $sock;
+
+    my ($status) = $res =~ m{^HTTP/1\.1 (\d+)};
+    my (undef, $body) = split /\r\n\r\n/, $res, 2;
+    $body //= '';
+    chomp $body;
+
+    return ($status // '', $body);
+}
+
+
+sub burst_results {
+    my ($out) = @_;
+
+    my $pid = delete $Bursts{$out};
+    waitpid($pid, 0) if $pid;
+
+    open my $fh, '<', $out or die "no answers in $out: $!";
+    my @res = map { chomp; [split /\t/, $_, 3] } <$fh>;
+    close $fh;
+    unlink $out;
+
+    return @res;
+}
+
 
 1;

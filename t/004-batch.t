@@ -1,0 +1,228 @@
+# Group commit: the requests that wait when a connection becomes free go as
+# one INSERT and one commit; each still gets its own row's key, and one bad
+# document fails alone.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx::Socket 'no_plan';
+use SaveItem::Test;
+
+setup_tables(<<'_SQL_');
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS t4 CASCADE;
+CREATE SCHEMA t4;
+CREATE TABLE t4.items (id bigserial PRIMARY KEY, data jsonb NOT NULL,
+                       CHECK (NOT data ? 'guilty'));
+CREATE TABLE t4.uuids (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                       data jsonb NOT NULL);
+CREATE FUNCTION t4.act() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.data ? 'sleep' THEN
+        PERFORM pg_sleep((NEW.data->>'sleep')::float);
+    END IF;
+    IF NEW.data ? 'suicide' THEN
+        PERFORM pg_terminate_backend(pg_backend_pid());
+    END IF;
+    IF NEW.data ? 'skip' THEN
+        RETURN NULL;
+    END IF;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER act BEFORE INSERT ON t4.items
+    FOR EACH ROW EXECUTE FUNCTION t4.act();
+_SQL_
+
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 5;
+
+sub docs {
+    my ($name, $n, %odd) = @_;
+    return [map { $odd{$_} // qq({"burst": "$name", "n": $_}) } 1 .. $n];
+}
+
+our $http_config = <<'_EOC_';
+    saveitem_database "$TEST_NGINX_DB" pool=1;
+    saveitem_batch on;
+_EOC_
+
+no_shuffle();
+run_tests();
+
+# each answer: the status, and for a key, the row holding that document
+
+sub check_burst {
+    my ($out, $table, $want) = @_;
+
+    my (%got, %keys);
+
+    for my $r (burst_results($out)) {
+        my ($doc, $status, $body) = @$r;
+        my $expect = $want->($doc);
+
+        is($status, $expect, "burst $out: $doc answered $expect")
+            or diag $body;
+        $got{$status}++;
+
+        next unless $status eq '200';
+
+        my ($pk) = $body =~ /^\{"pk": "?([^"}]+)"?\}$/ or next;
+        ok(!$keys{$pk}++, "key $pk given once");
+
+        my $tag = '$d' . int(rand(1e9)) . '$';
+        is(psql("SELECT data = ${tag}${doc}${tag}::jsonb FROM $table"
+                . " WHERE id = '$pk'"),
+           't', "row $pk holds $doc");
+    }
+
+    return \%got;
+}
+
+my $got = check_burst($Bursts[0], 't4.items', sub { 200 });
+is($got->{200}, 40, '40 concurrent requests stored');
+
+$got = check_burst($Bursts[1], 't4.uuids', sub { 200 });
+is($got->{200}, 30, 'uuid keys map back too');
+
+$got = check_burst($Bursts[2], 't4.items',
+                   sub { $_[0] =~ /"guilty": 1/ ? 422 : 200 });
+is($got->{422}, 1, 'only the guilty document failed');
+
+$got = check_burst($Bursts[3], 't4.items',
+                   sub { $_[0] =~ /"skip": 1/ ? 422 : 200 });
+is($got->{422}, 1, 'only the skipped document was not stored');
+
+$got = check_burst($Bursts[4], 't4.items',
+                   sub { $_[0] =~ /sleep/ ? 504 : 200 });
+is($got->{504}, 1, 'only the slow document timed out');
+
+$got = check_burst($Bursts[5], 't4.items', sub { 503 });
+is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'dropped'}),
+   0, 'a batch whose connection dropped stored nothing');
+
+is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
+                                            OR data ? 'skip'
+                                            OR data ? 'suicide'}),
+   0, 'no refused document left a row');
+
+__DATA__
+
+=== TEST 1: concurrent clients each find their own document under their key
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items', main::docs('many', 40), $main::Bursts[0], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- wait: 1
+--- error_log eval
+qr/saveitem send: (?:[2-9]|\d\d) rows/
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: uuid keys, which cannot be sorted, map back as well
+--- http_config eval: $::http_config
+--- config
+    location = /uuids {
+        saveitem t4.uuids;
+    }
+    location = /slow {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/uuids', main::docs('uuid', 30), $main::Bursts[1], 0.2);
+--- request
+POST /slow
+{"sleep": 0.6}
+--- wait: 1
+--- error_log eval
+qr/saveitem send: (?:[2-9]|\d\d) rows/
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: a failing document in the middle of a batch fails alone
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('guilty', 20, 10 => '{"burst": "guilty", "guilty": 1}'),
+    $main::Bursts[2], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+failed (new row for relation "items" violates check constraint "items_data_check"), retrying them one by one
+saveitem: PostgreSQL error 23514
+
+
+
+=== TEST 4: a document a trigger skips: the batch cannot be mapped, so it is retried
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('skip', 20, 5 => '{"burst": "skip", "skip": 1}'),
+    $main::Bursts[3], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+failed (division by zero), retrying them one by one
+saveitem: INSERT returned PGRES_TUPLES_OK with 0 rows
+
+
+
+=== TEST 5: a timeout in the middle of a batch: only the slow document times out
+--- http_config eval: $::http_config
+--- config
+    saveitem_query_timeout 1s;
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('timeout', 20, 7 => '{"burst": "timeout", "sleep": 3}'),
+    $main::Bursts[4], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 3
+--- timeout: 5
+--- error_log
+failed (canceling statement due to statement timeout), retrying them one by one
+
+
+
+=== TEST 6: the connection drops in the middle of a batch: every request answered
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('dropped', 10, 4 => '{"burst": "dropped", "suicide": 1}'),
+    $main::Bursts[5], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+saveitem: PostgreSQL error 57P01
