@@ -759,6 +759,9 @@ ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc)
 
     ngx_free_connection(c);
 
+    /* nginx checks at exit that no socket is left in its connections */
+    c->fd = (ngx_socket_t) -1;
+
     sc->c = NULL;
 }
 
@@ -967,8 +970,9 @@ ngx_http_saveitem_notice(void *arg, const PGresult *res)
         || ngx_strcmp(severity, "PANIC") == 0
         || ngx_strcmp(severity, "ERROR") == 0)
     {
+        /* the module copes: an operator's act, not the module's error */
         sc->fatal = 1;
-        level = NGX_LOG_ERR;
+        level = NGX_LOG_WARN;
 
     } else if (ngx_strcmp(severity, "WARNING") == 0) {
         level = NGX_LOG_WARN;
@@ -1020,7 +1024,7 @@ ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc)
 
     /* something arrived while idle: a notice, or the server's goodbye */
 
-    if (!PQconsumeInput(sc->pg) || sc->fatal
+    if (!PQconsumeInput(sc->pg) || (PQisBusy(sc->pg), sc->fatal)
         || PQstatus(sc->pg) != CONNECTION_OK)
     {
         return NGX_ERROR;
@@ -1290,7 +1294,9 @@ ngx_http_saveitem_idle_handler(ngx_event_t *ev)
         return;
     }
 
-    if (!PQconsumeInput(sc->pg) || sc->fatal
+    /* PQisBusy() parses what came: a FATAL goes to the notice receiver */
+
+    if (!PQconsumeInput(sc->pg) || (PQisBusy(sc->pg), sc->fatal)
         || PQstatus(sc->pg) != CONNECTION_OK)
     {
         ngx_log_error(NGX_LOG_INFO, &sc->log, 0,

@@ -82,6 +82,13 @@ saveitem: method GET is not allowed
 --- response_body eval
 ["{\"error\": \"method_not_allowed\", \"message\": \"only POST is allowed\"}\n",
  "{\"error\": \"method_not_allowed\", \"message\": \"only POST is allowed\"}\n"]
+
+
+
+=== TEST 2b: ... and each was logged
+--- request
+GET /items
+--- error_code: 405
 --- error_log
 saveitem: method PUT is not allowed
 saveitem: method DELETE is not allowed

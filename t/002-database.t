@@ -99,6 +99,13 @@ sekret
 --- response_body eval
 ["{\"error\": \"database_unavailable\", \"message\": \"the database is not reachable\"}\n",
  "{\"error\": \"database_unavailable\", \"message\": \"the database is not reachable\"}\n"]
+
+
+
+=== TEST 2b: ... and only one connection was attempted for both
+--- request
+GET /items
+--- error_code: 405
 --- grep_error_log eval: qr/could not connect to PostgreSQL/
 --- grep_error_log_out
 could not connect to PostgreSQL
