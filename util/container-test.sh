@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# util/container-test.sh - build the Dockerfile and try the image end to end,
+# with docker or podman
+#
+#   util/container-test.sh
+#
+# Builds the image (timed), starts a throwaway PostgreSQL with util/pg.sh
+# (unless PGHOST is set), runs the container with host networking and the
+# database in PG* variables, then checks: the HEALTHCHECK says healthy, a
+# POST to /items answers {"pk": N} and the row is in the table, nginx runs
+# as a user other than root, the image has no compiler, and a stop (the
+# image's STOPSIGNAL, SIGQUIT) is graceful: exit status 0 well before the
+# stop timeout, no [alert] or [emerg] in the log. The container is removed
+# at the end; the image is kept.
+#
+# Host networking (--network=host) needs a Linux host: the container reaches
+# the database and the test reaches the container on 127.0.0.1.
+#
+# knobs:
+#   SAVEITEM_ENGINE     docker or podman (default: docker when found, else
+#                       podman)
+#   SAVEITEM_IMAGE      image tag (default localhost/saveitem:test)
+#   SAVEITEM_NO_BUILD   set: use SAVEITEM_IMAGE as it is
+#   SAVEITEM_CT_PORT    port the container listens on, on the host's network
+#                       (default 18088; SAVEITEM_PORT inside)
+#   PGHOST, PGPORT, PGDATABASE, PGUSER, PGPASSWORD, PGSSLMODE: an existing
+#                       database whose table "items" the test writes to,
+#                       instead of the throwaway cluster
+#   SAVEITEM_PG_PORT, SAVEITEM_PG_DIR, SAVEITEM_PG_KEEP: see util/pg.sh
+
+set -euo pipefail
+
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+IMAGE=${SAVEITEM_IMAGE:-localhost/saveitem:test}
+PORT=${SAVEITEM_CT_PORT:-18088}
+STOP_TIMEOUT=30
+
+engine=
+cid=
+pg_ours=
+pg_started=
+failed=0
+
+
+pick_engine()
+{
+    engine=${SAVEITEM_ENGINE:-}
+
+    if [ -z "$engine" ]; then
+        if command -v docker >/dev/null 2>&1; then
+            engine=docker
+        elif command -v podman >/dev/null 2>&1; then
+            engine=podman
+        else
+            die "neither docker nor podman found; set SAVEITEM_ENGINE"
+        fi
+    fi
+
+    command -v "$engine" >/dev/null 2>&1 || die "$engine not found"
+    command -v curl >/dev/null 2>&1 || die "curl not found"
+}
+
+
+check()
+{
+    say "ok: $*"
+}
+
+
+fail()
+{
+    say "FAILED: $*"
+    failed=1
+}
+
+
+build()
+{
+    local -a opts=(--network=host -t "$IMAGE")
+    local start=$SECONDS
+
+    if [ -n "${SAVEITEM_NO_BUILD:-}" ]; then
+        say "using $IMAGE as it is"
+        return
+    fi
+
+    # podman's default OCI format drops HEALTHCHECK
+    [ "$engine" != podman ] || opts+=(--format docker)
+
+    say "$engine build ${opts[*]} $SAVEITEM_ROOT"
+    "$engine" build "${opts[@]}" "$SAVEITEM_ROOT" >&2 || die "build failed"
+
+    say "built $IMAGE in $((SECONDS - start)) s," \
+        "$("$engine" image inspect --format '{{.Size}}' "$IMAGE") bytes"
+}
+
+
+start_pg()
+{
+    if [ -n "${PGHOST:-}" ]; then
+        say "using the database at PGHOST=$PGHOST"
+        return
+    fi
+
+    if ! bash "$SAVEITEM_UTIL/pg.sh" status 2>/dev/null; then
+        pg_started=1
+    fi
+
+    bash "$SAVEITEM_UTIL/pg.sh" start
+    eval "$(bash "$SAVEITEM_UTIL/pg.sh" env)"
+    pg_ours=1
+
+    export PGHOST=127.0.0.1
+    export PGPORT=$SAVEITEM_PG_PORT
+    export PGDATABASE=saveitem
+    export PGUSER=postgres
+}
+
+
+run()
+{
+    local -a opts=(--network=host -e SAVEITEM_PORT="$PORT")
+    local var
+
+    if port_open 127.0.0.1 "$PORT"; then
+        die "port $PORT is taken; set SAVEITEM_CT_PORT"
+    fi
+
+    for var in PGHOST PGPORT PGDATABASE PGUSER PGPASSWORD PGSSLMODE; do
+        [ -z "${!var:-}" ] || opts+=(-e "$var")
+    done
+
+    # docker runs the HEALTHCHECK on its own: ask it often
+    [ "$engine" != docker ] || opts+=(--health-interval=1s)
+
+    cid=$("$engine" run -d "${opts[@]}" "$IMAGE") || die "$engine run failed"
+    say "container ${cid:0:12} listens on 127.0.0.1:$PORT"
+}
+
+
+health()
+{
+    local i status=
+
+    for i in $(seq 30); do
+        if [ "$engine" = podman ]; then
+            # podman's timers need systemd: run the check by hand
+            podman healthcheck run "$cid" >/dev/null 2>&1 || true
+        fi
+
+        status=$("$engine" inspect --format '{{.State.Health.Status}}' \
+                 "$cid" 2>/dev/null || true)
+
+        [ "$status" != healthy ] || break
+        sleep 1
+    done
+
+    if [ "$status" = healthy ]; then
+        check "health status: $status"
+    else
+        fail "health status: ${status:-none}"
+    fi
+}
+
+
+post()
+{
+    local body pk row
+
+    body=$(curl -sS -m 10 -X POST -H 'Content-Type: application/json' \
+           --data '{"from": "util/container-test.sh"}' \
+           "http://127.0.0.1:$PORT/items") || true
+
+    if [[ $body =~ ^\{\"pk\":\ ([0-9]+)\}$ ]]; then
+        pk=${BASH_REMATCH[1]}
+        check "POST /items -> $body"
+    else
+        fail "POST /items -> '$body'"
+        return
+    fi
+
+    # the row is looked up in the throwaway cluster only
+    [ -n "$pg_ours" ] || return 0
+
+    row=$(bash "$SAVEITEM_UTIL/pg.sh" psql -tAc \
+          "SELECT data FROM items WHERE id = $pk" 2>/dev/null || true)
+
+    if [ "$row" = '{"from": "util/container-test.sh"}' ]; then
+        check "row $pk: $row"
+    else
+        fail "row $pk: '$row'"
+    fi
+}
+
+
+inside()
+{
+    local uid
+
+    uid=$("$engine" exec "$cid" bash -c \
+          'while read -r k v _; do [ "$k" != Uid: ] || echo "$v"; done \
+           </proc/1/status' || true)
+
+    if [ -n "$uid" ] && [ "$uid" != 0 ]; then
+        check "nginx (pid 1) runs as uid $uid"
+    else
+        fail "nginx (pid 1) runs as uid '${uid}'"
+    fi
+
+    if "$engine" run --rm --entrypoint /bin/sh "$IMAGE" -c \
+           'for c in cc gcc make curl; do command -v $c && exit 0; done
+            exit 1' >&2
+    then
+        fail "the image has build tools or curl (above)"
+    else
+        check "no cc, gcc, make or curl in the image"
+    fi
+}
+
+
+stop()
+{
+    local start=$SECONDS elapsed code logs
+
+    "$engine" stop -t "$STOP_TIMEOUT" "$cid" >/dev/null
+    elapsed=$((SECONDS - start))
+
+    code=$("$engine" inspect --format '{{.State.ExitCode}}' "$cid")
+    logs=$("$engine" logs "$cid" 2>&1)
+
+    if [ "$code" = 0 ] && [ "$elapsed" -lt "$STOP_TIMEOUT" ]; then
+        check "stopped (SIGQUIT) in ${elapsed} s, exit status $code"
+    else
+        fail "stop took ${elapsed} s, exit status $code"
+    fi
+
+    if grep -Eq 'signal 3 \(SIGQUIT\) received' <<<"$logs"; then
+        check "nginx got SIGQUIT: a graceful shutdown"
+    else
+        fail "no SIGQUIT in the log"
+    fi
+
+    if grep -E '\[(alert|emerg)\]' <<<"$logs" >&2; then
+        fail "[alert] or [emerg] in the log (above)"
+    fi
+}
+
+
+cleanup()
+{
+    if [ -n "$cid" ]; then
+        "$engine" rm -f "$cid" >/dev/null 2>&1 || true
+    fi
+
+    if [ -n "$pg_started" ]; then
+        bash "$SAVEITEM_UTIL/pg.sh" stop || true
+    fi
+}
+
+
+main()
+{
+    pick_engine
+    build
+
+    trap cleanup EXIT
+
+    start_pg
+    run
+    health
+    post
+    inside
+    stop
+
+    if [ "$failed" != 0 ]; then
+        die "some checks failed"
+    fi
+
+    say "all checks passed ($engine, $IMAGE)"
+}
+
+
+main "$@"
