@@ -51,8 +51,15 @@ our $http_config = <<'_EOC_';
     saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
 _EOC_
 
+our $QueueOut = "/tmp/saveitem-t-queue-$$";
+
 no_shuffle();
 run_tests();
+
+my ($waited) = burst_results($QueueOut);
+is($waited->[1], 503, 'a request that waited too long got 503');
+like($waited->[2], qr/^\{"error": "queue_timeout", "message": "[^"]+"\}$/,
+     '... saying so');
 
 is(psql(q{SELECT count(*) FROM t2.items WHERE data ? 'bad'}), 0,
    'no request that got an error "not stored" left a row');
@@ -347,17 +354,15 @@ requests already wait for a PostgreSQL connection
 === TEST 16: waiting longer than queue_timeout: 503
 --- http_config
     saveitem_database "$TEST_NGINX_DB" pool=1 queue=10 queue_timeout=300ms;
-    saveitem_batch off;
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
 --- config
-    location = /burst {
-        mirror /items;
-        saveitem t2.items;
-    }
     location = /items {
         saveitem t2.items;
     }
+--- init
+SaveItem::Test::burst('/items', ['{"bad": 16, "waits": 1}'], $main::QueueOut, 0.2);
 --- request
-POST /burst
+POST /items
 {"sleep": 1, "timeout": "queue"}
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
