@@ -84,7 +84,7 @@ static char *ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_saveitem_conninfo(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db);
 static ngx_uint_t ngx_http_saveitem_secret(ngx_str_t *conninfo);
-static int ngx_http_saveitem_chomp(const char *s);
+static size_t ngx_http_saveitem_chomp(const char *s);
 static ngx_int_t ngx_http_saveitem_resolve(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db, const char *hosts, const char *ports);
 static void ngx_http_saveitem_list_item(const char *list, ngx_uint_t i,
@@ -97,6 +97,9 @@ static ngx_uint_t ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name,
     size_t max_parts, ngx_str_t *quoted);
 static ngx_int_t ngx_http_saveitem_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_saveitem_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_saveitem_check_db(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db);
 static ngx_int_t ngx_http_saveitem_init_process(ngx_cycle_t *cycle);
 static void ngx_http_saveitem_exit_process(ngx_cycle_t *cycle);
 
@@ -137,7 +140,7 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
 
 static ngx_http_module_t  ngx_http_saveitem_module_ctx = {
     ngx_http_saveitem_add_variables,       /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_saveitem_init,                /* postconfiguration */
 
     ngx_http_saveitem_create_main_conf,    /* create main configuration */
     NULL,                                  /* init main configuration */
@@ -791,6 +794,13 @@ ngx_http_saveitem_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    if (ngx_array_init(&smcf->uses, cf->pool, 4,
+                       sizeof(ngx_http_saveitem_use_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
     return smcf;
 }
 
@@ -828,6 +838,8 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_saveitem_loc_conf_t *prev = parent;
     ngx_http_saveitem_loc_conf_t *conf = child;
 
+    ngx_uint_t                      i;
+    ngx_http_saveitem_use_t        *use;
     ngx_http_saveitem_main_conf_t  *smcf;
 
     ngx_conf_merge_ptr_value(conf->db, prev->db, NULL);
@@ -852,6 +864,24 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
 
     smcf->batch_max = ngx_max(smcf->batch_max, conf->batch_rows);
+
+    use = smcf->uses.elts;
+
+    for (i = 0; i < smcf->uses.nelts; i++) {
+        if (use[i].db == conf->db && use[i].stmt == (ngx_uint_t) conf->stmt) {
+            return NGX_CONF_OK;
+        }
+    }
+
+    use = ngx_array_push(&smcf->uses);
+    if (use == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    use->db = conf->db;
+    use->stmt = conf->stmt;
+    use->file = conf->file;
+    use->line = conf->line;
 
     return NGX_CONF_OK;
 }
@@ -1339,7 +1369,7 @@ ngx_http_saveitem_secret(ngx_str_t *conninfo)
 }
 
 
-static int
+static size_t
 ngx_http_saveitem_chomp(const char *s)
 {
     size_t  len;
@@ -1350,7 +1380,7 @@ ngx_http_saveitem_chomp(const char *s)
         len--;
     }
 
-    return (int) len;
+    return len;
 }
 
 
@@ -1575,6 +1605,141 @@ ngx_http_saveitem_add_variables(ngx_conf_t *cf)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * At start and at `nginx -t`, in the master, where blocking is harmless:
+ * each table is asked whether it takes the statement (a missing table or
+ * column, a missing privilege is a configuration error).  A database that
+ * cannot be reached now is not an error: it may come up later.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_init(ngx_conf_t *cf)
+{
+    ngx_uint_t                      i;
+    ngx_http_saveitem_db_t        **dbp;
+    ngx_http_saveitem_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
+
+    if (ngx_process == NGX_PROCESS_SIGNALLER || smcf->uses.nelts == 0) {
+        return NGX_OK;
+    }
+
+    dbp = smcf->dbs.elts;
+
+    for (i = 0; i < smcf->dbs.nelts; i++) {
+        if (ngx_http_saveitem_check_db(cf, smcf, dbp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_check_db(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db)
+{
+    u_char                    *p;
+    PGconn                    *pg;
+    PGresult                  *res;
+    ngx_int_t                  rc;
+    ngx_uint_t                 i, n;
+    const char                *keywords[8], *values[8], *sqlstate;
+    ngx_http_saveitem_use_t   *use;
+    ngx_http_saveitem_stmt_t  *stmt;
+    u_char                     sql[NGX_MAX_ERROR_STR];
+    u_char                     timeout[NGX_INT_T_LEN + 1];
+
+    use = smcf->uses.elts;
+    stmt = smcf->stmts.elts;
+
+    n = 0;
+    keywords[n] = "dbname";
+    values[n++] = (const char *) db->conninfo.data;
+    keywords[n] = "fallback_application_name";
+    values[n++] = "nginx saveitem (configuration check)";
+
+    /* a check must not hold the start up for long */
+
+    p = ngx_sprintf(timeout, "%M", ngx_min(db->connect_timeout, 2000) / 1000);
+    *p = '\0';
+    keywords[n] = "connect_timeout";
+    values[n++] = (const char *) timeout;
+
+    if (db->hostaddr.len) {
+        keywords[n] = "host";
+        values[n++] = (const char *) db->host.data;
+        keywords[n] = "hostaddr";
+        values[n++] = (const char *) db->hostaddr.data;
+
+        if (db->port.len) {
+            keywords[n] = "port";
+            values[n++] = (const char *) db->port.data;
+        }
+    }
+
+    keywords[n] = NULL;
+    values[n] = NULL;
+
+    pg = PQconnectdbParams(keywords, values, 1);
+
+    if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not connect to PostgreSQL (%V) to "
+                      "check its tables now: %s", &db->display,
+                      ngx_http_saveitem_pq_error(pg, sql, sizeof(sql)));
+        PQfinish(pg);
+        return NGX_OK;
+    }
+
+    rc = NGX_OK;
+
+    for (i = 0; i < smcf->uses.nelts; i++) {
+
+        if (use[i].db != db) {
+            continue;
+        }
+
+        /* the single-row statement, as the workers will prepare it */
+
+        p = ngx_snprintf(sql, sizeof(sql) - 1,
+                         "INSERT INTO %V (%V) VALUES ($1) RETURNING %V",
+                         &stmt[use[i].stmt].table, &stmt[use[i].stmt].column,
+                         &stmt[use[i].stmt].returning);
+        *p = '\0';
+
+        res = PQprepare(pg, "", (char *) sql, 1, NULL);
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (PQresultStatus(res) != PGRES_COMMAND_OK
+            && sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0)
+        {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem\" in %s:%ui: PostgreSQL (%V) refuses "
+                          "%s: %s", use[i].file, use[i].line, &db->display,
+                          sql, PQresultErrorField(res,
+                                                  PG_DIAG_MESSAGE_PRIMARY));
+            rc = NGX_ERROR;
+
+        } else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                          "saveitem: could not check %V.%V now: %s",
+                          &stmt[use[i].stmt].table,
+                          &stmt[use[i].stmt].column,
+                          ngx_http_saveitem_pq_error(pg, sql, sizeof(sql)));
+        }
+
+        PQclear(res);
+    }
+
+    PQfinish(pg);
+
+    return rc;
 }
 
 

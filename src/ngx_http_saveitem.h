@@ -70,7 +70,18 @@ typedef struct {
     ngx_array_t                   dbs;        /* ngx_http_saveitem_db_t * */
     ngx_array_t                   stmts;      /* ngx_http_saveitem_stmt_t */
     ngx_uint_t                    batch_max;  /* rows, over all locations */
+    ngx_array_t                   uses;       /* ngx_http_saveitem_use_t */
 } ngx_http_saveitem_main_conf_t;
+
+
+/* a statement used with a database somewhere: checked at start */
+
+typedef struct {
+    ngx_http_saveitem_db_t       *db;
+    ngx_uint_t                    stmt;
+    u_char                       *file;
+    ngx_uint_t                    line;
+} ngx_http_saveitem_use_t;
 
 
 /*
@@ -148,6 +159,7 @@ ngx_int_t ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job);
 ngx_msec_t ngx_http_saveitem_retry_after(ngx_http_saveitem_pool_t *pool);
+u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len);
 
 
 extern ngx_module_t  ngx_http_saveitem_module;

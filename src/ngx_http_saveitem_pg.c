@@ -134,8 +134,6 @@ static void ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     const char *reason);
 static void ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc);
-static u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf,
-    size_t len);
 
 
 static ngx_str_t  ngx_http_saveitem_empty = ngx_null_string;
@@ -1979,7 +1977,9 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
 }
 
 
-static u_char *
+/* libpq's last message on one line, for the log */
+
+u_char *
 ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len)
 {
     u_char      *p, *last;

@@ -113,9 +113,9 @@ sekret
 --- request
 GET /items
 --- error_code: 405
---- grep_error_log eval: qr/could not connect to PostgreSQL/
+--- grep_error_log eval: qr/could not connect to PostgreSQL \([^)]*\):/
 --- grep_error_log_out
-could not connect to PostgreSQL
+could not connect to PostgreSQL (user=u dbname=x hostaddr=127.0.0.1 port=$TEST_NGINX_DEAD_PORT):
 
 
 

@@ -297,3 +297,63 @@ invalid parameter "rows=0": rows must be 1 to 1000
 --- must_die
 --- error_log
 "saveitem_batch" directive takes no parameters with "off"
+
+
+
+=== TEST 22: a table that does not exist is refused at start
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+--- config
+    location = /items {
+        saveitem nope;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"saveitem" in \S+:\d+: PostgreSQL \(.*\) refuses INSERT INTO "nope" \("data"\) VALUES \(\$1\) RETURNING "id": relation "nope" does not exist/
+
+
+
+=== TEST 23: a column that does not exist is refused at start
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+--- config
+    location = /items {
+        saveitem items column=nope;
+    }
+--- must_die
+--- error_log
+column "nope" of relation "items" does not exist
+
+
+
+=== TEST 24: a key column that does not exist is refused at start
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+--- config
+    location = /items {
+        saveitem items returning=nope;
+    }
+--- must_die
+--- error_log
+column "nope" does not exist
+
+
+
+=== TEST 25: a database that cannot be reached at start is not an error
+--- http_config
+    saveitem_database "hostaddr=127.0.0.1 port=$TEST_NGINX_DEAD_PORT dbname=x user=u password=sekret";
+--- config
+    location = /items {
+        saveitem items;
+    }
+    location = /t {
+        return 200 "up\n";
+    }
+--- request
+GET /t
+--- response_body
+up
+--- error_log eval
+qr/\[warn\] .*saveitem: could not connect to PostgreSQL \(user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+\) to check its tables now: .*Connection refused/
+--- no_error_log
+sekret
