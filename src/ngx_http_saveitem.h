@@ -140,6 +140,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_uint_t                    nstatements;
     ngx_uint_t                    nrows;
     ngx_uint_t                    maxrows;
+    ngx_uint_t                    sizes[8];   /* statements of 1, 2-3, .. */
 
     ngx_msec_t                    backoff;
     ngx_event_t                   retry;      /* end of the backoff */

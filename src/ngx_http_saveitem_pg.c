@@ -269,8 +269,13 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
     if (pool->nstatements) {
         ngx_log_error(NGX_LOG_NOTICE, pool->log, 0,
                       "saveitem: %ui rows in %ui statements, %ui at most "
-                      "in one, on %V", pool->nrows, pool->nstatements,
-                      pool->maxrows, &pool->db->display);
+                      "in one; statements of 1 row: %ui, 2-3: %ui, 4-7: %ui, "
+                      "8-15: %ui, 16-31: %ui, 32-63: %ui, 64-127: %ui, "
+                      "more: %ui; on %V", pool->nrows, pool->nstatements,
+                      pool->maxrows, pool->sizes[0], pool->sizes[1],
+                      pool->sizes[2], pool->sizes[3], pool->sizes[4],
+                      pool->sizes[5], pool->sizes[6], pool->sizes[7],
+                      &pool->db->display);
     }
 
     if (pool->retry.timer_set) {
@@ -1114,10 +1119,15 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
 
     if (pipeline) {
         pool->nstatements += n;
+        pool->sizes[0] += n;
         n = 1;
 
     } else {
         pool->nstatements++;
+
+        for (i = 0; i < 7 && (n >> (i + 1)); i++) { /* void */ }
+
+        pool->sizes[i]++;
     }
 
     pool->nrows += rows;
