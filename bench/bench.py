@@ -1,0 +1,1339 @@
+"""bench/bench.py - the benchmark behind bench/run (run that, not this)
+
+    bench/run [--quick] [--soak] [--sync-commit on|off] [--targets LIST]
+              [--clients LIST] [--duration S] [--warmup S]
+
+For every target and client count: truncate `items`, warm up, measure with
+wrk (bench/post.lua) or pgbench (bench/pgbench-insert.sql), then check in
+the database that every pk a client received is a distinct row holding a
+document that client sent, and that no more rows exist than requests were
+sent. Prints one table, writes it as CSV and markdown with a gnuplot PNG
+into bench/out/<stamp>/ (bench/out/latest points there). Exit status: 0 when
+every check passed, 1 when a check failed or a target could not run, 2 when
+the soak's RSS was not flat.
+
+Targets: pgbench (the ceiling), module-<N>w (the module in Debian's nginx
+with N workers, one request per statement: `saveitem_batch off;` and
+`pool=32`, as one commit per request needs many backends committing at
+once), module-batch-<N>w (group commit, the default configuration:
+`saveitem_batch on;`, pool 8),
+aiohttp, tornado, flask (bench/peers/). A module built before
+saveitem_batch existed gets no such directive, and its batch targets are
+skipped.
+
+Knobs (environment; the options win): see bench/run --help.
+"""
+
+import argparse
+import datetime
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+BENCH = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(BENCH)
+PY = "/usr/bin/python3"            # Debian's, where python3-* packages live
+NGINX = "/usr/sbin/nginx"
+PG_BIN = "/usr/lib/postgresql/15/bin"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+NCPU = os.cpu_count() or 1
+
+DEFAULT_TARGETS = ("pgbench,module-1w,module-2w,module-batch-1w,"
+                   "module-batch-2w,aiohttp,tornado,flask")
+
+# peer name -> (python modules it imports, Debian packages, port offset)
+PEERS = {
+    "flask": (["flask", "psycopg2"], ["python3-flask", "python3-psycopg2",
+                                      "gunicorn"], 1),
+    "aiohttp": (["aiohttp", "asyncpg", "uvloop"],
+                ["python3-aiohttp", "python3-asyncpg", "python3-uvloop",
+                 "gunicorn"], 2),
+    "tornado": (["tornado", "aiopg"], ["python3-tornado", "python3-aiopg"],
+                3),
+}
+
+
+class Failure(Exception):
+    pass
+
+
+def say(*args):
+    print("bench:", *args, file=sys.stderr, flush=True)
+
+
+def env(name, default):
+    v = os.environ.get(name)
+    return default if v is None or v == "" else v
+
+
+# ---------------------------------------------------------------- options
+
+def parse_args():
+    p = argparse.ArgumentParser(
+        prog="bench/run",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Benchmark the module against Python peers and the"
+        " pgbench ceiling (see bench/bench.py's header).",
+        epilog="""knobs (environment; options win):
+  BENCH_TARGETS        targets, comma-separated (default %s)
+  BENCH_CLIENTS        client counts (default 1,16,64,256)
+  BENCH_DURATION       seconds measured per point (default 12; --quick 2)
+  BENCH_WARMUP         seconds of warm-up per point (default 4; --quick 1)
+  BENCH_THREADS        wrk threads and pgbench -j (default 1; never more
+                       than the clients)
+  BENCH_WRK_TIMEOUT    wrk --timeout in seconds (default 10)
+  BENCH_SYNC_COMMIT    on|off (default on)
+  BENCH_DATABASE_OPTS  appended to saveitem_database for every module
+                       target (default: none, the pool defaults), e.g.
+                       "pool=16 queue=512"
+  BENCH_NOBATCH_DATABASE_OPTS  the same for the saveitem_batch off targets
+                       when BENCH_DATABASE_OPTS is not set (default
+                       "pool=32": one commit per request needs as many
+                       backends committing at once as pgbench has)
+  BENCH_NGINX_EXTRA    directives added to the module's location, for every
+                       module target (e.g. "saveitem_batch on rows=16;")
+  BENCH_NGINX_HTTP_EXTRA  directives added to the module's http{} block
+  BENCH_PEER_PROCS     processes of aiohttp and tornado (default: cores)
+  BENCH_FLASK_WORKERS  gunicorn sync workers (default 2*cores+1)
+  BENCH_PEER_POOL      database connections per peer process (default 8)
+  BENCH_PORT_BASE      first of the ports used (default 18090; +0 module,
+                       +1 flask, +2 aiohttp, +3 tornado, +4 nginx status)
+  BENCH_PG_PORT        the throwaway PostgreSQL's port (default 15532)
+  BENCH_PG_DIR         its directory (default /tmp/saveitem-bench-pg-PORT)
+  BENCH_OUT            output directory (default bench/out)
+  BENCH_SO             the module .so to load (bench/run builds it when
+                       unset)
+  BENCH_SOAK_REQUESTS  requests of --soak (default 1000000)
+  BENCH_SOAK_CLIENTS   its connections (default 64)
+  BENCH_SOAK_WORKERS   its nginx workers (default 1)
+  BENCH_SOAK_BATCH     its saveitem_batch, on|off (default on)
+  BENCH_SOAK_INTERVAL  seconds between RSS samples (default 1)
+  BENCH_SOAK_MAX_SECONDS  its time bound (default 1800)
+""" % DEFAULT_TARGETS)
+
+    p.add_argument("--quick", action="store_true",
+                   help="short points (~2 minutes in all), for development")
+    p.add_argument("--soak", action="store_true",
+                   help="only the soak: module worker RSS over"
+                   " BENCH_SOAK_REQUESTS requests")
+    p.add_argument("--sync-commit", choices=["on", "off"],
+                   default=env("BENCH_SYNC_COMMIT", "on"))
+    p.add_argument("--targets", default=None)
+    p.add_argument("--clients", default=None)
+    p.add_argument("--duration", type=float, default=None)
+    p.add_argument("--warmup", type=float, default=None)
+    p.add_argument("--so", default=env("BENCH_SO", None),
+                   help="the module .so (bench/run passes the one it built)")
+    p.add_argument("--keep-pg", action="store_true",
+                   help="leave the PostgreSQL cluster running")
+
+    a = p.parse_args()
+
+    a.targets = [t.strip() for t in
+                 (a.targets or env("BENCH_TARGETS", DEFAULT_TARGETS))
+                 .split(",") if t.strip()]
+    a.clients = [int(c) for c in
+                 (a.clients or env("BENCH_CLIENTS", "1,16,64,256"))
+                 .split(",") if c.strip()]
+    if a.duration is None:
+        a.duration = float(env("BENCH_DURATION", "2" if a.quick else "12"))
+    if a.warmup is None:
+        a.warmup = float(env("BENCH_WARMUP", "1" if a.quick else "4"))
+
+    a.threads = int(env("BENCH_THREADS", "1"))
+    a.wrk_timeout = int(env("BENCH_WRK_TIMEOUT", "10"))
+    a.db_opts = env("BENCH_DATABASE_OPTS", "")
+    a.nobatch_db_opts = env("BENCH_NOBATCH_DATABASE_OPTS", "pool=32")
+    a.nginx_extra = env("BENCH_NGINX_EXTRA", "")
+    a.nginx_http_extra = env("BENCH_NGINX_HTTP_EXTRA", "")
+    a.peer_procs = int(env("BENCH_PEER_PROCS", str(NCPU)))
+    a.flask_workers = int(env("BENCH_FLASK_WORKERS", str(2 * NCPU + 1)))
+    a.peer_pool = int(env("BENCH_PEER_POOL", "8"))
+    a.port_base = int(env("BENCH_PORT_BASE", "18090"))
+    a.pg_port = int(env("BENCH_PG_PORT", "15532"))
+    a.pg_dir = env("BENCH_PG_DIR", "/tmp/saveitem-bench-pg-%d" % a.pg_port)
+    a.out = os.path.abspath(env("BENCH_OUT", os.path.join(BENCH, "out")))
+    a.soak_requests = int(env("BENCH_SOAK_REQUESTS", "1000000"))
+    a.soak_clients = int(env("BENCH_SOAK_CLIENTS", "64"))
+    a.soak_workers = int(env("BENCH_SOAK_WORKERS", "1"))
+    a.soak_batch = env("BENCH_SOAK_BATCH", "on") == "on"
+    a.soak_interval = float(env("BENCH_SOAK_INTERVAL", "1"))
+    a.soak_max = int(env("BENCH_SOAK_MAX_SECONDS", "1800"))
+
+    for port in (a.pg_port,) + tuple(range(a.port_base, a.port_base + 5)):
+        if port in (15432, 19847, 1984):
+            p.error("port %d belongs to the test suite" % port)
+
+    if a.so is None:
+        p.error("no module .so: run bench/run, or set BENCH_SO")
+    a.so = os.path.abspath(a.so)
+    with open(a.so, "rb") as f:
+        a.has_batch = b"saveitem_batch" in f.read()
+
+    for t in a.targets:
+        if t not in ("pgbench",) + tuple(PEERS) and not module_workers(t):
+            p.error("unknown target '%s'" % t)
+
+    return a
+
+
+def module_workers(target):
+    m = re.fullmatch(r"module(-batch)?-(\d+)w", target)
+    return int(m.group(2)) if m else 0
+
+
+# ------------------------------------------------------------- processes
+
+def run(argv, timeout, **kw):
+    """run a command to its end (bounded), raise Failure when it fails"""
+    try:
+        r = subprocess.run(argv, timeout=timeout, text=True,
+                           capture_output=True, **kw)
+    except subprocess.TimeoutExpired:
+        raise Failure("%s: still running after %ds" % (argv[0], timeout))
+
+    if r.returncode != 0:
+        raise Failure("%s exited with %d: %s" % (
+            " ".join(argv[:3]), r.returncode, (r.stderr or r.stdout)[-800:]))
+
+    return r.stdout
+
+
+def port_open(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def proc_stat(pid):
+    """(ppid, session, cpu ticks incl. reaped children) or None"""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+
+    f = s[s.rindex(")") + 2:].split()
+    return int(f[1]), int(f[3]), sum(int(x) for x in f[11:15])
+
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def host_cpu():
+    """(busy, total) jiffies of the whole machine"""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:8]]
+    idle = v[3] + v[4]
+    return sum(v) - idle, sum(v)
+
+
+def children_ticks():
+    """CPU ticks of our children waited for (wrk, pgbench, psql)"""
+    r = os.times()
+    return round((r.children_user + r.children_system) * CLK_TCK)
+
+
+class Sample:
+    """CPU of the server, PostgreSQL, the client and the whole machine,
+    to tell what a point cost and how busy the rest of the machine was"""
+
+    def __init__(self, db, srv=None):
+        self.srv = srv.cpu_ticks() if srv else 0
+        self.rss = srv.rss_kb() if srv else None
+        self.db = db.cpu_ticks()
+        self.client = children_ticks()
+        self.host = host_cpu()
+        self.t = time.monotonic()
+
+    def delta(self, before):
+        """seconds: server, database, client, others; the others' share of
+        the machine"""
+        srv = (self.srv - before.srv) / CLK_TCK
+        db = (self.db - before.db) / CLK_TCK
+        client = (self.client - before.client) / CLK_TCK
+        busy = (self.host[0] - before.host[0]) / CLK_TCK
+        wall = (self.host[1] - before.host[1]) / CLK_TCK
+        other = max(0.0, busy - srv - db - client)
+        return srv, db, client, other, other / wall if wall else 0.0
+
+
+class Server:
+    """a server started in its own session: the session is its tree"""
+
+    def __init__(self, name, argv, port, workdir, env_=None, cwd=None):
+        self.name = name
+        self.argv = argv
+        self.port = port
+        self.log = os.path.join(workdir, name + ".log")
+        self.env = env_
+        self.cwd = cwd
+        self.proc = None
+
+    def start(self):
+        if port_open(self.port):
+            raise Failure("port %d is taken by something else" % self.port)
+
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True,
+                env=self.env, cwd=self.cwd)
+
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise Failure("%s exited with %d at start; %s:\n%s" % (
+                    self.name, self.proc.returncode, self.log,
+                    self.tail()))
+            if port_open(self.port) and self.smoke():
+                break
+            if time.monotonic() > deadline:
+                raise Failure("%s does not answer on port %d after 30s;"
+                              " %s:\n%s" % (self.name, self.port, self.log,
+                                             self.tail()))
+            time.sleep(0.2)
+
+        # workers of pre-forking servers come up one after another
+        time.sleep(1)
+
+    def smoke(self):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.port,
+                                           timeout=5)
+            c.request("POST", "/items", body='{"smoke": true}',
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            body = r.read()
+            c.close()
+        except OSError:
+            return False
+
+        if r.status != 200 or not re.fullmatch(rb'\{"pk": \d+\}\n', body):
+            raise Failure("%s answers a valid document with %d %r" % (
+                self.name, r.status, body[:200]))
+        return True
+
+    def tail(self, n=15):
+        try:
+            with open(self.log, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def pids(self):
+        """the session's processes, the leader first"""
+        sid = self.proc.pid
+        found = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = proc_stat(int(d))
+                if st and st[1] == sid:
+                    found.append(int(d))
+        found.sort(key=lambda p: p != sid)
+        return found
+
+    def workers(self):
+        p = self.pids()
+        return p[1:] if len(p) > 1 else p
+
+    def cpu_ticks(self):
+        return sum((proc_stat(p) or (0, 0, 0))[2] for p in self.pids())
+
+    def rss_kb(self):
+        return sum(rss_kb(p) for p in self.workers())
+
+    def stop(self):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.pids():
+            self.proc.poll()
+            time.sleep(0.1)
+
+        if self.pids():
+            say("%s did not stop in 15s: killing its session" % self.name)
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        self.proc.wait(timeout=10)
+
+
+# -------------------------------------------------------------- database
+
+class Database:
+
+    def __init__(self, a):
+        self.a = a
+        self.sock = os.path.join(a.pg_dir, "sock")
+        self.env = dict(os.environ, SAVEITEM_PG_PORT=str(a.pg_port),
+                        SAVEITEM_PG_DIR=a.pg_dir, SAVEITEM_PG_FSYNC="on")
+        self.started = False
+
+    def pg_sh(self, *args):
+        return run(["bash", os.path.join(ROOT, "util", "pg.sh")] + list(args),
+                   timeout=180, env=self.env)
+
+    def start(self):
+        self.pg_sh("start")
+        self.started = True
+        if self.a.sync_commit == "off":
+            self.sql("ALTER DATABASE saveitem SET synchronous_commit = off")
+        else:
+            self.sql("ALTER DATABASE saveitem RESET synchronous_commit")
+        self.version = self.sql("SHOW server_version").strip()
+        self.settings = self.sql(
+            "SELECT string_agg(name || '=' || setting, ' ' ORDER BY name)"
+            " FROM pg_settings WHERE name IN ('synchronous_commit', 'fsync',"
+            " 'full_page_writes', 'shared_buffers', 'max_connections')"
+        ).strip()
+
+    def stop(self):
+        if self.started and not self.a.keep_pg:
+            try:
+                self.pg_sh("stop")
+            except Failure as e:
+                say("stopping PostgreSQL: %s" % e)
+
+    def cpu_ticks(self):
+        """the postmaster and its children, the reaped ones included"""
+        try:
+            with open(os.path.join(self.a.pg_dir, "data",
+                                   "postmaster.pid")) as f:
+                pm = int(f.readline())
+        except (OSError, ValueError):
+            return 0
+        total = 0
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                st = proc_stat(int(d))
+                if st and (int(d) == pm or st[0] == pm):
+                    total += st[2]
+        return total
+
+    def conninfo(self):
+        return "host=%s port=%d dbname=saveitem user=postgres" % (
+            self.sock, self.a.pg_port)
+
+    def psql(self, args, stdin=None, timeout=300):
+        return run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-At",
+                    "-v", "ON_ERROR_STOP=1", "-h", self.sock,
+                    "-p", str(self.a.pg_port), "-U", "postgres",
+                    "-d", "saveitem"] + args, timeout=timeout, input=stdin)
+
+    def sql(self, q):
+        return self.psql(["-c", q])
+
+    def truncate(self):
+        self.sql("TRUNCATE items")
+
+    def settle(self, limit=30):
+        """wait until no statement runs and the row count stays put: a
+        server may still work on requests whose clients left"""
+        last = None
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            v = self.sql(
+                "SELECT (SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = 'saveitem' AND state = 'active'"
+                " AND pid <> pg_backend_pid()) || ' ' ||"
+                " (SELECT count(*) FROM items)").split()
+            if v[0] == "0" and v[1] == last:
+                return
+            last = v[1]
+            time.sleep(0.3)
+        say("the database did not settle in %ds" % limit)
+
+
+# ------------------------------------------------------------ wrk, check
+
+def read_summary(path):
+    s = {"threads_": [], "status": {}}
+    with open(path) as f:
+        for line in f:
+            w = line.split()
+            if w[0] == "thread":
+                s["threads_"].append({w[i]: int(w[i + 1])
+                                      for i in range(0, len(w), 2)})
+            elif w[0] == "status":
+                code = int(w[1])
+                s["status"][code] = s["status"].get(code, 0) + int(w[2])
+            else:
+                s[w[0]] = float(w[1])
+    s["sent"] = sum(t["sent"] for t in s["threads_"])
+    s["ok"] = sum(t["ok"] for t in s["threads_"])
+    s["bad_body"] = sum(t["bad_body"] for t in s["threads_"])
+    return s
+
+
+def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0):
+    threads = max(1, min(a.threads, clients))
+
+    for ext in (".pks", ".summary"):
+        if os.path.exists(prefix + ext):
+            os.unlink(prefix + ext)
+
+    return ["wrk", "-t", str(threads), "-c", str(clients),
+            "-d", "%ds" % math.ceil(seconds),
+            "--timeout", "%ds" % a.wrk_timeout, "--latency",
+            "-s", os.path.join(BENCH, "post.lua"),
+            "http://127.0.0.1:%d/items" % port,
+            "--", tag, prefix, str(stop_after)]
+
+
+def wrk_result(argv, out, prefix):
+    with open(prefix + ".out", "w") as f:
+        f.write(" ".join(argv) + "\n" + out)
+
+    if not os.path.exists(prefix + ".summary"):
+        raise Failure("wrk wrote no summary (%s.out)" % prefix)
+
+    s = read_summary(prefix + ".summary")
+    s["conns_per_thread"] = int(argv[4]) / int(argv[2])
+    return s
+
+
+def run_wrk(a, port, clients, seconds, tag, prefix):
+    argv = wrk_argv(a, port, clients, seconds, tag, prefix)
+    out = run(argv, timeout=seconds + a.wrk_timeout + 60)
+    return wrk_result(argv, out, prefix)
+
+
+CHECK_SQL = r"""
+CREATE TEMP TABLE got (t int, n bigint, pk bigint);
+CREATE TEMP TABLE sent (t int, sent bigint);
+\copy got FROM '%(pks)s' (DELIMITER ' ')
+\copy sent FROM '%(sent)s' (DELIMITER ' ')
+CREATE TEMP TABLE mine AS
+    SELECT id, data, (data->>'t')::int AS t, (data->>'n')::bigint AS n
+    FROM items WHERE data->>'run' = :'tag';
+SELECT json_build_object(
+  'received', (SELECT count(*) FROM got),
+  'distinct_pks', (SELECT count(DISTINCT pk) FROM got),
+  'missing', (SELECT count(*) FROM got g
+              WHERE NOT EXISTS (SELECT 1 FROM items i WHERE i.id = g.pk)),
+  'not_theirs', (SELECT count(*) FROM got g JOIN items i ON i.id = g.pk
+                 LEFT JOIN mine m ON m.id = g.pk
+                 WHERE m.id IS NULL OR m.t <> g.t OR m.n > g.n),
+  'not_exact', (SELECT count(*) FROM got g JOIN mine m ON m.id = g.pk
+                WHERE m.n <> g.n),
+  'rows', (SELECT count(*) FROM mine),
+  'rows_total', (SELECT count(*) FROM items),
+  'bad_doc', (SELECT count(*) FROM (
+                SELECT data, '{"run":"' || :'tag' || '","t":' || t
+                       || ',"n":' || n || ',"kind":"bench","pad":"' AS h
+                FROM mine) d
+              WHERE data <> (h || repeat('x', 200 - length(h) - 2)
+                             || '"}')::jsonb),
+  'dup_docs', (SELECT count(*) FROM (SELECT 1 FROM mine GROUP BY t, n
+                                     HAVING count(*) > 1) d),
+  'over_sent', (SELECT count(*) FROM (SELECT t, count(*) AS c FROM mine
+                                      GROUP BY t) r
+                LEFT JOIN sent s USING (t)
+                WHERE s.sent IS NULL OR r.c > s.sent)
+);
+"""
+
+
+def check(db, tag, prefix, s, sent_before):
+    """nothing lost, nothing invented; returns (ok, facts, problems)"""
+    with open(prefix + ".sent", "w") as f:
+        for t in s["threads_"]:
+            f.write("%d %d\n" % (t["thread"], t["sent"]))
+
+    out = db.psql(["-v", "tag=" + tag],
+                  stdin=CHECK_SQL % {"pks": prefix + ".pks",
+                                     "sent": prefix + ".sent"})
+    r = json.loads(out.strip().splitlines()[-1])
+    p = []
+
+    if r["received"] != s["ok"]:
+        p.append("%d pks in the file, %d 2xx answers with a pk" % (
+            r["received"], s["ok"]))
+    if s["bad_body"]:
+        p.append("%d 2xx answers without a pk" % s["bad_body"])
+    if r["distinct_pks"] != r["received"]:
+        p.append("%d pks received twice" % (
+            r["received"] - r["distinct_pks"]))
+    if r["missing"]:
+        p.append("%d pks received have no row" % r["missing"])
+    if r["not_theirs"]:
+        p.append("%d pks received are rows of another client's document"
+                 % r["not_theirs"])
+    if s["conns_per_thread"] == 1 and r["not_exact"]:
+        p.append("%d pks received are rows of another request of the"
+                 " same connection" % r["not_exact"])
+    if r["bad_doc"]:
+        p.append("%d rows do not hold the document sent" % r["bad_doc"])
+    if r["dup_docs"]:
+        p.append("%d documents stored twice" % r["dup_docs"])
+    if r["over_sent"] or r["rows"] > s["sent"]:
+        p.append("%d rows, %d requests sent (%d threads over)" % (
+            r["rows"], s["sent"], r["over_sent"]))
+    if r["rows_total"] > s["sent"] + sent_before:
+        p.append("%d rows in the table, %d requests sent since it was"
+                 " truncated" % (r["rows_total"], s["sent"] + sent_before))
+
+    return not p, r, p
+
+
+# --------------------------------------------------------------- targets
+
+def worker_user(workdir):
+    """as root, workers run as nobody unless nobody cannot enter workdir"""
+    if os.geteuid() != 0:
+        return ""
+    r = subprocess.run(["runuser", "-u", "nobody", "--", "test", "-x",
+                        workdir], capture_output=True)
+    return "" if r.returncode == 0 else "user  root;"
+
+
+def nginx_conf(a, db, workdir, workers, batch, status_port=None,
+               db_opts=None):
+    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
+    extra = a.nginx_extra
+    if a.has_batch:
+        extra = "saveitem_batch %s; %s" % ("on" if batch else "off", extra)
+    status = ""
+    if status_port:
+        status = """
+    server {
+        listen 127.0.0.1:%d;
+        location = /status { stub_status; }
+    }""" % status_port
+
+    conf = """# written by bench/bench.py
+load_module %(so)s;
+
+worker_processes  %(workers)d;
+worker_rlimit_nofile  8192;
+daemon  off;
+master_process  on;
+pid  %(dir)s/nginx.pid;
+error_log  %(dir)s/logs/error.log notice;
+%(user)s
+
+events {
+    worker_connections  4096;
+}
+
+http {
+    access_log  off;
+    client_body_temp_path  %(dir)s/client_body;
+
+    saveitem_database  "%(conninfo)s" %(db_opts)s;
+    %(http_extra)s
+
+    server {
+        listen  127.0.0.1:%(port)d;
+
+        location = /items {
+            saveitem  items;
+            %(extra)s
+        }
+    }%(status)s
+}
+""" % dict(so=a.so, workers=workers, user=worker_user(workdir),
+           dir=workdir, conninfo=db.conninfo(),
+           db_opts=a.db_opts if db_opts is None else db_opts,
+           http_extra=a.nginx_http_extra,
+           port=a.port_base, extra=extra, status=status)
+
+    path = os.path.join(workdir, "nginx.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+
+    run([NGINX, "-t", "-q", "-p", workdir + "/", "-c", path], timeout=30)
+    return path
+
+
+def make_server(a, db, target, workdir):
+    os.makedirs(workdir, exist_ok=True)
+    peers = os.path.join(BENCH, "peers")
+    penv = dict(os.environ, BENCH_PG_SOCKET=db.sock,
+                BENCH_PG_PORT=str(a.pg_port), BENCH_POOL=str(a.peer_pool),
+                BENCH_PROCS=str(a.peer_procs))
+
+    w = module_workers(target)
+    if w:
+        batch = target.startswith("module-b")
+        conf = nginx_conf(a, db, workdir, w, batch,
+                          db_opts=a.db_opts or ("" if batch
+                                                else a.nobatch_db_opts))
+        return Server("nginx", [NGINX, "-p", workdir + "/", "-c", conf],
+                      a.port_base, workdir)
+
+    port = a.port_base + PEERS[target][2]
+    bind = "127.0.0.1:%d" % port
+
+    if target == "flask":
+        argv = ["/usr/bin/gunicorn", "-k", "sync",
+                "-w", str(a.flask_workers), "-b", bind, "--backlog", "4096",
+                "--chdir", peers, "flask_peer:app"]
+    elif target == "aiohttp":
+        argv = ["/usr/bin/gunicorn", "-k", "aiohttp.GunicornUVLoopWebWorker",
+                "-w", str(a.peer_procs), "-b", bind, "--backlog", "4096",
+                "--chdir", peers, "aiohttp_peer:make_app"]
+    else:
+        penv["BENCH_PORT"] = str(port)
+        argv = [PY, os.path.join(peers, "tornado_peer.py")]
+
+    return Server(target, argv, port, workdir, env_=penv, cwd=peers)
+
+
+def peer_missing(target):
+    """the Debian packages a peer lacks, [] when it can run"""
+    mods, pkgs, _ = PEERS[target]
+    lacking = [p for p in pkgs if subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", p], capture_output=True,
+        text=True).stdout != "install ok installed"]
+    if lacking:
+        return lacking
+    r = subprocess.run([PY, "-c", "import " + ", ".join(mods)],
+                       capture_output=True, text=True)
+    return [] if r.returncode == 0 else ["(import: %s)" % r.stderr.strip()
+                                         .splitlines()[-1]]
+
+
+def pct(values, q):
+    if not values:
+        return 0.0
+    values.sort()
+    return values[min(len(values) - 1, int(len(values) * q / 100.0))]
+
+
+def run_pgbench(a, db, clients, seconds, workdir, log=False):
+    prefix = os.path.join(workdir, "pgb-c%d" % clients)
+    for f in os.listdir(workdir):
+        if f.startswith("pgb-c%d." % clients):
+            os.unlink(os.path.join(workdir, f))
+
+    argv = [os.path.join(PG_BIN, "pgbench"), "-n", "-M", "prepared",
+            "-c", str(clients), "-j", str(max(1, min(a.threads, clients))),
+            "-T", str(math.ceil(seconds)),
+            "-f", os.path.join(BENCH, "pgbench-insert.sql"),
+            "-h", db.sock, "-p", str(a.pg_port), "-U", "postgres"]
+    if log:
+        argv += ["-l", "--log-prefix", prefix]
+    out = run(argv + ["saveitem"], timeout=seconds + 120)
+
+    tps = re.search(r"tps = ([\d.]+) \(without initial", out)
+    if tps is None:
+        if not log:
+            return None         # a warm-up too short to report
+        raise Failure("pgbench reported no tps:\n%s" % out[-800:])
+    tps = float(tps.group(1))
+    failed = re.search(r"number of failed transactions: (\d+)", out)
+    done = re.search(r"actually processed: (\d+)", out)
+
+    lat = []
+    if log:
+        for f in os.listdir(workdir):
+            if f.startswith("pgb-c%d." % clients):
+                with open(os.path.join(workdir, f)) as fh:
+                    lat.extend(int(line.split()[2]) for line in fh)
+                os.unlink(os.path.join(workdir, f))
+        with open(prefix + ".out", "w") as f:
+            f.write(" ".join(argv) + "\n" + out)
+
+    return {"rps": tps, "p50": pct(lat, 50) / 1000.0,
+            "p99": pct(lat, 99) / 1000.0,
+            "non2xx": int(failed.group(1)) if failed else 0,
+            "requests": int(done.group(1)) if done else 0}
+
+
+def measure_point(a, db, srv, target, clients, workdir, run_id):
+    """one (target, clients) point of an HTTP server"""
+    base = "%s-%s-c%d" % (run_id, target, clients)
+    prefix = os.path.join(workdir, "c%d" % clients)
+
+    db.truncate()
+    sent_before = 0
+    if a.warmup > 0:
+        w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
+                    prefix + "-warmup")
+        sent_before = w["sent"]
+        db.settle()
+
+    s0 = Sample(db, srv)
+    s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix)
+    s1 = Sample(db, srv)
+    cpu, dbcpu, client, other, share = s1.delta(s0)
+
+    db.settle()
+    ok, facts, problems = check(db, base + "-m", prefix, s, sent_before)
+
+    secs = s["duration_us"] / 1e6
+    answered = max(1, int(s["requests"]))
+    non2xx = sum(n for code, n in s["status"].items()
+                 if not 200 <= code < 300)
+    sock = sum(int(s["errors_" + k]) for k in
+               ("connect", "read", "write", "timeout"))
+
+    return {
+        "target": target, "clients": clients,
+        "rps": s["ok"] / secs if secs else 0.0,
+        "p50": s["latency_p50_us"] / 1000.0,
+        "p99": s["latency_p99_us"] / 1000.0,
+        "non2xx": non2xx, "socket_errors": sock,
+        "cpu_per_10k": cpu * 10000.0 / answered,
+        "db_cpu_per_10k": dbcpu * 10000.0 / answered,
+        "client_cpu_per_10k": client * 10000.0 / answered,
+        "rss_before_mb": s0.rss / 1024.0, "rss_after_mb": s1.rss / 1024.0,
+        "other_load": share,
+        "requests": int(s["requests"]), "sent": s["sent"],
+        "rows": facts["rows"], "received": facts["received"],
+        "statuses": {str(k): v for k, v in sorted(s["status"].items())},
+        "check": "ok" if ok else "FAILED", "problems": problems,
+    }
+
+
+def error_log_summary(path, limit=8):
+    """counts per level and the first distinct lines of an nginx log, and
+    the module's notices of rows per statement (at worker exit)"""
+    counts, first, stats = {}, [], []
+    seen = set()
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = re.search(r"\[(\w+)\] \d+#\d+: (?:\*\d+ )?(.*)", line)
+                if m and re.match(r"saveitem: \d+ rows in", m.group(2)):
+                    stats.append(m.group(2))
+                if not m or m.group(1) in ("notice", "info", "debug"):
+                    continue
+                counts[m.group(1)] = counts.get(m.group(1), 0) + 1
+                key = re.sub(r"\d+", "N", m.group(2))[:120]
+                if key not in seen and len(first) < limit:
+                    seen.add(key)
+                    first.append(line.rstrip())
+    except OSError:
+        pass
+    return counts, first, stats
+
+
+# ---------------------------------------------------------------- report
+
+COLS = [("target", "target", "%s"), ("clients", "clients", "%d"),
+        ("req/s", "rps", "%.0f"), ("p50 ms", "p50", "%.2f"),
+        ("p99 ms", "p99", "%.2f"), ("non-2xx", "non2xx", "%d"),
+        ("sock err", "socket_errors", "%d"),
+        ("x ceiling", "ratio", "%.2f"),
+        ("CPU s/10k", "cpu_per_10k", "%.2f"),
+        ("RSS MB before", "rss_before_mb", "%.1f"),
+        ("RSS MB after", "rss_after_mb", "%.1f"),
+        ("db CPU s/10k", "db_cpu_per_10k", "%.2f"),
+        ("others", "other_load", "%.0f%%"), ("check", "check", "%s")]
+
+
+def cell(row, key, fmt):
+    v = row.get(key)
+    if v is None or v == "":
+        return "-"
+    if key == "other_load":
+        return fmt % (100 * v)
+    return fmt % v
+
+
+LEGEND = """\
+req/s: 2xx answers (pgbench: transactions) per second; p50/p99: latency;
+non-2xx: answers with another status (pgbench: failed transactions); sock
+err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
+pgbench's at the same client count; CPU s/10k: CPU seconds of the server's
+processes per 10,000 answers; RSS: the server's workers, summed, before and
+after the measured run; db CPU s/10k: PostgreSQL's processes; others: CPU
+used by processes outside the benchmark, share of the machine; check: every
+pk received is a distinct row holding a document the same wrk thread sent,
+and no more rows than requests sent."""
+
+
+def table_text(rows):
+    cells = [[h for h, _, _ in COLS]]
+    cells += [[cell(r, k, f) for _, k, f in COLS] for r in rows]
+    width = [max(len(c[i]) for c in cells) for i in range(len(COLS))]
+    lines = []
+    for n, c in enumerate(cells):
+        lines.append("  ".join(
+            c[i].ljust(width[i]) if i == 0 else c[i].rjust(width[i])
+            for i in range(len(c))))
+        if n == 0:
+            lines.append("  ".join("-" * w for w in width))
+    return "\n".join(lines)
+
+
+def table_md(rows):
+    lines = ["| " + " | ".join(h for h, _, _ in COLS) + " |",
+             "|" + "|".join(" --- " if i == 0 else " ---: "
+                            for i in range(len(COLS))) + "|"]
+    for r in rows:
+        lines.append("| " + " | ".join(cell(r, k, f) for _, k, f in COLS)
+                     + " |")
+    return "\n".join(lines)
+
+
+def write_csv(path, rows):
+    keys = ["target", "clients", "rps", "p50", "p99", "non2xx",
+            "socket_errors", "ratio", "cpu_per_10k", "rss_before_mb",
+            "rss_after_mb", "db_cpu_per_10k", "client_cpu_per_10k",
+            "other_load", "requests", "sent", "rows",
+            "received", "check", "statuses", "problems"]
+    with open(path, "w") as f:
+        f.write(",".join(keys) + "\n")
+        for r in rows:
+            vals = []
+            for k in keys:
+                v = r.get(k)
+                if v is None:
+                    v = ""
+                elif isinstance(v, float):
+                    v = "%.4g" % v if k == "ratio" else "%.3f" % v
+                elif isinstance(v, (dict, list)):
+                    v = json.dumps(v)
+                v = str(v)
+                if any(ch in v for ch in ',"\n'):
+                    v = '"' + v.replace('"', '""') + '"'
+                vals.append(v)
+            f.write(",".join(vals) + "\n")
+
+
+def plot(outdir, rows, title):
+    targets = []
+    for r in rows:
+        if r.get("rps") is not None and r["target"] not in targets:
+            targets.append(r["target"])
+    if not targets or not shutil.which("gnuplot"):
+        return None
+
+    plots = []
+    for t in targets:
+        data = os.path.join(outdir, "plot-%s.dat" % t)
+        with open(data, "w") as f:
+            for r in rows:
+                if r["target"] == t and r.get("rps") is not None:
+                    f.write("%d %.1f\n" % (r["clients"], r["rps"]))
+        dash = " dt 2" if t == "pgbench" else ""
+        plots.append("'%s' using 1:2 with linespoints lw 2%s title '%s'"
+                     % (data, dash, t))
+
+    png = os.path.join(outdir, "reqs.png")
+    gp = os.path.join(outdir, "plot.gp")
+    clients = sorted({r["clients"] for r in rows})
+    with open(gp, "w") as f:
+        f.write("""set terminal pngcairo size 960,600 noenhanced
+set output '%s'
+set title '%s'
+set xlabel 'clients (connections)'
+set ylabel 'requests per second (2xx)'
+set logscale x 2
+set xrange [%g:%g]
+set xtics (%s)
+set yrange [0:*]
+set grid
+set key outside right
+plot %s
+""" % (png, title.replace("'", ""), clients[0] / 1.5,
+       clients[-1] * 1.5,
+       ", ".join('"%d" %d' % (c, c) for c in clients),
+       ", \\\n     ".join(plots)))
+    r = subprocess.run(["gnuplot", gp], capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0:
+        say("gnuplot failed: %s" % r.stderr.strip())
+        return None
+    return png
+
+
+# ------------------------------------------------------------------ main
+
+def header(a, db, mode):
+    lines = [
+        "saveitem benchmark (%s), %s" % (
+            mode, datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
+        "machine: %d cores, load average %s at start" % (
+            NCPU, open("/proc/loadavg").read().split()[0]),
+        "nginx: %s; module: %s" % (
+            subprocess.run([NGINX, "-v"], capture_output=True, text=True)
+            .stderr.strip().split("/")[-1], a.so),
+        "PostgreSQL %s over a unix socket: %s" % (db.version, db.settings),
+    ]
+
+    if a.soak:
+        lines.append("soak: %d requests over %d connections, wrk threads %d,"
+                     " %d nginx worker(s), saveitem_batch %s, RSS sampled"
+                     " every %gs" % (
+                         a.soak_requests, a.soak_clients, a.threads,
+                         a.soak_workers,
+                         ("on" if a.soak_batch else "off") if a.has_batch
+                         else "(none)", a.soak_interval))
+    else:
+        lines.append("points: %gs warm-up + %gs measured; wrk/pgbench"
+                     " threads %d; wrk --timeout %ds" % (
+                         a.warmup, a.duration, a.threads, a.wrk_timeout))
+
+    lines.append("module: saveitem_database \"...\" %s; location extra: %s;"
+                 " http extra: %s" % (a.db_opts or "(pool defaults)",
+                                      a.nginx_extra or "-",
+                                      a.nginx_http_extra or "-"))
+
+    if not a.soak:
+        lines.append("peers: %d aiohttp/tornado processes, %d gunicorn sync"
+                     " workers, %d database connections per process" % (
+                         a.peer_procs, a.flask_workers, a.peer_pool))
+
+    return "\n".join(lines)
+
+
+def bench(a, db, outdir, run_id):
+    rows, notes, failed = [], [], False
+    ceiling = {}
+
+    for target in a.targets:
+        workdir = os.path.join(outdir, target)
+        os.makedirs(workdir, exist_ok=True)
+
+        if target == "pgbench":
+            say("pgbench: clients %s" % a.clients)
+            try:
+                for c in a.clients:
+                    db.truncate()
+                    if a.warmup > 0:
+                        run_pgbench(a, db, c, a.warmup, workdir)
+                    s0 = Sample(db)
+                    p = run_pgbench(a, db, c, a.duration, workdir, log=True)
+                    _, dbcpu, client, _, share = Sample(db).delta(s0)
+                    n = p["requests"] or 1
+                    ceiling[c] = p["rps"]
+                    rows.append({"target": target, "clients": c,
+                                 "rps": p["rps"], "p50": p["p50"],
+                                 "p99": p["p99"], "non2xx": p["non2xx"],
+                                 "socket_errors": None, "ratio": 1.0,
+                                 "db_cpu_per_10k": dbcpu * 10000.0 / n,
+                                 "client_cpu_per_10k": client * 10000.0 / n,
+                                 "other_load": share,
+                                 "requests": p["requests"], "check": "-"})
+                    say("  %s" % table_text(rows[-1:]).splitlines()[-1])
+            except Failure as e:
+                failed = True
+                notes.append("pgbench FAILED: %s" % e)
+                say(notes[-1])
+            continue
+
+        if target.startswith("module-batch-") and not a.has_batch:
+            notes.append("%s skipped: this module has no saveitem_batch"
+                         % target)
+            say(notes[-1])
+            continue
+
+        if target in PEERS:
+            lacking = peer_missing(target)
+            if lacking:
+                msg = "%s skipped: not installed: %s (not in Debian's" \
+                      " archive?)" % (target, " ".join(lacking))
+                say(msg)
+                notes.append(msg)
+                continue
+
+        say("%s: clients %s" % (target, a.clients))
+        srv = None
+        try:
+            srv = make_server(a, db, target, workdir)
+            srv.start()
+            for c in a.clients:
+                r = measure_point(a, db, srv, target, c, workdir, run_id)
+                if c in ceiling and ceiling[c]:
+                    r["ratio"] = r["rps"] / ceiling[c]
+                rows.append(r)
+                say("  %s" % table_text([r]).splitlines()[-1])
+                if r["check"] != "ok":
+                    failed = True
+                    msg = "CHECK FAILED: %s at %d clients: %s" % (
+                        target, c, "; ".join(r["problems"]))
+                    say(msg)
+                    notes.append(msg)
+                if r["non2xx"] or r["socket_errors"]:
+                    notes.append("%s at %d clients: statuses %s, socket"
+                                 " errors %d" % (target, c, r["statuses"],
+                                                 r["socket_errors"]))
+        except Failure as e:
+            failed = True
+            msg = "%s FAILED: %s" % (target, e)
+            say(msg)
+            notes.append(msg)
+        finally:
+            if srv:
+                srv.stop()
+
+        if module_workers(target):
+            counts, first, stats = error_log_summary(
+                os.path.join(workdir, "logs", "error.log"))
+            for line in stats:
+                notes.append("%s worker exit: %s" % (target, line))
+            if counts:
+                notes.append("%s error.log: %s; first lines:\n    %s" % (
+                    target, ", ".join("%s %d" % kv for kv in
+                                      sorted(counts.items())),
+                    "\n    ".join(first)))
+        elif target in PEERS and os.path.exists(os.path.join(
+                workdir, target + ".log")):
+            tb = sum(1 for line in open(os.path.join(
+                workdir, target + ".log"), errors="replace")
+                if "Traceback" in line)
+            if tb:
+                notes.append("%s log: %d tracebacks (%s)" % (
+                    target, tb, os.path.join(workdir, target + ".log")))
+
+    return rows, notes, failed
+
+
+def stub_requests(port):
+    """the requests counter of nginx's stub_status, None when unreadable"""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/status")
+        body = c.getresponse().read().decode()
+        c.close()
+        return int(body.splitlines()[2].split()[2])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def soak_wrk(a, srv, status_port, tag, prefix, samples):
+    """wrk until each thread had its share of BENCH_SOAK_REQUESTS answers,
+    sampling the workers' RSS meanwhile. wrk's main thread sleeps for the
+    whole -d even when every thread stopped: once the server has seen no
+    request but ours to stub_status for 3s, SIGINT ends wrk (it then
+    reports as usual)."""
+    threads = max(1, min(a.threads, a.soak_clients))
+    per_thread = math.ceil(a.soak_requests / threads)
+    argv = wrk_argv(a, srv.port, a.soak_clients, a.soak_max, tag, prefix,
+                    stop_after=per_thread)
+    out_path = prefix + ".stdout"
+
+    say("soak: %d requests, %d clients, worker RSS sampled every %gs"
+        % (per_thread * threads, a.soak_clients, a.soak_interval))
+
+    t0 = time.monotonic()
+    last, last_change, end, polls = None, t0, None, 0
+    with open(out_path, "w") as out:
+        wrk = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+        try:
+            while wrk.poll() is None:
+                now = time.monotonic()
+                n = stub_requests(status_port)
+                polls += 1
+                if n is not None:
+                    n -= polls          # our own status requests
+                samples.append((now - t0, n,
+                                [rss_kb(p) for p in srv.workers()]))
+                if n != last:
+                    last, last_change = n, now
+                elif now - last_change >= 3 and end is None:
+                    end = last_change
+                    wrk.send_signal(signal.SIGINT)
+                if now - t0 > a.soak_max + 60:
+                    wrk.kill()
+                    raise Failure("wrk still running after %ds"
+                                  % (a.soak_max + 60))
+                try:
+                    wrk.wait(a.soak_interval)
+                except subprocess.TimeoutExpired:
+                    pass
+        finally:
+            if wrk.poll() is None:
+                wrk.kill()
+                wrk.wait()
+
+    n = stub_requests(status_port)
+    samples.append((time.monotonic() - t0,
+                    None if n is None else n - polls - 1,
+                    [rss_kb(p) for p in srv.workers()]))
+    with open(out_path) as f:
+        s = wrk_result(argv, f.read(), prefix)
+    s["seconds"] = (end or time.monotonic()) - t0
+    return s
+
+
+def soak(a, db, outdir, run_id):
+    workdir = os.path.join(outdir, "soak")
+    os.makedirs(workdir, exist_ok=True)
+    status_port = a.port_base + 4
+    conf = nginx_conf(a, db, workdir, a.soak_workers, a.soak_batch,
+                      status_port)
+    srv = Server("nginx", [NGINX, "-p", workdir + "/", "-c", conf],
+                 a.port_base, workdir)
+    samples, notes = [], []
+    prefix = os.path.join(workdir, "soak")
+    tag = "%s-soak" % run_id
+
+    try:
+        srv.start()
+        db.truncate()
+        warm = max(a.warmup, 5)
+        say("soak: warm-up %gs" % warm)
+        w = run_wrk(a, srv.port, a.soak_clients, warm, tag + "-w",
+                    prefix + "-warmup")
+        db.settle()
+        s = soak_wrk(a, srv, status_port, tag, prefix, samples)
+        db.settle()
+        ok, facts, problems = check(db, tag, prefix, s, w["sent"])
+    finally:
+        srv.stop()
+
+    if not ok:
+        notes.append("CHECK FAILED: soak: " + "; ".join(problems))
+
+    nworkers = min(len(x[2]) for x in samples)
+    with open(os.path.join(workdir, "rss.csv"), "w") as f:
+        f.write("seconds,requests_handled,%s\n" % ",".join(
+            "worker%d_rss_kb" % i for i in range(nworkers)))
+        for t, h, r in samples:
+            f.write("%.1f,%s,%s\n" % (t, "" if h is None else h,
+                                      ",".join(str(x) for x in r[:nworkers])))
+
+    lines, flat = [], True
+    for i in range(nworkers):
+        v = [x[2][i] for x in samples]
+        grew = max(v) - v[0]
+        flat = flat and grew <= 1024 and v[-1] - v[0] <= 1024
+        lines.append("worker %d RSS: first %.1f MB, last %.1f MB, max %.1f"
+                     " MB (max - first %+d kB, last - first %+d kB, %d"
+                     " samples)" % (i, v[0] / 1024.0, v[-1] / 1024.0,
+                                    max(v) / 1024.0, grew, v[-1] - v[0],
+                                    len(v)))
+
+    non2xx = sum(n for code, n in s["status"].items()
+                 if not 200 <= code < 300)
+    sock = sum(int(s["errors_" + k]) for k in
+               ("connect", "read", "write", "timeout"))
+    text = "\n".join([
+        "soak: %d requests answered in %.0fs (%.0f req/s 2xx), non-2xx %d"
+        " %s, socket errors %d, %d rows; check %s" % (
+            s["requests"], s["seconds"], s["ok"] / s["seconds"], non2xx,
+            {str(k): v for k, v in sorted(s["status"].items())}, sock,
+            facts["rows"], "ok" if ok else "FAILED"),
+    ] + lines + ["target (worker RSS flat within 1 MB): %s" % (
+        "met" if flat else "NOT MET")])
+
+    png = os.path.join(workdir, "rss.png")
+    gp = os.path.join(workdir, "rss.gp")
+    with open(gp, "w") as f:
+        f.write("""set terminal pngcairo size 960,600 noenhanced
+set output '%s'
+set title 'module worker RSS over the soak'
+set xlabel 'requests handled (stub_status)'
+set ylabel 'RSS (MB)'
+set datafile separator ','
+set key autotitle columnhead
+set grid
+plot %s
+""" % (png, ", ".join("'%s' using 2:($%d/1024) with lines lw 2" % (
+            os.path.join(workdir, "rss.csv"), 3 + i)
+            for i in range(nworkers))))
+    if subprocess.run(["gnuplot", gp], capture_output=True,
+                      timeout=60).returncode == 0:
+        notes.append("plot: %s" % png)
+
+    counts, first, stats = error_log_summary(os.path.join(workdir, "logs",
+                                                          "error.log"))
+    for line in stats:
+        notes.append("soak worker exit: %s" % line)
+    if counts:
+        notes.append("soak error.log: %s; first lines:\n    %s" % (
+            ", ".join("%s %d" % kv for kv in sorted(counts.items())),
+            "\n    ".join(first)))
+
+    return text, notes, not ok, flat
+
+
+def main():
+    a = parse_args()
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = "r" + stamp[2:].replace("-", "")
+    outdir = os.path.join(a.out, stamp + ("-soak" if a.soak else ""))
+    os.makedirs(outdir, exist_ok=True)
+    latest = os.path.join(a.out, "latest-soak" if a.soak else "latest")
+    if os.path.islink(latest) or not os.path.exists(latest):
+        if os.path.islink(latest):
+            os.unlink(latest)
+        os.symlink(os.path.basename(outdir), latest)
+
+    def on_term(signo, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+
+    db = Database(a)
+    t0 = time.monotonic()
+    try:
+        db.start()
+        mode = "soak" if a.soak else ("quick" if a.quick else "full")
+        if not a.soak and (a.duration, a.warmup) != ((2, 1) if a.quick
+                                                     else (12, 4)):
+            mode += ", durations changed"
+        head = header(a, db, mode)
+
+        if a.soak:
+            text, notes, failed, flat = soak(a, db, outdir, run_id)
+            report = head + "\n\n" + text
+        else:
+            rows, notes, failed = bench(a, db, outdir, run_id)
+            report = head + "\n\n" + table_text(rows) + "\n\n" + LEGEND
+            with open(os.path.join(outdir, "results.md"), "w") as f:
+                f.write(head.replace("\n", "  \n") + "\n\n" + table_md(rows)
+                        + "\n\n" + LEGEND.replace("\n", " ") + "\n")
+            write_csv(os.path.join(outdir, "results.csv"), rows)
+            png = plot(outdir, rows, "saveitem: req/s vs clients (%s)"
+                       % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))
+            if png:
+                notes.append("plot: %s" % png)
+            flat = True
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    except Failure as e:
+        say("error: %s" % e)
+        return 1
+    finally:
+        db.stop()
+
+    notes.append("raw output: %s (%.0fs)" % (outdir, time.monotonic() - t0))
+    report += "\n\n" + "\n".join(notes) + "\n"
+    with open(os.path.join(outdir, "report.txt"), "w") as f:
+        f.write(report)
+    print(report)
+
+    if failed:
+        say("FAILED: see above")
+        return 1
+    if not flat:
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
