@@ -1482,14 +1482,13 @@ ngx_http_saveitem_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
         }
 
         for (ai = res; ai; ai = ai->ai_next) {
-            addr[0] = '\0';
-            (void) ngx_sock_ntop(ai->ai_addr, ai->ai_addrlen, addr,
-                                 NGX_SOCKADDR_STRLEN, 0);
-
             ngx_http_saveitem_list_add(&h, hlast, &host);
             ngx_http_saveitem_list_add(&pt, plast, &port);
 
-            host.len = ngx_strlen(addr);
+            /* ngx_sock_ntop() does not terminate the string */
+
+            host.len = ngx_sock_ntop(ai->ai_addr, ai->ai_addrlen, addr,
+                                     NGX_SOCKADDR_STRLEN, 0);
             host.data = addr;
             ngx_http_saveitem_list_add(&a, alast, &host);
             host.len = ngx_strlen(name);

@@ -12,6 +12,7 @@
 
 static void saveitem_json_message(saveitem_json_error_t *err,
     const char *text);
+static size_t saveitem_utf8_len(const unsigned char *p);
 
 
 /*
@@ -22,7 +23,7 @@ static void saveitem_json_message(saveitem_json_error_t *err,
 int
 saveitem_content_type_is_json(const unsigned char *p, size_t len)
 {
-    size_t                i, end, slash;
+    size_t                i, end, slash, found;
     static const char     json[] = "application/json";
 
     for (i = 0; i < len && (p[i] == ' ' || p[i] == '\t'); i++) {
@@ -44,18 +45,20 @@ saveitem_content_type_is_json(const unsigned char *p, size_t len)
     }
 
     slash = 0;
+    found = 0;
 
     for (len = i; len < end; len++) {
         if (p[len] == '/') {
-            if (slash) {
+            if (found) {
                 return 0;
             }
 
             slash = len;
+            found = 1;
         }
     }
 
-    if (slash == 0 || slash == i || end - slash < 1 + 5 + 1) {
+    if (!found || slash == i || end - slash < 1 + 5 + 1) {
         return 0;
     }
 
@@ -162,19 +165,87 @@ saveitem_json_check(const unsigned char *p, size_t len,
 }
 
 
+/*
+ * jansson quotes the input near an error, and may cut a character in two:
+ * the message goes into a JSON answer, so what is not valid UTF-8 becomes
+ * "?" (as do control characters)
+ */
+
 static void
 saveitem_json_message(saveitem_json_error_t *err, const char *text)
 {
-    size_t  n;
+    size_t                n, i, k, len;
+    unsigned char         c;
+    const unsigned char  *s;
 
-    n = strlen(text);
+    s = (const unsigned char *) text;
+    n = 0;
 
-    if (n >= SAVEITEM_JSON_MESSAGE_LEN) {
-        n = SAVEITEM_JSON_MESSAGE_LEN - 1;
+    for (i = 0; s[i] != '\0' && n < SAVEITEM_JSON_MESSAGE_LEN - 1; i += len) {
+        c = s[i];
+        len = saveitem_utf8_len(s + i);
+
+        if (len == 0 || n + len > SAVEITEM_JSON_MESSAGE_LEN - 1
+            || (len == 1 && c < 0x20))
+        {
+            err->message[n++] = '?';
+            len = 1;
+            continue;
+        }
+
+        for (k = 0; k < len; k++) {
+            err->message[n++] = s[i + k];
+        }
     }
 
-    memcpy(err->message, text, n);
     err->message[n] = '\0';
+}
+
+
+/* the length of the valid UTF-8 sequence at p, 0 when it is not one */
+
+static size_t
+saveitem_utf8_len(const unsigned char *p)
+{
+    size_t         len, i;
+    unsigned       cp, min;
+
+    if (p[0] < 0x80) {
+        return 1;
+    }
+
+    if ((p[0] & 0xe0) == 0xc0) {
+        len = 2;
+        cp = p[0] & 0x1f;
+        min = 0x80;
+
+    } else if ((p[0] & 0xf0) == 0xe0) {
+        len = 3;
+        cp = p[0] & 0x0f;
+        min = 0x800;
+
+    } else if ((p[0] & 0xf8) == 0xf0) {
+        len = 4;
+        cp = p[0] & 0x07;
+        min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    for (i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        cp = (cp << 6) | (p[i] & 0x3f);
+    }
+
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
+        return 0;
+    }
+
+    return len;
 }
 
 

@@ -140,6 +140,30 @@ Content-Type: application/x-www-form-urlencoded
 
 
 
+=== TEST 5b: a media type with two slashes is not JSON
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /items
+{"bad": "type"}
+--- more_headers
+Content-Type: /a/b+json
+--- error_code: 415
+--- response_body_like: "unsupported_media_type"
+
+
+
+=== TEST 5c: the message quoting the input stays valid UTF-8
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+"POST /items\n\"\\\xc3\xa9\""
+--- error_code: 400
+--- response_body_like eval
+qr/^\{"error": "invalid_json", "message": "invalid escape near '\\"\\\\\?'", "line": 1, "column": \d+, "position": \d+\}\n$/
+
+
+
 === TEST 6: truncated JSON: the position of the error
 --- http_config eval: $::http_config
 --- config eval: $::config
