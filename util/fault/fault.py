@@ -1,0 +1,1234 @@
+"""util/fault/fault.py - the fault scenarios; run util/fault/run, not this
+
+Each scenario: a fresh table and a fresh nginx (master on, 2 workers), a
+paced load of POSTs from asyncio clients (each request a unique document,
+keep-alive connections), a baseline, the fault, a tail after it; then the
+checks of issue 5:
+
+  - nginx still answers (GET /ping, and a POST that is stored);
+  - every request got an answer: a 2xx, or a JSON error; no hang, no HTML
+    5xx, no connection closed without an answer (except a keep-alive
+    connection closed by nginx just as the client sent on it: counted
+    apart as "closed on reuse", and bounded);
+  - every pk a client received names a row holding that client's document;
+  - no row exists whose client got an error, except errors that say
+    "outcome": "unknown" and requests the client aborted (counted apart);
+  - no row that no client sent, no document stored twice;
+  - 2xx throughput is back to half the baseline within 2 s of the end of
+    the fault; /ping answers within 1 s throughout;
+  - the error log has no crash, alert or sanitizer report.
+
+The scenarios (SCENARIOS below): restart (pg_ctl restart -m fast), stop
+(PostgreSQL down for a few seconds: 503 at once, no hang), terminate
+(pg_terminate_backend of the module's backends, by application_name, ten
+times a second, each row sleeping 2 ms so that most are caught mid-query),
+freeze (SIGSTOP of the postmaster and all its children, then SIGCONT:
+timeouts fire, /ping keeps answering), reload (nginx -s reload several
+times), clients (slow clients trickling their bodies, clients leaving
+mid-body and while their statement runs), timeout (1 % of the documents
+slower than saveitem_query_timeout), eagain-tcp and eagain-unix (the
+LD_PRELOAD shim of util/shim on the libpq socket: EAGAIN and short
+reads and writes; every request must be stored), eagain-terminate and
+eagain-restart (the shim, and a fault on top).
+
+Environment (set by util/fault/run): SAVEITEM_FAULT_SO, SAVEITEM_FAULT_SHIM,
+SAVEITEM_PG_PORT, SAVEITEM_PG_DIR, and the SAVEITEM_FAULT_* knobs.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PG_SH = os.path.join(ROOT, "util", "pg.sh")
+NGINX = os.environ.get("SAVEITEM_FAULT_NGINX", "/usr/sbin/nginx")
+PG_BIN = "/usr/lib/postgresql/15/bin"
+
+PG_PORT = int(os.environ.get("SAVEITEM_PG_PORT", "15535"))
+PG_DIR = os.environ.get("SAVEITEM_PG_DIR", "/tmp/saveitem-fault-pg")
+PG_SOCK = os.path.join(PG_DIR, "sock")
+PG_DATA = os.path.join(PG_DIR, "data")
+PORT = int(os.environ.get("SAVEITEM_FAULT_PORT", "18300"))
+SO = os.environ.get("SAVEITEM_FAULT_SO", "")
+SHIM = os.environ.get("SAVEITEM_FAULT_SHIM", "")
+PRELOAD = os.environ.get("SAVEITEM_FAULT_PRELOAD", "")
+OUT = os.environ.get("SAVEITEM_FAULT_DIR", "/tmp/saveitem-fault")
+RATE = float(os.environ.get("SAVEITEM_FAULT_RATE", "300"))
+CLIENTS = int(os.environ.get("SAVEITEM_FAULT_CLIENTS", "16"))
+SEED = int(os.environ.get("SAVEITEM_FAULT_SEED", "1"))
+
+APP = "saveitem_fault"
+QUERY_TIMEOUT = 1.5          # saveitem_query_timeout
+QUEUE_TIMEOUT = 2.0          # saveitem_database queue_timeout=
+REQUEST_TIMEOUT = 10.0       # a client waiting longer: a hang
+MAX_LATENCY = 6.0            # longest acceptable answer, any scenario
+RECOVERY_LIMIT = 2.0         # seconds after the fault
+RECOVERY_WINDOW = 0.5        # throughput measured over this
+RECOVERY_FRACTION = 0.5      # of the baseline
+PING_LIMIT = 1.0
+REUSE_CLOSED_MAX = 0.01      # of the requests sent, at least 3
+
+# name: (fault, shim on the libpq socket: None, "tcp" or "unix")
+SCENARIOS = {
+    "restart": ("restart", None),
+    "stop": ("stop", None),
+    "terminate": ("terminate", None),
+    "freeze": ("freeze", None),
+    "reload": ("reload", None),
+    "clients": ("clients", None),
+    "timeout": ("timeout", None),
+    "eagain-tcp": ("eagain", "tcp"),
+    "eagain-unix": ("eagain", "unix"),
+    "eagain-terminate": ("terminate", "unix"),
+    "eagain-restart": ("restart", "tcp"),
+}
+
+# what a document's "pad" is made of: escapes, multi-byte characters
+ALPHABET = ("abcdefghijklmnopqrstuvwxyz0123456789 " * 3
+            + "\"\\/\n\t\r\b\f'<>&%$#{}[],:" + "é€ж中𝄞😀\u2028\u00a0")
+
+
+def say(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def psql(sql, check=True):
+    """runs sql in the saveitem database; returns its unaligned output"""
+    res = subprocess.run(
+        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
+         "-v", "ON_ERROR_STOP=1", "-h", PG_SOCK, "-p", str(PG_PORT),
+         "-U", "postgres", "-d", "saveitem", "-c", sql],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        timeout=60)
+    if check and res.returncode != 0:
+        raise RuntimeError("psql failed: %s: %s" % (sql[:80], res.stderr))
+    return res.stdout
+
+
+def pg_ctl(*args):
+    return subprocess.run(["runuser", "-u", "postgres", "--",
+                           os.path.join(PG_BIN, "pg_ctl"), "-D", PG_DATA]
+                          + list(args), cwd="/", stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+def pg_pids():
+    """the postmaster and its children"""
+    with open(os.path.join(PG_DATA, "postmaster.pid")) as f:
+        master = int(f.readline())
+    pids = [master]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == master:
+            pids.append(int(d))
+    return pids
+
+
+def port_open(port):
+    import socket
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.5):
+            return True
+    except OSError:
+        return False
+
+
+def group_pids(pgid):
+    """live processes (zombies aside) of a process group"""
+    pids = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(d))
+    return pids
+
+
+def reap_group(pgid):
+    """processes left in nginx's process group once its master has gone
+    (workers of a master that crashed): stopped, and their number returned"""
+    left = group_pids(pgid)
+    for sig, wait in ((signal.SIGQUIT, 5), (signal.SIGKILL, 2)):
+        pids = group_pids(pgid)
+        if not pids:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline and group_pids(pgid):
+            time.sleep(0.1)
+    return len(left)
+
+
+class Record:
+    __slots__ = ("seq", "kind", "doc", "t0", "t1", "status", "body",
+                 "result", "pk", "reused", "detail")
+
+    def __init__(self, seq, kind, doc):
+        self.seq = seq
+        self.kind = kind
+        self.doc = doc
+        self.t0 = time.monotonic()
+        self.t1 = None
+        self.status = None
+        self.body = b""
+        self.result = "pending"
+        self.pk = None
+        self.reused = False
+        self.detail = ""
+
+
+class Closed(Exception):
+    """the server closed the connection; .got: bytes of answer read"""
+
+    def __init__(self, got):
+        super().__init__("closed after %d bytes" % got)
+        self.got = got
+
+
+async def read_response(reader):
+    """status, headers (lowercase names), body; raises Closed"""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as e:
+        raise Closed(len(e.partial))
+    except (ConnectionResetError, BrokenPipeError):
+        raise Closed(0)
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3})", lines[0])
+    if not m:
+        raise Closed(len(head))
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    n = int(headers.get("content-length", "0"))
+    try:
+        body = await reader.readexactly(n) if n else b""
+    except asyncio.IncompleteReadError as e:
+        raise Closed(len(head) + len(e.partial))
+    except (ConnectionResetError, BrokenPipeError):
+        raise Closed(len(head))
+    return int(m.group(1)), headers, body
+
+
+def post_head(path, length, extra=b""):
+    return (b"POST %s HTTP/1.1\r\nHost: localhost\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (path.encode(), length, extra))
+
+
+class Load:
+    """the clients of one scenario, and what they saw"""
+
+    def __init__(self, run_id, rng, sleep=None):
+        self.run_id = run_id
+        self.rng = rng
+        self.sleep = sleep          # seconds the trigger sleeps per row
+        self.records = []
+        self.seq = 0
+        self.stop = False
+        self.pings = []             # (t0, latency or None)
+        self.slow = 0.0             # fraction of documents that sleep
+        self.slow_sleep = 0.0
+        self.t_start = time.monotonic()
+
+    def doc(self, kind, extra=None):
+        self.seq += 1
+        n = self.rng.random()
+        size = (self.rng.randint(20000, 40000) if n < 0.02
+                else self.rng.randint(0, 200))
+        pad = "".join(self.rng.choice(ALPHABET) for _ in range(size))
+        d = {"run": self.run_id, "seq": self.seq, "kind": kind, "pad": pad,
+             "n": self.rng.randint(-2**40, 2**40), "f": 0.5, "ok": True,
+             "nil": None, "list": [1, "two", {"three": [3]}]}
+        if self.sleep:
+            d["sleep"] = self.sleep
+        if kind == "load" and self.slow and self.rng.random() < self.slow:
+            d["sleep"] = self.slow_sleep
+            kind = "slow"
+        if extra:
+            d.update(extra)
+        rec = Record(self.seq, kind, d)
+        self.records.append(rec)
+        return rec
+
+    @staticmethod
+    def encode(doc):
+        return json.dumps(doc, ensure_ascii=False).encode()
+
+    def classify(self, rec, status, headers, body):
+        rec.t1 = time.monotonic()
+        rec.status = status
+        rec.body = body
+        if status == 200:
+            try:
+                pk = json.loads(body)["pk"]
+                if not isinstance(pk, int):
+                    raise ValueError
+                rec.pk = pk
+                rec.result = "ok"
+            except (ValueError, KeyError, TypeError):
+                rec.result = "bad_response"
+                rec.detail = "200 without a numeric pk: %r" % body[:200]
+            return
+        try:
+            err = json.loads(body)
+            if not isinstance(err.get("error"), str) \
+               or not isinstance(err.get("message"), str):
+                raise ValueError
+        except (ValueError, AttributeError):
+            rec.result = "bad_response"
+            rec.detail = "%d, not a JSON error: %r" % (status, body[:200])
+            return
+        if status < 500:
+            rec.result = "bad_response"
+            rec.detail = "%d for a valid document: %r" % (status, body[:200])
+        elif err.get("outcome") == "unknown":
+            rec.result = "unknown"
+        else:
+            rec.result = "error"
+
+    async def connect(self):
+        return await asyncio.wait_for(
+            asyncio.open_connection("127.0.0.1", PORT), 5)
+
+    async def worker(self, interval):
+        conn = None
+        nreq = 0
+        t_next = time.monotonic() + self.rng.random() * interval
+        while not self.stop:
+            now = time.monotonic()
+            if t_next > now:
+                await asyncio.sleep(t_next - now)
+                if self.stop:
+                    break
+            # no catching up after a stall: the pace, not a burst
+            t_next = max(t_next + interval, time.monotonic())
+            rec = self.doc("load")
+            body = self.encode(rec.doc)
+            if conn is not None and conn[0].at_eof():
+                # closed by nginx while idle, as an HTTP client notices
+                # before it reuses a connection
+                conn[1].close()
+                conn = None
+            if conn is None:
+                try:
+                    conn = await self.connect()
+                except (OSError, asyncio.TimeoutError) as e:
+                    rec.t1 = time.monotonic()
+                    rec.result = "connect_failed"
+                    rec.detail = str(e)
+                    continue
+                nreq = 0
+            reader, writer = conn
+            rec.reused = nreq > 0
+            nreq += 1
+            try:
+                writer.write(post_head("/items", len(body)) + body)
+                await writer.drain()
+                status, headers, rbody = await asyncio.wait_for(
+                    read_response(reader), REQUEST_TIMEOUT)
+                self.classify(rec, status, headers, rbody)
+                if headers.get("connection", "").lower() == "close":
+                    writer.close()
+                    conn = None
+            except asyncio.TimeoutError:
+                rec.t1 = time.monotonic()
+                rec.result = "timeout"
+                writer.close()
+                conn = None
+            except (Closed, ConnectionResetError, BrokenPipeError) as e:
+                rec.t1 = time.monotonic()
+                got = e.got if isinstance(e, Closed) else 0
+                if rec.reused and got == 0:
+                    rec.result = "closed_on_reuse"
+                else:
+                    rec.result = "closed"
+                    rec.detail = str(e)
+                writer.close()
+                conn = None
+        if conn is not None:
+            conn[1].close()
+
+    async def pinger(self):
+        while not self.stop:
+            t0 = time.monotonic()
+            lat = None
+            try:
+                r, w = await self.connect()
+                w.write(b"GET /ping HTTP/1.1\r\nHost: localhost\r\n"
+                        b"Connection: close\r\n\r\n")
+                status, _, body = await asyncio.wait_for(read_response(r),
+                                                         5)
+                w.close()
+                if status == 200 and body == b"pong\n":
+                    lat = time.monotonic() - t0
+            except (OSError, Closed, asyncio.TimeoutError):
+                pass
+            self.pings.append((t0, lat))
+            await asyncio.sleep(0.05)
+
+    # misbehaving clients (scenario "clients")
+
+    async def trickler(self):
+        """sends the body a few bytes at a time over about a second"""
+        while not self.stop:
+            rec = self.doc("trickle")
+            body = self.encode(rec.doc)
+            if len(body) > 4000:
+                body = body[:0]
+                rec.doc["pad"] = "x"
+                body = self.encode(rec.doc)
+            try:
+                r, w = await self.connect()
+                w.write(post_head("/items", len(body),
+                                  b"Connection: close\r\n"))
+                i = 0
+                step = max(1, len(body) // 40)
+                while i < len(body):
+                    w.write(body[i:i + step])
+                    await w.drain()
+                    i += step
+                    await asyncio.sleep(0.025)
+                status, headers, rbody = await asyncio.wait_for(
+                    read_response(r), REQUEST_TIMEOUT)
+                self.classify(rec, status, headers, rbody)
+                w.close()
+            except asyncio.TimeoutError:
+                rec.t1 = time.monotonic()
+                rec.result = "timeout"
+            except (OSError, Closed) as e:
+                rec.t1 = time.monotonic()
+                rec.result = "closed"
+                rec.detail = str(e)
+
+    async def abort_body(self):
+        """sends half the body, then goes away"""
+        while not self.stop:
+            rec = self.doc("abort_body")
+            body = self.encode(rec.doc)
+            try:
+                r, w = await self.connect()
+                w.write(post_head("/items", len(body)) + body[:len(body) // 2])
+                await w.drain()
+                await asyncio.sleep(0.02 + self.rng.random() * 0.05)
+                if self.rng.random() < 0.5:
+                    w.transport.abort()
+                else:
+                    w.close()
+            except OSError:
+                pass
+            rec.t1 = time.monotonic()
+            rec.result = "aborted_body"
+            await asyncio.sleep(0.05)
+
+    async def abort_query(self):
+        """sends a document that takes 100 ms to insert, then goes away"""
+        while not self.stop:
+            rec = self.doc("abort_query", {"sleep": 0.1})
+            body = self.encode(rec.doc)
+            try:
+                r, w = await self.connect()
+                w.write(post_head("/items", len(body)) + body)
+                await w.drain()
+                await asyncio.sleep(0.01 + self.rng.random() * 0.08)
+                w.close()
+            except OSError:
+                pass
+            rec.t1 = time.monotonic()
+            rec.result = "aborted_query"
+            await asyncio.sleep(0.05)
+
+
+class Nginx:
+    def __init__(self, name, table, batch, conninfo, shim_env=None):
+        self.prefix = os.path.join(OUT, name)
+        self.table = table
+        self.batch = batch
+        self.conninfo = conninfo
+        self.shim_env = shim_env
+        self.proc = None
+        self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
+        self.error_log = os.path.join(self.prefix, "logs", "error.log")
+
+    def write_conf(self):
+        shutil.rmtree(self.prefix, ignore_errors=True)
+        os.makedirs(os.path.join(self.prefix, "conf"))
+        os.makedirs(os.path.join(self.prefix, "logs"))
+        p = self.prefix
+        conf = """
+load_module %(so)s;
+user root;
+daemon off;
+master_process on;
+worker_processes 2;
+pid %(p)s/logs/nginx.pid;
+error_log %(p)s/logs/error.log info;
+worker_shutdown_timeout 10s;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    client_body_temp_path %(p)s/logs/client_body;
+    proxy_temp_path %(p)s/logs/proxy;
+    fastcgi_temp_path %(p)s/logs/fastcgi;
+    uwsgi_temp_path %(p)s/logs/uwsgi;
+    scgi_temp_path %(p)s/logs/scgi;
+    keepalive_timeout 30s;
+    keepalive_requests 200;
+    client_max_body_size 1m;
+    client_body_timeout 5s;
+
+    saveitem_database "%(conninfo)s" pool=4 queue=512 queue_timeout=%(qt)dms;
+    saveitem_query_timeout %(qto)dms;
+    saveitem_batch %(batch)s;
+
+    server {
+        listen 127.0.0.1:%(port)d;
+
+        location = /items {
+            saveitem %(table)s;
+        }
+
+        location = /ping {
+            return 200 "pong\\n";
+        }
+    }
+}
+""" % {"so": SO, "p": p, "conninfo": self.conninfo, "batch": self.batch,
+       "table": self.table, "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
+       "qto": QUERY_TIMEOUT * 1000}
+        with open(self.conf, "w") as f:
+            f.write(conf)
+
+    def start(self):
+        if port_open(PORT):
+            raise RuntimeError("port %d is taken: another nginx?" % PORT)
+        self.write_conf()
+        env = dict(os.environ)
+        preload = []
+        if PRELOAD:
+            # a sanitizer build: its runtime first, reports to files
+            preload.append(PRELOAD)
+            logs = os.path.join(self.prefix, "logs")
+            env["ASAN_OPTIONS"] = ("detect_leaks=0:log_path=%s/asan:"
+                                   "suppressions=%s/asan.supp"
+                                   % (logs, HERE))
+            env["UBSAN_OPTIONS"] = ("print_stacktrace=1:log_path=%s/ubsan"
+                                    % logs)
+        if self.shim_env:
+            env.update(self.shim_env)
+            preload.append(self.shim_env["LD_PRELOAD"])
+        if preload:
+            env["LD_PRELOAD"] = ":".join(preload)
+        self.env = env
+        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"),
+                           "w")
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", self.prefix + "/", "-c", self.conf,
+             "-e", self.error_log],
+            stdin=subprocess.DEVNULL, stdout=self.stderr,
+            stderr=self.stderr, env=env, start_new_session=True)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: %s" % self.read_log())
+            try:
+                import socket
+                with socket.create_connection(("127.0.0.1", PORT), 0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not listen on %d" % PORT)
+
+    async def reload(self):
+        p = await asyncio.create_subprocess_exec(
+            NGINX, "-p", self.prefix + "/", "-c", self.conf,
+            "-e", self.error_log, "-s", "reload", env=self.env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        return await p.wait()
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                say("nginx did not stop gracefully in 15 s; SIGTERM")
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                    self.proc.wait()
+        self.stderr.close()
+        self.orphans = reap_group(self.proc.pid)
+
+    def read_log(self):
+        try:
+            with open(self.error_log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+
+class Scenario:
+    def __init__(self, name, batch, quick):
+        self.name = name
+        self.batch = batch
+        self.quick = quick
+        self.fault, self.shim = SCENARIOS[name]
+        self.key = "%s-%s" % (name, batch)
+        self.table = "fault.%s_%s" % (name.replace("-", "_"), batch)
+        self.failures = []
+        self.notes = []
+        self.fault_start = None
+        self.fault_end = None
+        self.down = None            # (t0, t1) when PostgreSQL was stopped
+        self.frozen = None
+        self.shim_log = None
+        self.recovery = None
+        self.terminated = 0
+        self.rng = random.Random("%d-%s" % (SEED, self.key))
+
+    def fail(self, msg):
+        self.failures.append(msg)
+
+    # phases, in seconds
+    @property
+    def warmup(self):
+        return 1.0 if self.quick else 1.5
+
+    @property
+    def tail(self):
+        return 3.0
+
+    def setup_table(self):
+        psql("""SET client_min_messages = warning;
+CREATE SCHEMA IF NOT EXISTS fault;
+CREATE OR REPLACE FUNCTION fault.act() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.data ? 'sleep' THEN
+        PERFORM pg_sleep((NEW.data->>'sleep')::float);
+    END IF;
+    RETURN NEW;
+END
+$$;
+DROP TABLE IF EXISTS %(t)s;
+CREATE TABLE %(t)s (id bigserial PRIMARY KEY, data jsonb NOT NULL);
+CREATE TRIGGER act BEFORE INSERT ON %(t)s
+    FOR EACH ROW EXECUTE FUNCTION fault.act();
+""" % {"t": self.table})
+
+    def conninfo(self):
+        if self.shim == "tcp":
+            return ("hostaddr=127.0.0.1 port=%d dbname=saveitem user=postgres"
+                    " application_name=%s connect_timeout=2" % (PG_PORT, APP))
+        return ("host=%s port=%d dbname=saveitem user=postgres "
+                "application_name=%s connect_timeout=2"
+                % (PG_SOCK, PG_PORT, APP))
+
+    def shim_env(self):
+        if not self.shim:
+            return None
+        self.shim_log = os.path.join(OUT, self.key, "shim.log")
+        env = {"LD_PRELOAD": SHIM, "SAVEITEM_SHIM_SEED": str(SEED),
+               "SAVEITEM_SHIM_EAGAIN": "25", "SAVEITEM_SHIM_SHORT": "35",
+               "SAVEITEM_SHIM_LOG": self.shim_log}
+        if self.shim == "tcp":
+            env["SAVEITEM_SHIM_PORT"] = str(PG_PORT)
+        else:
+            env["SAVEITEM_SHIM_SOCKDIR"] = PG_SOCK
+        return env
+
+    # the faults: each sets fault_start and fault_end (monotonic)
+
+    async def fault_restart(self, load, nginx):
+        self.fault_start = time.monotonic()
+        p = await asyncio.create_subprocess_exec(
+            "bash", PG_SH, "restart", stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await p.communicate()
+        self.fault_end = time.monotonic()
+        if p.returncode != 0:
+            self.fail("pg.sh restart failed: %s" % err.decode()[-300:])
+
+    async def fault_stop(self, load, nginx):
+        self.fault_start = time.monotonic()
+        res = await asyncio.to_thread(pg_ctl, "stop", "-m", "fast", "-w")
+        if res.returncode != 0:
+            self.fail("pg_ctl stop failed: %s" % res.stdout[-300:])
+        t_down = time.monotonic()
+        await asyncio.sleep(1.5 if self.quick else 2.5)
+        t_up = time.monotonic()
+        self.down = (t_down, t_up)
+        p = await asyncio.create_subprocess_exec(
+            "bash", PG_SH, "start", stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE)
+        _, err = await p.communicate()
+        self.fault_end = time.monotonic()
+        if p.returncode != 0:
+            self.fail("pg.sh start failed: %s" % err.decode()[-300:])
+
+    async def fault_terminate(self, load, nginx):
+        """pg_terminate_backend of the module's backends, 10 times a
+        second; each row sleeps 2 ms in a trigger, so that most of them
+        are caught mid-query"""
+        p = await asyncio.create_subprocess_exec(
+            os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
+            "-h", PG_SOCK, "-p", str(PG_PORT), "-U", "postgres",
+            "-d", "saveitem", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL)
+        self.fault_start = time.monotonic()
+        end = self.fault_start + (1.5 if self.quick else 2.5)
+        n = 0
+        while time.monotonic() < end:
+            p.stdin.write(("SELECT count(pg_terminate_backend(pid)) FROM "
+                           "pg_stat_activity WHERE application_name = '%s';\n"
+                           % APP).encode())
+            await p.stdin.drain()
+            line = await asyncio.wait_for(p.stdout.readline(), 10)
+            n += int(line.strip() or 0)
+            await asyncio.sleep(0.1)
+        self.fault_end = time.monotonic()
+        p.stdin.close()
+        await p.wait()
+        self.terminated = n
+        self.notes.append("%d backends terminated" % n)
+        if n == 0:
+            self.fail("no backend was terminated")
+
+    async def fault_freeze(self, load, nginx):
+        pids = pg_pids()
+        self.fault_start = time.monotonic()
+        try:
+            for pid in pids:
+                os.kill(pid, signal.SIGSTOP)
+            await asyncio.sleep(2.5 if self.quick else 3.5)
+        finally:
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        self.fault_end = time.monotonic()
+        self.frozen = (self.fault_start, self.fault_end)
+        self.notes.append("%d processes frozen" % len(pids))
+
+    async def fault_reload(self, load, nginx):
+        self.fault_start = time.monotonic()
+        for _ in range(3 if self.quick else 5):
+            rc = await nginx.reload()
+            if rc != 0:
+                self.fail("nginx -s reload failed (%d)" % rc)
+            await asyncio.sleep(0.5)
+        self.fault_end = time.monotonic()
+
+    async def fault_clients(self, load, nginx):
+        """slow clients trickle their bodies; others leave mid-body or
+        while their statement runs (a trigger makes it last 100 ms)"""
+        self.fault_start = time.monotonic()
+        duration = 2.0 if self.quick else 3.0
+        await asyncio.gather(*[self._until(load, kind, duration)
+                               for kind in ("trickle",) * 4
+                               + ("abort_body",) * 2
+                               + ("abort_query",) * 2])
+        self.fault_end = time.monotonic()
+
+    async def _until(self, load, kind, duration):
+        """one misbehaving client of `kind`, for `duration` seconds"""
+        end = time.monotonic() + duration
+        proxy = _Until(load, end)
+        await {"trickle": Load.trickler, "abort_body": Load.abort_body,
+               "abort_query": Load.abort_query}[kind](proxy)
+
+    async def fault_timeout(self, load, nginx):
+        """1 % of the documents take longer than the query timeout: the
+        server cancels them (statement_timeout) just before the module's
+        timer would fire; in a batch, the others are retried alone"""
+        self.fault_start = time.monotonic()
+        load.slow = 0.01
+        load.slow_sleep = QUERY_TIMEOUT - 0.05
+        await asyncio.sleep(2.0 if self.quick else 3.0)
+        load.slow = 0.0
+        self.fault_end = time.monotonic()
+
+    async def fault_eagain(self, load, nginx):
+        # the shim works all along: the "fault" is a stretch of the run
+        self.fault_start = time.monotonic()
+        await asyncio.sleep(2.0 if self.quick else 3.0)
+        self.fault_end = time.monotonic()
+
+    async def run(self):
+        self.setup_table()
+        nginx = Nginx(self.key, self.table, self.batch, self.conninfo(),
+                      self.shim_env())
+        try:
+            os.makedirs(os.path.join(OUT, self.key), exist_ok=True)
+            nginx.start()
+            if self.shim_log:
+                # nginx.start() wiped the directory
+                os.makedirs(os.path.dirname(self.shim_log), exist_ok=True)
+            load = Load("%s-%d" % (self.key, SEED), self.rng,
+                        0.002 if self.fault == "terminate" else None)
+            await self.drive(load, nginx)
+            self.final_probe(load)
+        finally:
+            nginx.stop()
+        self.check(load, nginx)
+        return load
+
+    async def drive(self, load, nginx):
+        interval = CLIENTS / RATE
+        workers = [asyncio.create_task(load.worker(interval))
+                   for _ in range(CLIENTS)]
+        pinger = asyncio.create_task(load.pinger())
+        await asyncio.sleep(self.warmup)
+        fault = getattr(self, "fault_" + self.fault)
+        try:
+            await fault(load, nginx)
+        except Exception as e:
+            self.fail("the fault itself failed: %r" % e)
+            if self.fault_end is None:
+                self.fault_end = time.monotonic()
+        await asyncio.sleep(self.tail)
+        load.stop = True
+        done, pending = await asyncio.wait(workers + [pinger],
+                                           timeout=REQUEST_TIMEOUT + 5)
+        for t in pending:
+            t.cancel()
+        for t in done:
+            if t.exception():
+                self.fail("a client crashed: %r" % t.exception())
+
+    def final_probe(self, load):
+        """nginx still answers, and still stores"""
+        import http.client
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", PORT, timeout=10)
+            c.request("GET", "/ping")
+            r = c.getresponse()
+            if r.status != 200:
+                self.fail("GET /ping after the run: %d" % r.status)
+            r.read()
+            rec = load.doc("final")
+            deadline = time.monotonic() + 5
+            while True:
+                c.request("POST", "/items", body=Load.encode(rec.doc),
+                          headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                body = r.read()
+                if r.status == 200 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            load.classify(rec, r.status, {}, body)
+            if rec.result != "ok":
+                self.fail("a POST after the run: %d %r" % (r.status, body))
+        except OSError as e:
+            self.fail("nginx does not answer after the run: %s" % e)
+
+    def check(self, load, nginx):
+        recs = load.records
+        rows = {}
+        by_seq = {}
+        out = psql("SELECT id, data::text FROM %s" % self.table)
+        for line in out.split("\n"):
+            if not line:
+                continue
+            rid, data = line.split("|", 1)
+            rid = int(rid)
+            data = json.loads(data)
+            rows[rid] = data
+            seq = data.get("seq")
+            if data.get("run") != load.run_id or seq is None:
+                self.fail("row %d was sent by nobody: %.100s" % (rid, data))
+                continue
+            by_seq.setdefault(seq, []).append(rid)
+
+        self.nrows = len(rows)
+        known = {r.seq for r in recs}
+        for seq, ids in by_seq.items():
+            if len(ids) > 1:
+                self.fail("document %d stored %d times (rows %s)"
+                          % (seq, len(ids), ids))
+            if seq not in known:
+                self.fail("rows %s hold document %d, never sent"
+                          % (ids, seq))
+
+        def stored(rec):
+            return rec.seq in by_seq
+
+        counts = {}
+        self.unknown = self.unknown_stored = 0
+        self.aborted = self.aborted_stored = 0
+        self.reuse_closed = 0
+        seen_pk = set()
+        bad = {}
+
+        def problem(kind, rec, what):
+            bad.setdefault(kind, []).append(
+                "seq %d (%s) %s" % (rec.seq, rec.kind, what))
+
+        for rec in recs:
+            if rec.status is not None:
+                counts[rec.status] = counts.get(rec.status, 0) + 1
+            if rec.result == "ok":
+                if rec.pk in seen_pk:
+                    problem("pk given twice", rec, "pk %d" % rec.pk)
+                seen_pk.add(rec.pk)
+                row = rows.get(rec.pk)
+                if row is None:
+                    problem("pk without a row", rec, "pk %d" % rec.pk)
+                elif row != rec.doc:
+                    problem("row holds another document", rec,
+                            "pk %d holds seq %s" % (rec.pk, row.get("seq")))
+            elif rec.result == "error":
+                if stored(rec):
+                    problem("stored although the client got an error", rec,
+                            "%d %s, rows %s" % (rec.status, rec.body[:120],
+                                                by_seq[rec.seq]))
+            elif rec.result == "unknown":
+                self.unknown += 1
+                self.unknown_stored += stored(rec)
+            elif rec.result == "aborted_query":
+                self.aborted += 1
+                self.aborted_stored += stored(rec)
+            elif rec.result == "aborted_body":
+                self.aborted += 1
+                if stored(rec):
+                    problem("stored from half a body", rec,
+                            "rows %s" % by_seq[rec.seq])
+            elif rec.result == "closed_on_reuse":
+                self.reuse_closed += 1
+                if stored(rec):
+                    problem("stored, but the connection closed without an"
+                            " answer", rec, "rows %s" % by_seq[rec.seq])
+            else:
+                problem(rec.result, rec, rec.detail or "(no answer)")
+
+            if rec.t1 is not None and rec.kind in ("load", "slow") \
+               and rec.t1 - rec.t0 > MAX_LATENCY \
+               and rec.result not in ("timeout",):
+                problem("slow answer", rec, "%.1f s, %s" % (rec.t1 - rec.t0,
+                                                            rec.status))
+
+        for kind, items in sorted(bad.items()):
+            self.fail("%s: %d, e.g. %s" % (kind, len(items),
+                                          "; ".join(items[:3])))
+
+        self.counts = counts
+        self.sent = len(recs)
+        self.pks = len(seen_pk)
+
+        # a keep-alive connection closed as the client sent on it
+        limit = max(3, int(REUSE_CLOSED_MAX * self.sent))
+        if self.reuse_closed > limit:
+            self.fail("%d requests met a keep-alive connection closed by "
+                      "nginx (limit %d)" % (self.reuse_closed, limit))
+
+        if self.fault in ("eagain", "clients"):
+            others = [r for r in recs if r.kind in ("load", "trickle",
+                                                    "final")
+                      and r.result != "ok"]
+            if others and self.fault == "eagain":
+                self.fail("%d requests were not stored while only the "
+                          "socket was slow, e.g. %s %s"
+                          % (len(others), others[0].result,
+                             others[0].body[:120]))
+            trickled = [r for r in recs if r.kind == "trickle"]
+            if self.fault == "clients":
+                if not trickled:
+                    self.fail("no slow client ran")
+                bad_t = [r for r in trickled if r.result != "ok"]
+                if bad_t:
+                    self.fail("%d slow clients were not stored, e.g. %s %s"
+                              % (len(bad_t), bad_t[0].result,
+                                 bad_t[0].body[:120]))
+
+        if self.fault == "timeout":
+            slow = [r for r in recs if r.kind == "slow"]
+            if not slow:
+                self.fail("no slow document was sent")
+            stored_slow = [r for r in slow if r.result == "ok"]
+            if stored_slow:
+                self.fail("%d documents slower than the query timeout got a"
+                          " key" % len(stored_slow))
+            not504 = [r for r in slow if r.status != 504]
+            if not504:
+                self.fail("%d slow documents got %s, not 504"
+                          % (len(not504), sorted({r.status
+                                                  for r in not504})))
+            fast = [r for r in recs if r.kind == "load"]
+            hit = [r for r in fast if r.result != "ok"]
+            self.notes.append("%d slow documents: %s; %d of %d others not "
+                              "stored: %s" % (
+                                  len(slow), status_counts(slow), len(hit),
+                                  len(fast), status_counts(hit)))
+            if len(hit) > 0.05 * len(fast):
+                self.fail("%d of %d fast documents were not stored"
+                          % (len(hit), len(fast)))
+
+        if self.down:
+            t0, t1 = self.down
+            during = [r for r in recs if r.kind == "load"
+                      and t0 + 0.5 <= r.t0 <= t1]
+            n503 = sum(1 for r in during if r.status == 503)
+            if during and n503 == 0:
+                self.fail("no 503 while PostgreSQL was down")
+            slow = [r for r in during
+                    if r.t1 is not None and r.t1 - r.t0 > QUEUE_TIMEOUT + 1]
+            if slow:
+                self.fail("%d requests waited more than %.1f s while "
+                          "PostgreSQL was down" % (len(slow),
+                                                   QUEUE_TIMEOUT + 1))
+
+        self.check_pings(load)
+        self.check_recovery(load)
+        self.check_log(nginx)
+        if self.shim_log:
+            self.check_shim()
+
+    def check_pings(self, load):
+        bad = [(t, lat) for t, lat in load.pings
+               if lat is None or lat > PING_LIMIT]
+        lats = [lat for _, lat in load.pings if lat is not None]
+        self.ping_max = max(lats) if lats else None
+        if bad:
+            self.fail("%d of %d GET /ping failed or took more than %.1f s"
+                      % (len(bad), len(load.pings), PING_LIMIT))
+        if self.frozen:
+            during = [lat for t, lat in load.pings
+                      if self.frozen[0] <= t <= self.frozen[1]]
+            if not during:
+                self.fail("no ping while the database was frozen")
+            else:
+                self.notes.append("%d GET /ping while frozen, the slowest "
+                                  "%.0f ms" % (len(during), 1000 * max(
+                                      lat or PING_LIMIT for lat in during)))
+
+    def check_recovery(self, load):
+        oks = sorted(r.t1 for r in load.records
+                     if r.result == "ok" and r.kind == "load")
+        t0 = load.t_start + 0.5
+        t1 = self.fault_start
+        if t1 is None or t1 - t0 < 0.4:
+            self.fail("no baseline before the fault")
+            return
+
+        def rate(a, b):
+            import bisect
+            return (bisect.bisect_left(oks, b)
+                    - bisect.bisect_left(oks, a)) / (b - a)
+
+        self.baseline = rate(t0, t1)
+        if self.baseline <= 0:
+            self.fail("no request was stored before the fault")
+            return
+        end = self.fault_end
+        d = 0.0
+        while d <= RECOVERY_LIMIT + 1e-9:
+            if rate(end + d, end + d + RECOVERY_WINDOW) \
+               >= RECOVERY_FRACTION * self.baseline:
+                self.recovery = d
+                return
+            d += 0.1
+        self.fail("throughput not back to %d%% of %.0f/s within %.1f s "
+                  "after the fault" % (RECOVERY_FRACTION * 100,
+                                       self.baseline, RECOVERY_LIMIT))
+
+    def check_log(self, nginx):
+        if getattr(nginx, "orphans", 0):
+            self.fail("nginx processes outlived their master")
+        logs = os.path.join(nginx.prefix, "logs")
+        for name in sorted(os.listdir(logs)):
+            if name.startswith(("asan.", "ubsan.")):
+                with open(os.path.join(logs, name), errors="replace") as f:
+                    first = [l for l in f.read().split("\n")
+                             if "ERROR" in l or "runtime error" in l]
+                self.fail("sanitizer report %s/%s: %s"
+                          % (logs, name, first[0][:300] if first else ""))
+        log = nginx.read_log()
+        for pat in (r"exited on signal", r"\[alert\]", r"\[emerg\]",
+                    r"\[crit\]", r"AddressSanitizer", r"runtime error:",
+                    r"open socket #\d+ left"):
+            lines = [l for l in log.splitlines() if re.search(pat, l)]
+            if lines:
+                self.fail("error log: %d lines like %r, e.g. %s"
+                          % (len(lines), pat, lines[0][:300]))
+
+    def check_shim(self):
+        total = {}
+        try:
+            with open(self.shim_log) as f:
+                for line in f:
+                    m = re.search(r"send calls (\d+) eagain (\d+) short (\d+)"
+                                  r", recv calls (\d+) eagain (\d+) short "
+                                  r"(\d+)", line)
+                    if m:
+                        for k, v in zip(("send", "send_eagain", "send_short",
+                                         "recv", "recv_eagain",
+                                         "recv_short"), m.groups()):
+                            total[k] = total.get(k, 0) + int(v)
+        except OSError:
+            pass
+        self.notes.append("shim: " + ", ".join("%s %d" % kv
+                                               for kv in total.items()))
+        for k in ("send_eagain", "send_short", "recv_eagain", "recv_short"):
+            if total.get(k, 0) == 0:
+                self.fail("the shim injected no %s (log %s)"
+                          % (k, self.shim_log))
+
+    def line(self):
+        answered = " ".join("%d:%d" % kv for kv in sorted(self.counts.items()))
+        rec = ("%.1fs" % self.recovery) if self.recovery is not None else "-"
+        return ("%-16s %-3s %6d  %-28s %6d %6d  %3d/%-3d  %3d/%-3d %4d  %6s"
+                "  %s" % (self.name, self.batch, self.sent, answered,
+                          self.pks, self.nrows, self.unknown_stored,
+                          self.unknown, self.aborted_stored, self.aborted,
+                          self.reuse_closed, rec,
+                          "FAIL" if self.failures else "ok"))
+
+
+def status_counts(recs):
+    counts = {}
+    for r in recs:
+        key = "%s%s" % (r.status, "u" if r.result == "unknown" else "")
+        counts[key] = counts.get(key, 0) + 1
+    return " ".join("%s:%d" % kv for kv in sorted(counts.items())) or "-"
+
+
+class _Until:
+    """a view of a Load whose `stop` turns true at a given time"""
+
+    def __init__(self, load, end):
+        self.__dict__["_load"] = load
+        self.__dict__["_end"] = end
+
+    def __getattr__(self, name):
+        if name == "stop":
+            return self._load.stop or time.monotonic() >= self._end
+        return getattr(self._load, name)
+
+    def __setattr__(self, name, value):
+        setattr(self._load, name, value)
+
+
+HEADER = ("%-16s %-3s %6s  %-28s %6s %6s  %-7s  %-7s %4s  %6s  %s"
+          % ("scenario", "bat", "sent", "answered (status:n)", "pks", "rows",
+             "unknown", "aborted", "ka", "recov", "result"))
+LEGEND = ("unknown: stored/answered \"outcome\": \"unknown\"; aborted: "
+          "stored/aborted by the client; ka: keep-alive connections closed "
+          "as the client sent; recov: seconds to half the baseline rate")
+
+
+async def main_async(args):
+    names = args.scenarios or list(SCENARIOS)
+    for n in names:
+        if n not in SCENARIOS:
+            raise SystemExit("unknown scenario %s (%s)"
+                             % (n, " ".join(SCENARIOS)))
+    modes = args.batch.split()
+    results = []
+    t_all = time.monotonic()
+    for name in names:
+        for mode in modes:
+            sc = Scenario(name, mode, args.quick)
+            t0 = time.monotonic()
+            say("fault: %s, saveitem_batch %s" % (name, mode))
+            try:
+                await sc.run()
+            except Exception as e:
+                import traceback
+                traceback.print_exc()
+                sc.fail("the scenario could not run: %r" % e)
+                for attr in ("counts", "sent", "pks", "nrows", "unknown",
+                             "unknown_stored", "aborted", "aborted_stored",
+                             "reuse_closed"):
+                    if not hasattr(sc, attr):
+                        setattr(sc, attr, {} if attr == "counts" else 0)
+            sc.wall = time.monotonic() - t0
+            results.append(sc)
+            say(sc.line())
+            for f in sc.failures:
+                say("    FAIL: " + f)
+
+    print(HEADER)
+    for sc in results:
+        print(sc.line())
+        for n in sc.notes:
+            print("    note: " + n)
+        for f in sc.failures:
+            print("    FAIL: " + f)
+    print(LEGEND)
+    print("total %.0f s; logs in %s" % (time.monotonic() - t_all, OUT))
+    passed = sum(1 for sc in results if not sc.failures)
+    failed = len(results) - passed
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+def _terminate(signo, frame):
+    raise KeyboardInterrupt
+
+
+def main():
+    ap = argparse.ArgumentParser(prog="util/fault/run")
+    ap.add_argument("--quick", action="store_true",
+                    help="batch on only, shorter phases (CI)")
+    ap.add_argument("--batch", default=None,
+                    help='"on", "off" or "on off" (default: "on off", '
+                         'with --quick "on")')
+    ap.add_argument("scenarios", nargs="*")
+    args = ap.parse_args()
+    if args.batch is None:
+        args.batch = "on" if args.quick else "on off"
+    if not SO or not os.path.exists(SO):
+        raise SystemExit("SAVEITEM_FAULT_SO is not a module: run "
+                         "util/fault/run")
+    # a SIGTERM (a CI timeout) unwinds like ^C: nginx is stopped, a frozen
+    # PostgreSQL thawed
+    signal.signal(signal.SIGTERM, _terminate)
+    os.makedirs(OUT, exist_ok=True)
+    try:
+        sys.exit(asyncio.run(main_async(args)))
+    except KeyboardInterrupt:
+        say("fault: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
