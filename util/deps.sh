@@ -8,6 +8,8 @@
 #   pg      a throwaway PostgreSQL 15 cluster (util/pg.sh)
 #   run     build + pg (util/run.sh)
 #   test    build + pg + prove and the Perl libraries of the test runner
+#   ci      test + what the rest of `make test` needs (valgrind, clang and
+#           its sanitizer and libFuzzer runtimes, python3)
 #   bench   the benchmark tools (see bench_pkgs below)
 #
 # Nothing is done when every package is installed already. Otherwise it runs
@@ -60,6 +62,15 @@ test_pkgs()
 }
 
 
+# what the whole of `make test` needs beyond the suite: valgrind, clang
+# with its sanitizer and libFuzzer runtimes, Python for the fault and HTTP
+# fuzz clients
+ci_pkgs()
+{
+    echo valgrind clang libclang-rt-14-dev python3
+}
+
+
 # the Python peers' packages: bench/run skips a peer whose packages are
 # missing, so one that Debian's archive lacks is left out here, not fatal
 BENCH_PEER_PKGS="python3-flask python3-psycopg2 gunicorn python3-aiohttp
@@ -105,7 +116,8 @@ group_pkgs()
     run)   build_pkgs; pg_pkgs ;;
     test)  test_pkgs ;;
     bench) bench_pkgs ;;
-    *)     die "unknown group '$1' (build, pg, run, test, bench)" ;;
+    ci)    test_pkgs; ci_pkgs ;;
+    *)     die "unknown group '$1' (build, pg, run, test, ci, bench)" ;;
     esac
 }
 
