@@ -13,6 +13,15 @@
 static void saveitem_json_message(saveitem_json_error_t *err,
     const char *text);
 static size_t saveitem_utf8_len(const unsigned char *p);
+static int saveitem_json_scan(const unsigned char *p, size_t len);
+static const unsigned char *saveitem_json_string(const unsigned char *p,
+    const unsigned char *end);
+static const unsigned char *saveitem_json_number(const unsigned char *p,
+    const unsigned char *end);
+static const unsigned char *saveitem_json_escape_u(const unsigned char *p,
+    const unsigned char *end, unsigned *cp);
+static size_t saveitem_utf8_len_in(const unsigned char *p,
+    const unsigned char *end);
 
 
 /*
@@ -104,6 +113,16 @@ saveitem_json_check(const unsigned char *p, size_t len,
         saveitem_json_message(err, "NUL byte in the body");
 
         return SAVEITEM_JSON_INVALID;
+    }
+
+    /*
+     * A document that the scanner below takes is valid JSON that jsonb
+     * accepts (numbers of any size included): no tree is built.  Anything
+     * else goes to jansson for its verdict and the position of the error.
+     */
+
+    if (saveitem_json_scan(p, len)) {
+        return SAVEITEM_JSON_OK;
     }
 
     root = json_loadb((const char *) p, len, JSON_DECODE_ANY, &e);
@@ -246,6 +265,385 @@ saveitem_utf8_len(const unsigned char *p)
     }
 
     return len;
+}
+
+
+#define SAVEITEM_JSON_MAX_DEPTH  2048      /* jansson's own limit */
+
+#define saveitem_json_ws(c)                                                  \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+
+/*
+ * A JSON validator that allocates nothing: 1 when p is one JSON value
+ * (RFC 8259) as jansson would take it: UTF-8, no "\u0000", no lone
+ * surrogate, at most 2048 levels deep; 0 otherwise.  Numbers of any size
+ * pass (jsonb's numeric holds them).
+ */
+
+static int
+saveitem_json_scan(const unsigned char *p, size_t len)
+{
+    size_t                depth;
+    const unsigned char  *end;
+    unsigned char         stack[SAVEITEM_JSON_MAX_DEPTH / 8 + 1];
+
+    end = p + len;
+    depth = 0;
+
+value:
+
+    while (p < end && saveitem_json_ws(*p)) {
+        p++;
+    }
+
+    if (p == end) {
+        return 0;
+    }
+
+    switch (*p) {
+
+    case '{':
+    case '[':
+        if (++depth > SAVEITEM_JSON_MAX_DEPTH) {
+            return 0;
+        }
+
+        /* a set bit: an object */
+
+        if (*p == '{') {
+            stack[depth / 8] |= (unsigned char) (1 << (depth % 8));
+
+        } else {
+            stack[depth / 8] &= (unsigned char) ~(1 << (depth % 8));
+        }
+
+        for (p++; p < end && saveitem_json_ws(*p); p++) { /* void */ }
+
+        if (p == end) {
+            return 0;
+        }
+
+        if (stack[depth / 8] & (1 << (depth % 8))) {
+            if (*p == '}') {
+                depth--;
+                p++;
+                goto next;
+            }
+
+            goto key;
+        }
+
+        if (*p == ']') {
+            depth--;
+            p++;
+            goto next;
+        }
+
+        goto value;
+
+    case '"':
+        p = saveitem_json_string(p + 1, end);
+        break;
+
+    case 't':
+        if (end - p < 4 || memcmp(p, "true", 4) != 0) {
+            return 0;
+        }
+
+        p += 4;
+        break;
+
+    case 'f':
+        if (end - p < 5 || memcmp(p, "false", 5) != 0) {
+            return 0;
+        }
+
+        p += 5;
+        break;
+
+    case 'n':
+        if (end - p < 4 || memcmp(p, "null", 4) != 0) {
+            return 0;
+        }
+
+        p += 4;
+        break;
+
+    default:
+        p = saveitem_json_number(p, end);
+    }
+
+    if (p == NULL) {
+        return 0;
+    }
+
+next:
+
+    while (p < end && saveitem_json_ws(*p)) {
+        p++;
+    }
+
+    if (depth == 0) {
+        return p == end;
+    }
+
+    if (p == end) {
+        return 0;
+    }
+
+    if (stack[depth / 8] & (1 << (depth % 8))) {
+
+        if (*p == '}') {
+            depth--;
+            p++;
+            goto next;
+        }
+
+        if (*p != ',') {
+            return 0;
+        }
+
+        for (p++; p < end && saveitem_json_ws(*p); p++) { /* void */ }
+
+        goto key;
+    }
+
+    if (*p == ']') {
+        depth--;
+        p++;
+        goto next;
+    }
+
+    if (*p != ',') {
+        return 0;
+    }
+
+    p++;
+    goto value;
+
+key:
+
+    if (p == end || *p != '"') {
+        return 0;
+    }
+
+    p = saveitem_json_string(p + 1, end);
+
+    if (p == NULL) {
+        return 0;
+    }
+
+    while (p < end && saveitem_json_ws(*p)) {
+        p++;
+    }
+
+    if (p == end || *p != ':') {
+        return 0;
+    }
+
+    p++;
+    goto value;
+}
+
+
+/* the rest of a string after its quote: the byte after it, or NULL */
+
+static const unsigned char *
+saveitem_json_string(const unsigned char *p, const unsigned char *end)
+{
+    size_t    n;
+    unsigned  cp, lo;
+
+    while (p < end) {
+
+        if (*p == '"') {
+            return p + 1;
+        }
+
+        if (*p < 0x20) {
+            return NULL;
+        }
+
+        if (*p >= 0x80) {
+            n = saveitem_utf8_len_in(p, end);
+
+            if (n == 0) {
+                return NULL;
+            }
+
+            p += n;
+            continue;
+        }
+
+        if (*p != '\\') {
+            p++;
+            continue;
+        }
+
+        if (++p == end) {
+            return NULL;
+        }
+
+        switch (*p) {
+
+        case '"':
+        case '\\':
+        case '/':
+        case 'b':
+        case 'f':
+        case 'n':
+        case 'r':
+        case 't':
+            p++;
+            continue;
+
+        case 'u':
+            break;
+
+        default:
+            return NULL;
+        }
+
+        p = saveitem_json_escape_u(p + 1, end, &cp);
+
+        if (p == NULL || cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
+            return NULL;
+        }
+
+        if (cp >= 0xd800 && cp <= 0xdbff) {
+            if (end - p < 2 || p[0] != '\\' || p[1] != 'u') {
+                return NULL;
+            }
+
+            p = saveitem_json_escape_u(p + 2, end, &lo);
+
+            if (p == NULL || lo < 0xdc00 || lo > 0xdfff) {
+                return NULL;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+/* four hex digits after "\u" */
+
+static const unsigned char *
+saveitem_json_escape_u(const unsigned char *p, const unsigned char *end,
+    unsigned *cp)
+{
+    int            i;
+    unsigned char  c;
+
+    if (end - p < 4) {
+        return NULL;
+    }
+
+    *cp = 0;
+
+    for (i = 0; i < 4; i++) {
+        c = p[i];
+
+        if (c >= '0' && c <= '9') {
+            *cp = (*cp << 4) | (c - '0');
+
+        } else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f') {
+            *cp = (*cp << 4) | ((c | 0x20) - 'a' + 10);
+
+        } else {
+            return NULL;
+        }
+    }
+
+    return p + 4;
+}
+
+
+/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+
+static const unsigned char *
+saveitem_json_number(const unsigned char *p, const unsigned char *end)
+{
+    const unsigned char  *start;
+
+    if (p < end && *p == '-') {
+        p++;
+    }
+
+    if (p == end || *p < '0' || *p > '9') {
+        return NULL;
+    }
+
+    if (*p == '0') {
+        p++;
+
+    } else {
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+    }
+
+    if (p < end && *p == '.') {
+        start = ++p;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        if (p == start) {
+            return NULL;
+        }
+    }
+
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        p++;
+
+        if (p < end && (*p == '+' || *p == '-')) {
+            p++;
+        }
+
+        start = p;
+
+        while (p < end && *p >= '0' && *p <= '9') {
+            p++;
+        }
+
+        if (p == start) {
+            return NULL;
+        }
+    }
+
+    return p;
+}
+
+
+/* saveitem_utf8_len(), within [p, end) */
+
+static size_t
+saveitem_utf8_len_in(const unsigned char *p, const unsigned char *end)
+{
+    size_t  i, n;
+
+    if (*p < 0x80) {
+        return 1;
+    }
+
+    n = (*p & 0xe0) == 0xc0 ? 2 : (*p & 0xf0) == 0xe0 ? 3
+        : (*p & 0xf8) == 0xf0 ? 4 : 0;
+
+    if (n == 0 || (size_t) (end - p) < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+    }
+
+    return saveitem_utf8_len(p);
 }
 
 
