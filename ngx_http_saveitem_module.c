@@ -1648,7 +1648,9 @@ ngx_http_saveitem_check_db(ngx_conf_t *cf,
     PGresult                  *res;
     ngx_int_t                  rc;
     ngx_uint_t                 i, n;
-    const char                *keywords[8], *values[8], *sqlstate;
+    const char                *keywords[NGX_HTTP_SAVEITEM_PARAMS + 2];
+    const char                *values[NGX_HTTP_SAVEITEM_PARAMS + 2];
+    const char                *sqlstate;
     ngx_http_saveitem_use_t   *use;
     ngx_http_saveitem_stmt_t  *stmt;
     u_char                     sql[NGX_MAX_ERROR_STR];
@@ -1657,11 +1659,7 @@ ngx_http_saveitem_check_db(ngx_conf_t *cf,
     use = smcf->uses.elts;
     stmt = smcf->stmts.elts;
 
-    n = 0;
-    keywords[n] = "dbname";
-    values[n++] = (const char *) db->conninfo.data;
-    keywords[n] = "fallback_application_name";
-    values[n++] = "nginx saveitem (configuration check)";
+    n = ngx_http_saveitem_conn_params(db, keywords, values);
 
     /* a check must not hold the start up for long */
 
@@ -1669,18 +1667,6 @@ ngx_http_saveitem_check_db(ngx_conf_t *cf,
     *p = '\0';
     keywords[n] = "connect_timeout";
     values[n++] = (const char *) timeout;
-
-    if (db->hostaddr.len) {
-        keywords[n] = "host";
-        values[n++] = (const char *) db->host.data;
-        keywords[n] = "hostaddr";
-        values[n++] = (const char *) db->hostaddr.data;
-
-        if (db->port.len) {
-            keywords[n] = "port";
-            values[n++] = (const char *) db->port.data;
-        }
-    }
 
     keywords[n] = NULL;
     values[n] = NULL;

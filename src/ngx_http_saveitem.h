@@ -24,6 +24,10 @@ typedef struct ngx_http_saveitem_job_s   ngx_http_saveitem_job_t;
 typedef void (*ngx_http_saveitem_done_pt)(ngx_http_saveitem_job_t *job);
 
 
+/* at most, see ngx_http_saveitem_conn_params() */
+#define NGX_HTTP_SAVEITEM_PARAMS  6
+
+
 /* what happened to a job's row: only "stored" answers with a key */
 
 typedef enum {
@@ -160,6 +164,8 @@ ngx_int_t ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job);
 ngx_msec_t ngx_http_saveitem_retry_after(ngx_http_saveitem_pool_t *pool);
+ngx_uint_t ngx_http_saveitem_conn_params(ngx_http_saveitem_db_t *db,
+    const char **keywords, const char **values);
 u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len);
 
 

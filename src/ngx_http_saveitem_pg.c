@@ -592,22 +592,19 @@ ngx_http_saveitem_retry_handler(ngx_event_t *ev)
 }
 
 
-static void
-ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
+/*
+ * The connection parameters, for PQconnectStartParams() with expand_dbname:
+ * the conninfo is expanded in place of "dbname" and what follows it
+ * overrides it: the module needs UTF-8, and host names were resolved at
+ * configuration time (libpq would resolve them blockingly).  Returns how
+ * many were written, NGX_HTTP_SAVEITEM_PARAMS at most, not terminated.
+ */
+
+ngx_uint_t
+ngx_http_saveitem_conn_params(ngx_http_saveitem_db_t *db,
+    const char **keywords, const char **values)
 {
-    PGconn                    *pg;
-    ngx_uint_t                 n;
-    const char                *keywords[7], *values[7];
-    ngx_http_saveitem_db_t    *db;
-    ngx_http_saveitem_conn_t  *sc;
-
-    db = pool->db;
-
-    /*
-     * the conninfo is expanded in place of "dbname"; what follows it
-     * overrides it: the module needs UTF-8, and host names were resolved
-     * at configuration time (libpq would resolve them blockingly)
-     */
+    ngx_uint_t  n;
 
     n = 0;
     keywords[n] = "dbname";
@@ -629,6 +626,23 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
         }
     }
 
+    return n;
+}
+
+
+static void
+ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
+{
+    PGconn                    *pg;
+    ngx_uint_t                 n;
+    const char                *keywords[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    const char                *values[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    ngx_http_saveitem_db_t    *db;
+    ngx_http_saveitem_conn_t  *sc;
+
+    db = pool->db;
+
+    n = ngx_http_saveitem_conn_params(db, keywords, values);
     keywords[n] = NULL;
     values[n] = NULL;
 
