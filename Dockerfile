@@ -19,7 +19,7 @@ RUN apt-get update \
        apt-get build-dep -y --no-install-recommends ./ \
     && rm -rf /var/lib/apt/lists/*
 
-COPY config ngx_http_saveitem_module.c ./
+COPY config ngx_http_saveitem_module.c README.md ./
 COPY src/ src/
 COPY debian/ debian/
 
