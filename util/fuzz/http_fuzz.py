@@ -18,6 +18,10 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "fault"))
+from fault import group_pids  # noqa: E402  the fault runs' helper
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NGINX = "/usr/sbin/nginx"
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -484,23 +488,6 @@ def start_nginx():
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("nginx did not listen on %d" % PORT)
-
-
-def group_pids(pgid):
-    """live processes (zombies aside) of a process group"""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(d))
-    return pids
 
 
 def stop_nginx(proc):
