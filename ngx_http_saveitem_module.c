@@ -354,9 +354,10 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
 
         if (rc == NGX_BUSY) {
             ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "saveitem: %ui requests already wait for a "
-                          "PostgreSQL connection (saveitem_database queue)",
-                          pool->nwaiting);
+                          "saveitem: pool and queue are full: %ui "
+                          "connections, %ui requests waiting "
+                          "(saveitem_database pool= queue=)",
+                          pool->nconns, pool->nwaiting);
 
             err.error = "queue_full";
             ngx_str_set(&err.message, "too many requests are waiting for "

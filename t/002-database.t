@@ -52,6 +52,7 @@ our $http_config = <<'_EOC_';
 _EOC_
 
 our $QueueOut = "/tmp/saveitem-t-queue-$$";
+our $FullOut = "/tmp/saveitem-t-full-$$";
 
 no_shuffle();
 run_tests();
@@ -60,6 +61,13 @@ my ($waited) = burst_results($QueueOut);
 is($waited->[1], 503, 'a request that waited too long got 503');
 like($waited->[2], qr/^\{"error": "queue_timeout", "message": "[^"]+"\}$/,
      '... saying so');
+like($waited->[3], qr/^\d+$/, '... with Retry-After');
+
+my ($full) = burst_results($FullOut);
+is($full->[1], 503, 'a request beyond pool and queue got 503 at once');
+like($full->[2], qr/^\{"error": "queue_full", "message": "[^"]+"\}$/,
+     '... saying so');
+like($full->[3], qr/^\d+$/, '... with Retry-After');
 
 is(psql(q{SELECT count(*) FROM t2.items WHERE data ? 'bad'}), 0,
    'no request that got an error "not stored" left a row');
@@ -343,11 +351,11 @@ POST /burst
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- wait: 0.5
---- grep_error_log eval: qr/requests already wait for a PostgreSQL connection/
+--- grep_error_log eval: qr/pool and queue are full/
 --- grep_error_log_out
-requests already wait for a PostgreSQL connection
-requests already wait for a PostgreSQL connection
-requests already wait for a PostgreSQL connection
+pool and queue are full
+pool and queue are full
+pool and queue are full
 
 
 
@@ -368,4 +376,25 @@ POST /items
 ^\{"pk": \d+\}\n$
 --- error_log
 saveitem: no PostgreSQL connection became free within 300 ms (saveitem_database queue_timeout)
+--- timeout: 3
+
+
+
+=== TEST 17: a client beyond pool and queue gets 503 queue_full at once
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" pool=1 queue=0;
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+--- config
+    location = /items {
+        saveitem t2.items;
+    }
+--- init
+SaveItem::Test::burst('/items', ['{"bad": 17, "full": 1}'], $main::FullOut, 0.2);
+--- request
+POST /items
+{"sleep": 0.6, "busy": "full"}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- error_log
+saveitem: pool and queue are full: 1 connections, 0 requests waiting (saveitem_database pool= queue=)
 --- timeout: 3

@@ -357,3 +357,17 @@ up
 qr/\[warn\] .*saveitem: could not connect to PostgreSQL \(user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+\) to check its tables now: .*Connection refused/
 --- no_error_log
 sekret
+
+
+
+=== TEST 26: a batch of zero bytes
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+    saveitem_batch on bytes=0;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- must_die
+--- error_log
+invalid parameter "bytes=0"

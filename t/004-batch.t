@@ -33,7 +33,7 @@ CREATE TRIGGER act BEFORE INSERT ON t4.items
     FOR EACH ROW EXECUTE FUNCTION t4.act();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 5;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 7;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -98,6 +98,12 @@ is($got->{504}, 1, 'only the slow document timed out');
 $got = check_burst($Bursts[5], 't4.items', sub { 503 });
 is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'dropped'}),
    0, 'a batch whose connection dropped stored nothing');
+
+$got = check_burst($Bursts[6], 't4.items', sub { 200 });
+is($got->{200}, 20, 'a batch cap of 4 rows: all stored');
+
+$got = check_burst($Bursts[7], 't4.items', sub { 200 });
+is($got->{200}, 10, 'a batch cap of 1 byte: all stored');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
                                             OR data ? 'skip'
@@ -226,3 +232,45 @@ POST /items
 --- wait: 1
 --- error_log
 saveitem: PostgreSQL error 57P01
+
+
+
+=== TEST 7: rows= caps a batch
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" pool=1;
+    saveitem_batch on rows=4;
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items', main::docs('rows', 20), $main::Bursts[6], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+saveitem send: 4 rows
+--- no_error_log eval
+[qr/saveitem send: (?:[5-9]|\d\d) rows/, "[error]"]
+
+
+
+=== TEST 8: bytes= caps a batch: here every document is a batch of its own
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" pool=1;
+    saveitem_batch on bytes=1;
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items', main::docs('bytes', 10), $main::Bursts[7], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+saveitem send: 1 rows
+--- no_error_log eval
+[qr/saveitem send: (?:[2-9]|\d\d) rows/, "[error]"]

@@ -130,7 +130,7 @@ sub check_pk_log {
 
 # Concurrent clients, for what one connection at a time cannot show: after
 # $delay seconds, one client per document POSTs it to $uri at once; each
-# appends "document <TAB> status <TAB> body" to $out.  Returns at once;
+# appends "document <TAB> status <TAB> body <TAB> Retry-After" to $out.  Returns at once;
 # burst_results() waits for them and reads the answers.
 
 my %Bursts;
@@ -158,10 +158,10 @@ sub burst {
         my $kid = fork() // die "fork: $!";
 
         if ($kid == 0) {
-            my ($status, $body) = post($uri, $doc);
+            my ($status, $body, $retry) = post($uri, $doc);
             open my $fh, '>>', $out or die "cannot write $out: $!";
             flock($fh, 2);
-            print $fh "$doc\t$status\t$body\n";
+            print $fh "$doc\t$status\t$body\t$retry\n";
             close $fh;
             POSIX::_exit(0);
         }
@@ -192,11 +192,12 @@ sub post {
     close $sock;
 
     my ($status) = $res =~ m{^HTTP/1\.1 (\d+)};
+    my ($retry) = $res =~ m{\r\nRetry-After: (\d+)\r\n}i;
     my (undef, $body) = split /\r\n\r\n/, $res, 2;
     $body //= '';
     chomp $body;
 
-    return ($status // '', $body);
+    return ($status // '', $body, $retry // '');
 }
 
 
@@ -207,7 +208,7 @@ sub burst_results {
     waitpid($pid, 0) if $pid;
 
     open my $fh, '<', $out or die "no answers in $out: $!";
-    my @res = map { chomp; [split /\t/, $_, 3] } <$fh>;
+    my @res = map { chomp; [split /\t/, $_, 4] } <$fh>;
     close $fh;
     unlink $out;
 
