@@ -7,16 +7,15 @@
 /*
  * POST -> JSON check -> INSERT on a pooled, non-blocking libpq
  * connection -> {"pk": N}.  This file is the nginx side: directives,
- * the request (method, type, body, checks), the answer.  The pool and
- * the connections are in src/ngx_http_saveitem_pg.c, the pure checks on
- * bytes in src/ngx_http_saveitem_check.c.
+ * the request (method, type, body, checks), and the answer: the pool
+ * (src/ngx_http_saveitem_pg.c) reports what happened, and one function
+ * here, ngx_http_saveitem_answer(), decides what to say.
  */
 
 
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
-#include <netdb.h>
 
 #include "ngx_http_saveitem.h"
 
@@ -40,18 +39,21 @@ typedef struct {
 } ngx_http_saveitem_ctx_t;
 
 
+#define NGX_HTTP_SAVEITEM_UNPROCESSABLE  422
+
+
+/* what to answer for a reason; NULL message: see the answer function */
+
 typedef struct {
     ngx_uint_t                    status;
-    const char                   *error;
-    ngx_str_t                     message;
-    const char                   *sqlstate;
-    ngx_uint_t                    unknown;
-    ngx_msec_t                    retry_after;
-    saveitem_json_error_t        *json;
-} ngx_http_saveitem_error_t;
+    char                         *error;
+    char                         *message;
+} ngx_http_saveitem_answer_t;
 
 
 static ngx_int_t ngx_http_saveitem_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_saveitem_refuse(ngx_http_request_t *r,
+    ngx_http_saveitem_reason_e reason);
 static void ngx_http_saveitem_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_saveitem_process(ngx_http_request_t *r,
     ngx_http_saveitem_ctx_t *ctx);
@@ -59,11 +61,11 @@ static ngx_int_t ngx_http_saveitem_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
 static void ngx_http_saveitem_cleanup(void *data);
 static void ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job);
-static ngx_int_t ngx_http_saveitem_send_pk(ngx_http_request_t *r,
+static ngx_int_t ngx_http_saveitem_answer(ngx_http_request_t *r,
+    ngx_http_saveitem_facts_t *f);
+static ngx_int_t ngx_http_saveitem_answer_pk(ngx_http_request_t *r,
     ngx_str_t *pk, ngx_uint_t number);
-static ngx_int_t ngx_http_saveitem_send_error(ngx_http_request_t *r,
-    ngx_http_saveitem_error_t *err);
-static ngx_int_t ngx_http_saveitem_send(ngx_http_request_t *r,
+static ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
 
 static ngx_int_t ngx_http_saveitem_pk_variable(ngx_http_request_t *r,
@@ -81,27 +83,19 @@ static char *ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_saveitem_conninfo(ngx_conf_t *cf,
-    ngx_http_saveitem_db_t *db);
-static ngx_uint_t ngx_http_saveitem_secret(ngx_str_t *conninfo);
-static size_t ngx_http_saveitem_chomp(const char *s);
-static ngx_int_t ngx_http_saveitem_resolve(ngx_conf_t *cf,
-    ngx_http_saveitem_db_t *db, const char *hosts, const char *ports);
-static void ngx_http_saveitem_list_item(const char *list, ngx_uint_t i,
-    ngx_str_t *item);
-static void ngx_http_saveitem_list_add(u_char **p, u_char *last,
-    ngx_str_t *item);
-static ngx_int_t ngx_http_saveitem_list_copy(ngx_conf_t *cf, ngx_str_t *dst,
-    u_char *buf, u_char *last);
+static char *ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post,
+    void *data);
 static ngx_uint_t ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name,
     size_t max_parts, ngx_str_t *quoted);
 static ngx_int_t ngx_http_saveitem_add_variables(ngx_conf_t *cf);
 static ngx_int_t ngx_http_saveitem_init(ngx_conf_t *cf);
-static ngx_int_t ngx_http_saveitem_check_db(ngx_conf_t *cf,
-    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db);
 static ngx_int_t ngx_http_saveitem_init_process(ngx_cycle_t *cycle);
 static void ngx_http_saveitem_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_conf_post_handler_pt  ngx_http_saveitem_query_timeout_p =
+    ngx_http_saveitem_query_timeout;
 
 
 static ngx_command_t  ngx_http_saveitem_commands[] = {
@@ -132,7 +126,7 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_saveitem_loc_conf_t, query_timeout),
-      NULL },
+      &ngx_http_saveitem_query_timeout_p },
 
       ngx_null_command
 };
@@ -169,9 +163,6 @@ ngx_module_t  ngx_http_saveitem_module = {
 };
 
 
-static ngx_str_t  ngx_http_saveitem_none = ngx_string("");
-
-
 static ngx_http_variable_t  ngx_http_saveitem_vars[] = {
 
     { ngx_string("saveitem_pk"), NULL, ngx_http_saveitem_pk_variable, 0,
@@ -185,23 +176,91 @@ static ngx_http_variable_t  ngx_http_saveitem_vars[] = {
 };
 
 
+/*
+ * The answer to each reason, in the order of ngx_http_saveitem_reason_e.
+ * A NULL message: the JSON error's, or the server's words for a client's
+ * mistake (SQL errors are mapped by SQLSTATE, see the answer function).
+ */
+
+static ngx_http_saveitem_answer_t
+    ngx_http_saveitem_answers[NGX_HTTP_SAVEITEM_R_LAST] =
+{
+    /* STORED */
+    { NGX_HTTP_OK, NULL, NULL },
+
+    /* METHOD */
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", "only POST is allowed" },
+
+    /* MEDIA_TYPE */
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+      "the content type must be application/json" },
+
+    /* INVALID_JSON */
+    { NGX_HTTP_BAD_REQUEST, "invalid_json", NULL },
+
+    /* QUEUE_FULL */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "queue_full",
+      "too many requests are waiting for the database" },
+
+    /* QUEUE_TIMEOUT */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "queue_timeout",
+      "no database connection became free in time" },
+
+    /* UNREACHABLE */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the database is not reachable" },
+
+    /* NO_CONNECTION */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the server could not open a connection to the database" },
+
+    /* EXITING */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the server is shutting down" },
+
+    /* CONN_LOST */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the connection to the database was lost" },
+
+    /* TIMED_OUT */
+    { NGX_HTTP_GATEWAY_TIME_OUT, "query_timeout",
+      "no answer from the database in time" },
+
+    /* READ_ONLY */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the database server is read-only" },
+
+    /* CONFLICT */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the statement conflicted with another one, even when retried" },
+
+    /* NOT_RUN */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the statement was not run" },
+
+    /* ROW_SKIPPED */
+    { NGX_HTTP_SAVEITEM_UNPROCESSABLE, "not_stored",
+      "the database did not store the item" },
+
+    /* SQL_ERROR: by SQLSTATE */
+    { 0, NULL, NULL },
+
+    /* INTERNAL */
+    { NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+      "the server could not handle the request" }
+};
+
+
 static ngx_int_t
 ngx_http_saveitem_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                  rc;
-    ngx_table_elt_t           *h;
-    ngx_http_saveitem_ctx_t   *ctx;
-    ngx_http_saveitem_error_t  err;
-
-    ngx_memzero(&err, sizeof(ngx_http_saveitem_error_t));
+    u_char                   *p;
+    ngx_int_t                 rc;
+    ngx_table_elt_t          *h;
+    ngx_http_saveitem_ctx_t  *ctx;
+    u_char                    type[256];
 
     if (r->method != NGX_HTTP_POST) {
-        rc = ngx_http_discard_request_body(r);
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "saveitem: method %V is not allowed", &r->method_name);
 
@@ -214,11 +273,7 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
         ngx_str_set(&h->key, "Allow");
         ngx_str_set(&h->value, "POST");
 
-        err.status = NGX_HTTP_NOT_ALLOWED;
-        err.error = "method_not_allowed";
-        ngx_str_set(&err.message, "only POST is allowed");
-
-        return ngx_http_saveitem_send_error(r, &err);
+        return ngx_http_saveitem_refuse(r, NGX_HTTP_SAVEITEM_R_METHOD);
     }
 
     h = r->headers_in.content_type;
@@ -226,21 +281,16 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
     if (h != NULL
         && !saveitem_content_type_is_json(h->value.data, h->value.len))
     {
-        rc = ngx_http_discard_request_body(r);
+        /* the client's bytes, escaped as nginx escapes them in its log */
 
-        if (rc != NGX_OK) {
-            return rc;
-        }
+        p = type + saveitem_log_escape(type, sizeof(type), h->value.data,
+                                       h->value.len);
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "saveitem: content type \"%V\" is not JSON", &h->value);
+                      "saveitem: content type \"%*s\" is not JSON",
+                      p - type, type);
 
-        err.status = NGX_HTTP_UNSUPPORTED_MEDIA_TYPE;
-        err.error = "unsupported_media_type";
-        ngx_str_set(&err.message,
-                    "the content type must be application/json");
-
-        return ngx_http_saveitem_send_error(r, &err);
+        return ngx_http_saveitem_refuse(r, NGX_HTTP_SAVEITEM_R_MEDIA_TYPE);
     }
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_saveitem_ctx_t));
@@ -258,6 +308,35 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
     }
 
     return NGX_DONE;
+}
+
+
+/*
+ * Refused before the body: as nginx does for a body that is too large,
+ * "Expect: 100-continue" is not answered, so no body is invited that
+ * would only be discarded.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_refuse(ngx_http_request_t *r,
+    ngx_http_saveitem_reason_e reason)
+{
+    ngx_int_t                  rc;
+    ngx_http_saveitem_facts_t  f;
+
+    r->expect_tested = 1;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+    f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    f.reason = reason;
+
+    return ngx_http_saveitem_answer(r, &f);
 }
 
 
@@ -288,13 +367,10 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     ngx_http_cleanup_t            *cln;
     saveitem_json_error_t          json;
     ngx_http_saveitem_job_t       *job;
-    ngx_http_saveitem_error_t      err;
-    ngx_http_saveitem_pool_t      *pool;
+    ngx_http_saveitem_facts_t      f;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
-
-    ngx_memzero(&err, sizeof(ngx_http_saveitem_error_t));
 
     if (ngx_http_saveitem_read_body(r, &body) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -316,19 +392,18 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
                       "saveitem: invalid JSON at line %uz, column %uz: %s",
                       json.line, json.column, json.message);
 
-        err.status = NGX_HTTP_BAD_REQUEST;
-        err.error = "invalid_json";
-        err.json = &json;
+        ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+        f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+        f.reason = NGX_HTTP_SAVEITEM_R_INVALID_JSON;
+        f.json = &json;
 
-        return ngx_http_saveitem_send_error(r, &err);
+        return ngx_http_saveitem_answer(r, &f);
 
     default:
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    pool = slcf->db->pool;
-
-    job = ngx_http_saveitem_job_get(pool);
+    job = ngx_http_saveitem_job_get(slcf->db->pool);
     if (job == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
@@ -343,35 +418,11 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     job->batch_rows = slcf->batch_rows;
     job->batch_bytes = slcf->batch_bytes;
 
-    rc = ngx_http_saveitem_job_post(job);
-
-    if (rc != NGX_OK) {
+    if (ngx_http_saveitem_job_post(job) != NGX_OK) {
+        f = job->facts;
         ngx_http_saveitem_job_release(job);
 
-        err.status = NGX_HTTP_SERVICE_UNAVAILABLE;
-        err.error = "database_unavailable";
-        err.retry_after = ngx_http_saveitem_retry_after(pool);
-
-        if (rc == NGX_BUSY) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "saveitem: pool and queue are full: %ui "
-                          "connections, %ui requests waiting "
-                          "(saveitem_database pool= queue=)",
-                          pool->nconns, pool->nwaiting);
-
-            err.error = "queue_full";
-            ngx_str_set(&err.message, "too many requests are waiting for "
-                                      "the database");
-
-        } else {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "saveitem: PostgreSQL is not reachable, "
-                          "retrying in %M ms", err.retry_after);
-
-            ngx_str_set(&err.message, "the database is not reachable");
-        }
-
-        return ngx_http_saveitem_send_error(r, &err);
+        return ngx_http_saveitem_answer(r, &f);
     }
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -454,7 +505,7 @@ ngx_http_saveitem_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
-/* the request ends first: let go of the job, whose statement goes on */
+/* the request ends first: let go of the job (the pool says what follows) */
 
 static void
 ngx_http_saveitem_cleanup(void *data)
@@ -465,10 +516,6 @@ ngx_http_saveitem_cleanup(void *data)
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, ctx->request->connection->log, 0,
-                  "saveitem: request ends before PostgreSQL answered, "
-                  "the statement completes without it");
-
     ngx_http_saveitem_job_detach(ctx->job);
     ctx->job = NULL;
 }
@@ -477,14 +524,10 @@ ngx_http_saveitem_cleanup(void *data)
 static void
 ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
 {
-    size_t                      len;
-    ngx_int_t                   rc;
-    ngx_uint_t                  level;
-    const char                 *msg;
-    ngx_connection_t           *c;
-    ngx_http_request_t         *r;
-    ngx_http_saveitem_ctx_t    *ctx;
-    ngx_http_saveitem_error_t   err;
+    ngx_int_t                 rc;
+    ngx_connection_t         *c;
+    ngx_http_request_t       *r;
+    ngx_http_saveitem_ctx_t  *ctx;
 
     ctx = job->data;
     r = ctx->request;
@@ -492,78 +535,24 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
 
     ctx->job = NULL;
 
-    if (job->outcome == NGX_HTTP_SAVEITEM_STORED) {
-        ctx->pk.data = ngx_pstrdup(r->pool, &job->pk);
-        ctx->pk.len = job->pk.len;
-
-        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
-                       "saveitem stored, key %V", &job->pk);
-
-        if (ctx->pk.data == NULL) {
-            rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
-
-        } else {
-            rc = ngx_http_saveitem_send_pk(r, &ctx->pk, job->pk_number);
-        }
-
+    if (job->facts.outcome != NGX_HTTP_SAVEITEM_STORED) {
+        ngx_memcpy(ctx->sqlstate, job->facts.sqlstate, sizeof(ctx->sqlstate));
+        rc = ngx_http_saveitem_answer(r, &job->facts);
         goto done;
     }
 
-    ngx_memzero(&err, sizeof(ngx_http_saveitem_error_t));
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "saveitem stored, key %V", &job->pk);
 
-    err.status = job->status;
-    err.error = job->error;
-    err.unknown = (job->outcome == NGX_HTTP_SAVEITEM_UNKNOWN);
+    ctx->pk.data = ngx_pstrdup(r->pool, &job->pk);
+    ctx->pk.len = job->pk.len;
 
-    if (job->message) {
-        err.message.data = (u_char *) job->message;
-        err.message.len = ngx_strlen(job->message);
+    if (ctx->pk.data == NULL) {
+        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    } else {
+        rc = ngx_http_saveitem_answer_pk(r, &ctx->pk, job->pk_number);
     }
-
-    if (job->sqlstate[0]) {
-        err.sqlstate = (const char *) job->sqlstate;
-        ngx_memcpy(ctx->sqlstate, job->sqlstate, sizeof(ctx->sqlstate));
-
-        msg = job->res ? PQresultErrorField(job->res, PG_DIAG_MESSAGE_PRIMARY)
-                       : job->message;
-
-        if (msg == NULL) {
-            msg = "unknown error";
-        }
-
-        level = (err.status < NGX_HTTP_INTERNAL_SERVER_ERROR) ? NGX_LOG_INFO
-                                                              : NGX_LOG_ERR;
-        len = ngx_strlen(msg);
-
-        ngx_log_error(level, c->log, 0,
-                      "saveitem: PostgreSQL error %s: %*s%s",
-                      err.sqlstate, len, msg,
-                      err.unknown ? " (the row may have been stored)" : "");
-
-        /* the server's words only where they explain a client's mistake */
-
-        if (err.status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
-            err.message.data = (u_char *) msg;
-            err.message.len = len;
-
-        } else if (err.status == NGX_HTTP_GATEWAY_TIME_OUT) {
-            ngx_str_set(&err.message, "the statement took longer than the "
-                                      "query timeout and was cancelled");
-
-        } else if (err.status == NGX_HTTP_SERVICE_UNAVAILABLE) {
-            ngx_str_set(&err.message, "the database is not available");
-
-        } else {
-            ngx_str_set(&err.message, "the database could not store the "
-                                      "item");
-        }
-    }
-
-    if (err.status == NGX_HTTP_SERVICE_UNAVAILABLE && !err.unknown) {
-        err.retry_after = ngx_http_saveitem_retry_after(job->pool);
-    }
-
-    rc = ngx_http_saveitem_send_error(r, &err);
 
 done:
 
@@ -572,8 +561,149 @@ done:
 }
 
 
+/*
+ * The one place that turns what happened into an answer: status, error
+ * code, message, "outcome": "unknown" where the row may have been stored,
+ * and Retry-After where retrying is safe (503, not stored).
+ */
+
 static ngx_int_t
-ngx_http_saveitem_send_pk(ngx_http_request_t *r, ngx_str_t *pk,
+ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
+{
+    size_t                       len, mlen;
+    u_char                      *msg;
+    ngx_buf_t                   *b;
+    ngx_uint_t                   status, level, unknown;
+    const char                  *error, *sqlstate;
+    ngx_table_elt_t             *h;
+    saveitem_json_error_t       *json;
+    ngx_http_saveitem_answer_t  *a;
+
+    a = &ngx_http_saveitem_answers[f->reason];
+
+    status = a->status;
+    error = a->error;
+    msg = (u_char *) a->message;
+    json = f->json;
+    sqlstate = f->sqlstate[0] ? (const char *) f->sqlstate : NULL;
+    unknown = (f->outcome == NGX_HTTP_SAVEITEM_UNKNOWN);
+
+    if (f->reason == NGX_HTTP_SAVEITEM_R_SQL_ERROR) {
+        status = saveitem_sqlstate_status(sqlstate);
+        error = saveitem_sqlstate_error(sqlstate);
+
+        /* the server's words only where they explain a client's mistake */
+
+        if (status < NGX_HTTP_INTERNAL_SERVER_ERROR && f->detail != NULL) {
+            msg = (u_char *) f->detail;
+
+        } else {
+            msg = (u_char *) saveitem_sqlstate_message(sqlstate);
+        }
+    }
+
+    if (sqlstate != NULL) {
+
+        /* waiting too long or a server going away is the operator's news */
+
+        if (status < NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            level = NGX_LOG_INFO;
+
+        } else if (status == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+            level = NGX_LOG_ERR;
+
+        } else {
+            level = NGX_LOG_WARN;
+        }
+
+        ngx_log_error(level, r->connection->log, 0,
+                      "saveitem: PostgreSQL error %s: %s%s", sqlstate,
+                      f->detail ? f->detail : (char *) msg,
+                      unknown ? " (the row may have been stored)" : "");
+    }
+
+    if (json != NULL) {
+        msg = (u_char *) json->message;
+    }
+
+    if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "saveitem: no answer for reason %d", f->reason);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    mlen = ngx_strlen(msg);
+
+    len = sizeof("{\"error\": \"\", \"message\": \"\"}\n") - 1
+          + ngx_strlen(error)
+          + saveitem_json_escape(NULL, msg, mlen);
+
+    if (sqlstate) {
+        len += sizeof(", \"sqlstate\": \"\"") - 1 + 5;
+    }
+
+    if (json) {
+        len += sizeof(", \"line\": , \"column\": , \"position\": ") - 1
+               + 3 * NGX_SIZE_T_LEN;
+    }
+
+    if (unknown) {
+        len += sizeof(", \"outcome\": \"unknown\"") - 1;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_sprintf(b->last, "{\"error\": \"%s\", \"message\": \"",
+                          error);
+    b->last += saveitem_json_escape(b->last, msg, mlen);
+    *b->last++ = '"';
+
+    if (sqlstate) {
+        b->last = ngx_sprintf(b->last, ", \"sqlstate\": \"%5s\"", sqlstate);
+    }
+
+    if (json) {
+        b->last = ngx_sprintf(b->last,
+                              ", \"line\": %uz, \"column\": %uz, "
+                              "\"position\": %uz",
+                              json->line, json->column, json->position);
+    }
+
+    if (unknown) {
+        b->last = ngx_cpymem(b->last, ", \"outcome\": \"unknown\"",
+                             sizeof(", \"outcome\": \"unknown\"") - 1);
+    }
+
+    *b->last++ = '}';
+    *b->last++ = LF;
+
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE && !unknown) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+        if (h->value.data == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Retry-After");
+        h->value.len = ngx_sprintf(h->value.data, "%M",
+                                   ngx_max((f->retry_after + 999) / 1000, 1))
+                       - h->value.data;
+    }
+
+    return ngx_http_saveitem_output(r, status, b);
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
     ngx_uint_t number)
 {
     size_t      len;
@@ -601,103 +731,12 @@ ngx_http_saveitem_send_pk(ngx_http_request_t *r, ngx_str_t *pk,
     *b->last++ = '}';
     *b->last++ = LF;
 
-    return ngx_http_saveitem_send(r, NGX_HTTP_OK, b);
+    return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
 }
 
 
 static ngx_int_t
-ngx_http_saveitem_send_error(ngx_http_request_t *r,
-    ngx_http_saveitem_error_t *err)
-{
-    size_t                  len, mlen;
-    u_char                 *msg;
-    ngx_buf_t              *b;
-    ngx_table_elt_t        *h;
-    saveitem_json_error_t  *json;
-
-    json = err->json;
-
-    if (json != NULL) {
-        msg = (u_char *) json->message;
-        mlen = ngx_strlen(msg);
-
-    } else {
-        msg = err->message.data;
-        mlen = err->message.len;
-    }
-
-    len = sizeof("{\"error\": \"\", \"message\": \"\"}\n") - 1
-          + ngx_strlen(err->error)
-          + saveitem_json_escape(NULL, msg, mlen);
-
-    if (err->sqlstate) {
-        len += sizeof(", \"sqlstate\": \"\"") - 1 + 5;
-    }
-
-    if (json) {
-        len += sizeof(", \"line\": , \"column\": , \"position\": ") - 1
-               + 3 * NGX_SIZE_T_LEN;
-    }
-
-    if (err->unknown) {
-        len += sizeof(", \"outcome\": \"unknown\"") - 1;
-    }
-
-    b = ngx_create_temp_buf(r->pool, len);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    b->last = ngx_sprintf(b->last, "{\"error\": \"%s\", \"message\": \"",
-                          err->error);
-    b->last += saveitem_json_escape(b->last, msg, mlen);
-    *b->last++ = '"';
-
-    if (err->sqlstate) {
-        b->last = ngx_sprintf(b->last, ", \"sqlstate\": \"%5s\"",
-                              err->sqlstate);
-    }
-
-    if (json) {
-        b->last = ngx_sprintf(b->last,
-                              ", \"line\": %uz, \"column\": %uz, "
-                              "\"position\": %uz",
-                              json->line, json->column, json->position);
-    }
-
-    if (err->unknown) {
-        b->last = ngx_cpymem(b->last, ", \"outcome\": \"unknown\"",
-                             sizeof(", \"outcome\": \"unknown\"") - 1);
-    }
-
-    *b->last++ = '}';
-    *b->last++ = LF;
-
-    if (err->status == NGX_HTTP_SERVICE_UNAVAILABLE && !err->unknown) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        h->value.len = ngx_sprintf(h->value.data, "%M",
-                                   ngx_max((err->retry_after + 999) / 1000,
-                                           1))
-                       - h->value.data;
-    }
-
-    return ngx_http_saveitem_send(r, err->status, b);
-}
-
-
-static ngx_int_t
-ngx_http_saveitem_send(ngx_http_request_t *r, ngx_uint_t status,
+ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
     ngx_buf_t *b)
 {
     ngx_int_t    rc;
@@ -845,10 +884,11 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_ptr_value(conf->db, prev->db, NULL);
     ngx_conf_merge_msec_value(conf->query_timeout, prev->query_timeout,
-                              30000);
-    ngx_conf_merge_uint_value(conf->batch_rows, prev->batch_rows, 64);
+                              NGX_HTTP_SAVEITEM_QUERY_TIMEOUT);
+    ngx_conf_merge_uint_value(conf->batch_rows, prev->batch_rows,
+                              NGX_HTTP_SAVEITEM_BATCH_ROWS);
     ngx_conf_merge_size_value(conf->batch_bytes, prev->batch_bytes,
-                              256 * 1024);
+                              NGX_HTTP_SAVEITEM_BATCH_BYTES);
 
     if (conf->stmt == NGX_CONF_UNSET) {
         return NGX_CONF_OK;
@@ -1026,8 +1066,8 @@ ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    slcf->batch_rows = 64;
-    slcf->batch_bytes = 256 * 1024;
+    slcf->batch_rows = NGX_HTTP_SAVEITEM_BATCH_ROWS;
+    slcf->batch_bytes = NGX_HTTP_SAVEITEM_BATCH_BYTES;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1036,10 +1076,13 @@ ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             /* PostgreSQL takes 65535 parameters; plans get slow before */
 
-            if (n == NGX_ERROR || n < 1 || n > 1000) {
+            if (n == NGX_ERROR || n < 1
+                || n > NGX_HTTP_SAVEITEM_BATCH_ROWS_MAX)
+            {
                 ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                    "invalid parameter \"%V\": rows must be "
-                                   "1 to 1000", &value[i]);
+                                   "1 to %d", &value[i],
+                                   NGX_HTTP_SAVEITEM_BATCH_ROWS_MAX);
                 return NGX_CONF_ERROR;
             }
 
@@ -1126,9 +1169,9 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     db->conninfo = value[1];
-    db->pool_size = 8;
-    db->queue_size = 256;
-    db->queue_timeout = 5000;
+    db->pool_size = NGX_HTTP_SAVEITEM_POOL_SIZE;
+    db->queue_size = NGX_HTTP_SAVEITEM_QUEUE_SIZE;
+    db->queue_timeout = NGX_HTTP_SAVEITEM_QUEUE_TIMEOUT;
     db->file = cf->conf_file->file.name.data;
     db->line = cf->conf_file->line;
 
@@ -1202,7 +1245,7 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_OK;
     }
 
-    if (ngx_http_saveitem_conninfo(cf, db) != NGX_CONF_OK) {
+    if (ngx_http_saveitem_db_conninfo(cf, db) != NGX_CONF_OK) {
         return NGX_CONF_ERROR;
     }
 
@@ -1225,367 +1268,18 @@ invalid:
 }
 
 
-/*
- * Checks the conninfo with libpq's own parser (no connection is made),
- * makes a description of it without the password, takes its
- * connect_timeout, and resolves host names now, in the master: libpq would
- * resolve them with a blocking getaddrinfo() in every worker.
- */
+/* 0 would answer every request "outcome unknown" */
 
 static char *
-ngx_http_saveitem_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
+ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
 {
-    u_char            *p, *last;
-    char              *errmsg, *hosts, *ports, *timeout;
-    char              *rv;
-    ngx_int_t          n;
-    ngx_uint_t         hostaddr;
-    PQconninfoOption  *opts, *o;
-    u_char             buf[1024];
+    ngx_msec_t  *ms = data;
 
-    errmsg = NULL;
-    opts = PQconninfoParse((char *) db->conninfo.data, &errmsg);
-
-    if (opts == NULL) {
-        /* libpq's message may quote a part of the string: a password */
-
-        if (errmsg && !ngx_http_saveitem_secret(&db->conninfo)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid conninfo in \"saveitem_database\": "
-                               "%*s", ngx_http_saveitem_chomp(errmsg),
-                               errmsg);
-        } else {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid conninfo in \"saveitem_database\" "
-                               "(libpq's message is not shown: it may quote "
-                               "the password)");
-        }
-
-        if (errmsg) {
-            PQfreemem(errmsg);
-        }
-
-        return NGX_CONF_ERROR;
+    if (*ms == 0) {
+        return "must be more than 0";
     }
 
-    rv = NGX_CONF_ERROR;
-    p = buf;
-    last = buf + sizeof(buf) - 1;
-    hosts = NULL;
-    ports = NULL;
-    timeout = getenv("PGCONNECT_TIMEOUT");
-    hostaddr = (getenv("PGHOSTADDR") != NULL);
-
-    db->connect_timeout = 5000;
-
-    for (o = opts; o->keyword; o++) {
-
-        if (o->val == NULL || o->val[0] == '\0') {
-            continue;
-        }
-
-        if (ngx_strcmp(o->keyword, "connect_timeout") == 0) {
-            timeout = o->val;
-            continue;
-        }
-
-        if (ngx_strcmp(o->keyword, "host") == 0) {
-            hosts = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
-            hostaddr = 1;
-
-        } else if (ngx_strcmp(o->keyword, "port") == 0) {
-            ports = o->val;
-
-        } else if (ngx_strcmp(o->keyword, "dbname") != 0
-                   && ngx_strcmp(o->keyword, "user") != 0)
-        {
-            continue;
-        }
-
-        p = ngx_slprintf(p, last, "%s%s=%s", p == buf ? "" : " ",
-                         o->keyword, o->val);
-    }
-
-    if (p == buf) {
-        p = ngx_cpymem(p, "(libpq defaults)", sizeof("(libpq defaults)") - 1);
-    }
-
-    db->display.len = p - buf;
-    db->display.data = ngx_pnalloc(cf->pool, db->display.len);
-    if (db->display.data == NULL) {
-        goto done;
-    }
-
-    ngx_memcpy(db->display.data, buf, db->display.len);
-
-    if (timeout != NULL) {
-        n = ngx_atoi((u_char *) timeout, ngx_strlen(timeout));
-
-        if (n == NGX_ERROR) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "invalid connect_timeout \"%s\"", timeout);
-            goto done;
-        }
-
-        /* as libpq: 0 is "no limit", and at least 2 seconds */
-
-        if (n > 0) {
-            db->connect_timeout = ngx_max(n, 2) * 1000;
-        }
-    }
-
-    if (hosts == NULL) {
-        hosts = getenv("PGHOST");
-    }
-
-    if (ports == NULL) {
-        ports = getenv("PGPORT");
-    }
-
-    if (hosts != NULL && !hostaddr
-        && ngx_http_saveitem_resolve(cf, db, hosts, ports) != NGX_OK)
-    {
-        goto done;
-    }
-
-    rv = NGX_CONF_OK;
-
-done:
-
-    PQconninfoFree(opts);
-
-    return rv;
-}
-
-
-/* a password may be written in it: as a keyword, or in a URI */
-
-static ngx_uint_t
-ngx_http_saveitem_secret(ngx_str_t *conninfo)
-{
-    return ngx_strcasestrn(conninfo->data, "password", 8 - 1) != NULL
-           || ngx_strchr(conninfo->data, '@') != NULL;
-}
-
-
-static size_t
-ngx_http_saveitem_chomp(const char *s)
-{
-    size_t  len;
-
-    len = ngx_strlen(s);
-
-    while (len && (s[len - 1] == '\n' || s[len - 1] == ' ')) {
-        len--;
-    }
-
-    return len;
-}
-
-
-/*
- * "host" and "port" are comma-separated lists.  A socket directory or an
- * address stays as it is; a name becomes one entry per address it
- * resolves to, with the address in "hostaddr", as libpq would try them.
- */
-
-static ngx_int_t
-ngx_http_saveitem_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
-    const char *hosts, const char *ports)
-{
-    int               rc;
-    u_char           *h, *a, *pt, *hlast, *alast, *plast;
-    ngx_str_t         host, port;
-    ngx_uint_t        named, nports, i;
-    struct addrinfo   hints, *res, *ai;
-    u_char            name[NGX_MAXHOSTNAMELEN];
-    u_char            addr[NGX_SOCKADDR_STRLEN];
-    u_char            hbuf[2048], abuf[2048], pbuf[1024];
-
-    nports = 0;
-
-    if (ports != NULL && ports[0] != '\0') {
-        nports = 1;
-
-        for (i = 0; ports[i]; i++) {
-            if (ports[i] == ',') {
-                nports++;
-            }
-        }
-    }
-
-    h = hbuf;
-    a = abuf;
-    pt = pbuf;
-    hlast = hbuf + sizeof(hbuf) - 1;
-    alast = abuf + sizeof(abuf) - 1;
-    plast = pbuf + sizeof(pbuf) - 1;
-    named = 0;
-
-    for (i = 0; /* void */ ; i++) {
-        ngx_http_saveitem_list_item(hosts, i, &host);
-
-        if (host.data == NULL) {
-            break;
-        }
-
-        if (nports > 1) {
-            ngx_http_saveitem_list_item(ports, i, &port);
-
-            if (port.data == NULL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"saveitem_database\" has fewer ports "
-                                   "than hosts");
-                return NGX_ERROR;
-            }
-
-        } else {
-            port.len = 0;
-            port.data = NULL;
-        }
-
-        if (host.len >= sizeof(name)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host name too long");
-            return NGX_ERROR;
-        }
-
-        ngx_cpystrn(name, host.data, host.len + 1);
-
-        if (name[0] == '\0' || name[0] == '/' || name[0] == '@') {
-            /* a unix socket */
-            ngx_http_saveitem_list_add(&h, hlast, &host);
-            ngx_http_saveitem_list_add(&a, alast, NULL);
-            ngx_http_saveitem_list_add(&pt, plast, &port);
-            continue;
-        }
-
-        ngx_memzero(&hints, sizeof(struct addrinfo));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        hints.ai_flags = AI_NUMERICHOST;
-
-        rc = getaddrinfo((char *) name, NULL, &hints, &res);
-
-        if (rc != 0) {
-            hints.ai_flags = AI_ADDRCONFIG;
-            rc = getaddrinfo((char *) name, NULL, &hints, &res);
-
-            if (rc != 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "host not found in \"saveitem_database\": "
-                                   "\"%s\": %s", name, gai_strerror(rc));
-                return NGX_ERROR;
-            }
-
-            named = 1;
-        }
-
-        for (ai = res; ai; ai = ai->ai_next) {
-            ngx_http_saveitem_list_add(&h, hlast, &host);
-            ngx_http_saveitem_list_add(&pt, plast, &port);
-
-            /* ngx_sock_ntop() does not terminate the string */
-
-            host.len = ngx_sock_ntop(ai->ai_addr, ai->ai_addrlen, addr,
-                                     NGX_SOCKADDR_STRLEN, 0);
-            host.data = addr;
-            ngx_http_saveitem_list_add(&a, alast, &host);
-            host.len = ngx_strlen(name);
-            host.data = name;
-        }
-
-        freeaddrinfo(res);
-    }
-
-    if (!named) {
-        return NGX_OK;
-    }
-
-    if (h == hlast || a == alast || pt == plast) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many hosts in \"saveitem_database\"");
-        return NGX_ERROR;
-    }
-
-    if (ngx_http_saveitem_list_copy(cf, &db->host, hbuf, h) != NGX_OK
-        || ngx_http_saveitem_list_copy(cf, &db->hostaddr, abuf, a) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    if (nports > 1
-        && ngx_http_saveitem_list_copy(cf, &db->port, pbuf, pt) != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    ngx_conf_log_error(NGX_LOG_INFO, cf, 0,
-                       "saveitem: \"%s\" resolved to \"%V\" now; libpq "
-                       "would resolve it blockingly in every worker",
-                       hosts, &db->hostaddr);
-
-    return NGX_OK;
-}
-
-
-/* the i-th element of a comma-separated list, or a NULL data */
-
-static void
-ngx_http_saveitem_list_item(const char *list, ngx_uint_t i, ngx_str_t *item)
-{
-    const char  *p, *end;
-
-    p = list;
-
-    while (i--) {
-        p = ngx_strchr(p, ',');
-
-        if (p == NULL) {
-            item->len = 0;
-            item->data = NULL;
-            return;
-        }
-
-        p++;
-    }
-
-    end = ngx_strchr(p, ',');
-
-    if (end == NULL) {
-        end = p + ngx_strlen(p);
-    }
-
-    item->data = (u_char *) p;
-    item->len = end - p;
-}
-
-
-static void
-ngx_http_saveitem_list_add(u_char **p, u_char *last, ngx_str_t *item)
-{
-    /* each item with a leading comma: ngx_http_saveitem_list_copy() */
-
-    *p = ngx_slprintf(*p, last, ",%V",
-                      item && item->data ? item : &ngx_http_saveitem_none);
-}
-
-
-static ngx_int_t
-ngx_http_saveitem_list_copy(ngx_conf_t *cf, ngx_str_t *dst, u_char *buf,
-    u_char *last)
-{
-    dst->len = last - buf - 1;
-    dst->data = ngx_pnalloc(cf->pool, dst->len + 1);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_memcpy(dst->data, buf + 1, dst->len);
-    dst->data[dst->len] = '\0';
-
-    return NGX_OK;
+    return NGX_CONF_OK;
 }
 
 
@@ -1609,10 +1303,8 @@ ngx_http_saveitem_add_variables(ngx_conf_t *cf)
 
 
 /*
- * At start and at `nginx -t`, in the master, where blocking is harmless:
- * each table is asked whether it takes the statement (a missing table or
- * column, a missing privilege is a configuration error).  A database that
- * cannot be reached now is not an error: it may come up later.
+ * The statement texts, once; then, at start, reload and `nginx -t`, each
+ * table is asked whether it takes its statement (ngx_http_saveitem_db.c).
  */
 
 static ngx_int_t
@@ -1624,108 +1316,27 @@ ngx_http_saveitem_init(ngx_conf_t *cf)
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
 
-    if (ngx_process == NGX_PROCESS_SIGNALLER || smcf->uses.nelts == 0) {
+    if (smcf->uses.nelts == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_saveitem_db_stmts(cf, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_process == NGX_PROCESS_SIGNALLER) {
         return NGX_OK;
     }
 
     dbp = smcf->dbs.elts;
 
     for (i = 0; i < smcf->dbs.nelts; i++) {
-        if (ngx_http_saveitem_check_db(cf, smcf, dbp[i]) != NGX_OK) {
+        if (ngx_http_saveitem_db_check(cf, smcf, dbp[i]) != NGX_OK) {
             return NGX_ERROR;
         }
     }
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_saveitem_check_db(ngx_conf_t *cf,
-    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db)
-{
-    u_char                    *p;
-    PGconn                    *pg;
-    PGresult                  *res;
-    ngx_int_t                  rc;
-    ngx_uint_t                 i, n;
-    const char                *keywords[NGX_HTTP_SAVEITEM_PARAMS + 2];
-    const char                *values[NGX_HTTP_SAVEITEM_PARAMS + 2];
-    const char                *sqlstate;
-    ngx_http_saveitem_use_t   *use;
-    ngx_http_saveitem_stmt_t  *stmt;
-    u_char                     sql[NGX_MAX_ERROR_STR];
-    u_char                     timeout[NGX_INT_T_LEN + 1];
-
-    use = smcf->uses.elts;
-    stmt = smcf->stmts.elts;
-
-    n = ngx_http_saveitem_conn_params(db, keywords, values);
-
-    /* a check must not hold the start up for long */
-
-    p = ngx_sprintf(timeout, "%M", ngx_min(db->connect_timeout, 2000) / 1000);
-    *p = '\0';
-    keywords[n] = "connect_timeout";
-    values[n++] = (const char *) timeout;
-
-    keywords[n] = NULL;
-    values[n] = NULL;
-
-    pg = PQconnectdbParams(keywords, values, 1);
-
-    if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                      "saveitem: could not connect to PostgreSQL (%V) to "
-                      "check its tables now: %s", &db->display,
-                      ngx_http_saveitem_pq_error(pg, sql, sizeof(sql)));
-        PQfinish(pg);
-        return NGX_OK;
-    }
-
-    rc = NGX_OK;
-
-    for (i = 0; i < smcf->uses.nelts; i++) {
-
-        if (use[i].db != db) {
-            continue;
-        }
-
-        /* the single-row statement, as the workers will prepare it */
-
-        p = ngx_snprintf(sql, sizeof(sql) - 1,
-                         "INSERT INTO %V (%V) VALUES ($1) RETURNING %V",
-                         &stmt[use[i].stmt].table, &stmt[use[i].stmt].column,
-                         &stmt[use[i].stmt].returning);
-        *p = '\0';
-
-        res = PQprepare(pg, "", (char *) sql, 1, NULL);
-        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-
-        if (PQresultStatus(res) != PGRES_COMMAND_OK
-            && sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0)
-        {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"saveitem\" in %s:%ui: PostgreSQL (%V) refuses "
-                          "%s: %s", use[i].file, use[i].line, &db->display,
-                          sql, PQresultErrorField(res,
-                                                  PG_DIAG_MESSAGE_PRIMARY));
-            rc = NGX_ERROR;
-
-        } else if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-            ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                          "saveitem: could not check %V.%V now: %s",
-                          &stmt[use[i].stmt].table,
-                          &stmt[use[i].stmt].column,
-                          ngx_http_saveitem_pq_error(pg, sql, sizeof(sql)));
-        }
-
-        PQclear(res);
-    }
-
-    PQfinish(pg);
-
-    return rc;
 }
 
 
@@ -1740,10 +1351,6 @@ ngx_http_saveitem_init_process(ngx_cycle_t *cycle)
                                                ngx_http_saveitem_module);
     if (smcf == NULL) {
         return NGX_OK;
-    }
-
-    if (ngx_http_saveitem_stmts_init(cycle, smcf) != NGX_OK) {
-        return NGX_ERROR;
     }
 
     dbp = smcf->dbs.elts;

@@ -16,16 +16,43 @@
 #include "ngx_http_saveitem_check.h"
 
 
+/*
+ * What the files share, in the order data flows:
+ *
+ *   ngx_http_saveitem_module.c     directives, the request, the answer
+ *   src/ngx_http_saveitem_db.c     the database: conninfo, what is safe to
+ *                                  log, host names, connection parameters,
+ *                                  statement texts, the start-up check
+ *   src/ngx_http_saveitem_pg.c     the per-worker pool and the connection
+ *                                  state machine; reports facts, never
+ *                                  HTTP statuses
+ *   src/ngx_http_saveitem_check.c  pure checks on bytes
+ */
+
+
 typedef struct ngx_http_saveitem_db_s    ngx_http_saveitem_db_t;
 typedef struct ngx_http_saveitem_pool_s  ngx_http_saveitem_pool_t;
-typedef struct ngx_http_saveitem_conn_s  ngx_http_saveitem_conn_t;
 typedef struct ngx_http_saveitem_job_s   ngx_http_saveitem_job_t;
 
 typedef void (*ngx_http_saveitem_done_pt)(ngx_http_saveitem_job_t *job);
 
 
-/* at most, see ngx_http_saveitem_conn_params() */
-#define NGX_HTTP_SAVEITEM_PARAMS  6
+/* every default, once */
+
+#define NGX_HTTP_SAVEITEM_POOL_SIZE        8
+#define NGX_HTTP_SAVEITEM_QUEUE_SIZE       256
+#define NGX_HTTP_SAVEITEM_QUEUE_TIMEOUT    5000
+#define NGX_HTTP_SAVEITEM_CONNECT_TIMEOUT  5000
+#define NGX_HTTP_SAVEITEM_QUERY_TIMEOUT    30000
+#define NGX_HTTP_SAVEITEM_BATCH_ROWS       64
+#define NGX_HTTP_SAVEITEM_BATCH_BYTES      (256 * 1024)
+#define NGX_HTTP_SAVEITEM_BATCH_ROWS_MAX   1000
+
+/* the start-up check: at most this long for each step */
+#define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
+
+/* at most, see ngx_http_saveitem_db_params() */
+#define NGX_HTTP_SAVEITEM_PARAMS           8
 
 
 /* what happened to a job's row: only "stored" answers with a key */
@@ -39,8 +66,48 @@ typedef enum {
 
 
 /*
+ * Why: each reason is one line in the answer table of the module file.
+ * The pool and the request report reasons; only the module file turns
+ * them into statuses and messages.
+ */
+
+typedef enum {
+    NGX_HTTP_SAVEITEM_R_STORED = 0,
+    NGX_HTTP_SAVEITEM_R_METHOD,          /* not a POST */
+    NGX_HTTP_SAVEITEM_R_MEDIA_TYPE,      /* not JSON */
+    NGX_HTTP_SAVEITEM_R_INVALID_JSON,
+    NGX_HTTP_SAVEITEM_R_QUEUE_FULL,
+    NGX_HTTP_SAVEITEM_R_QUEUE_TIMEOUT,
+    NGX_HTTP_SAVEITEM_R_UNREACHABLE,     /* no connection could be made */
+    NGX_HTTP_SAVEITEM_R_NO_CONNECTION,   /* worker_connections, memory */
+    NGX_HTTP_SAVEITEM_R_EXITING,         /* the worker is shutting down */
+    NGX_HTTP_SAVEITEM_R_CONN_LOST,
+    NGX_HTTP_SAVEITEM_R_TIMED_OUT,       /* saveitem_query_timeout */
+    NGX_HTTP_SAVEITEM_R_READ_ONLY,       /* 25006: the wrong server */
+    NGX_HTTP_SAVEITEM_R_CONFLICT,        /* 40001, 40P01, retried once */
+    NGX_HTTP_SAVEITEM_R_NOT_RUN,         /* an earlier error aborted it */
+    NGX_HTTP_SAVEITEM_R_ROW_SKIPPED,     /* no row came back */
+    NGX_HTTP_SAVEITEM_R_SQL_ERROR,       /* see the SQLSTATE */
+    NGX_HTTP_SAVEITEM_R_INTERNAL,
+    NGX_HTTP_SAVEITEM_R_LAST
+} ngx_http_saveitem_reason_e;
+
+
+/* the facts of one answer, as the pool or the request report them */
+
+typedef struct {
+    ngx_http_saveitem_outcome_e   outcome;
+    ngx_http_saveitem_reason_e    reason;
+    u_char                        sqlstate[6];
+    const char                   *detail;     /* the server's words */
+    ngx_msec_t                    retry_after;
+    saveitem_json_error_t        *json;
+} ngx_http_saveitem_facts_t;
+
+
+/*
  * An INSERT, as 1, 2, ... rows: the text and name of each, null-terminated;
- * [1] is the plain single-row statement.  Made in each worker at start.
+ * [1] is the plain single-row statement.  Made once, at configuration.
  */
 
 typedef struct {
@@ -90,7 +157,7 @@ typedef struct {
 
 /*
  * A job links one request to the connection that carries its statement.
- * It belongs to the pool: a request that ends early only clears job->data.
+ * It belongs to the pool: a request that ends early only detaches.
  */
 
 struct ngx_http_saveitem_job_s {
@@ -103,58 +170,42 @@ struct ngx_http_saveitem_job_s {
     ngx_http_saveitem_done_pt     handler;
 
     ngx_uint_t                    stmt;
-    ngx_msec_t                    timeout;
+    ngx_msec_t                    timeout;    /* once sent */
+    ngx_msec_t                    queued_until;  /* absolute */
     u_char                       *body;       /* null-terminated */
     size_t                        body_len;
     ngx_uint_t                    batch_rows; /* 1: never with others */
     size_t                        batch_bytes;
 
-    ngx_http_saveitem_outcome_e   outcome;
-    ngx_uint_t                    status;
-    const char                   *error;      /* machine-readable code */
-    const char                   *message;    /* for the client */
-    PGresult                     *res;        /* the error, owned */
-    u_char                        sqlstate[6];
+    ngx_http_saveitem_facts_t     facts;
+    PGresult                     *res;        /* holds facts.detail */
     ngx_str_t                     pk;
     u_char                        pk_buf[64];
     unsigned                      pk_number:1;
+
     unsigned                      waiting:1;
     unsigned                      failed:1;   /* its statement failed */
     unsigned                      retry:1;    /* its batch failed */
+    unsigned                      retried:1;  /* sent again once */
+    unsigned                      sent:1;     /* its sync left, maybe */
 };
 
 
-struct ngx_http_saveitem_pool_s {
-    ngx_http_saveitem_db_t       *db;
-    ngx_log_t                    *log;
-    ngx_http_saveitem_stmt_t     *stmts;
-    ngx_uint_t                    nstmts;
-    ngx_uint_t                    batch_max;
+/* src/ngx_http_saveitem_db.c */
 
-    ngx_queue_t                   idle;       /* connections */
-    ngx_queue_t                   busy;       /* connections */
-    ngx_queue_t                   waiting;    /* jobs */
-    ngx_queue_t                   free;       /* jobs */
-
-    ngx_uint_t                    nconns;
-    ngx_uint_t                    nidle;
-    ngx_uint_t                    nconnecting;
-    ngx_uint_t                    nwaiting;
-
-    ngx_uint_t                    nstatements;
-    ngx_uint_t                    nrows;
-    ngx_uint_t                    maxrows;
-    ngx_uint_t                    sizes[8];   /* statements of 1, 2-3, .. */
-
-    ngx_msec_t                    backoff;
-    ngx_event_t                   retry;      /* end of the backoff */
-    ngx_event_t                   dispatch;   /* posted */
-    unsigned                      down:1;     /* last connect failed */
-};
-
-
-ngx_int_t ngx_http_saveitem_stmts_init(ngx_cycle_t *cycle,
+char *ngx_http_saveitem_db_conninfo(ngx_conf_t *cf,
+    ngx_http_saveitem_db_t *db);
+ngx_uint_t ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
+    const char **keywords, const char **values);
+ngx_int_t ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
     ngx_http_saveitem_main_conf_t *smcf);
+ngx_int_t ngx_http_saveitem_db_check(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db);
+u_char *ngx_http_saveitem_db_error(PGconn *pg, u_char *buf, size_t len);
+
+
+/* src/ngx_http_saveitem_pg.c */
+
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_main_conf_t *smcf);
 void ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool);
@@ -163,10 +214,6 @@ ngx_http_saveitem_job_t *ngx_http_saveitem_job_get(
 ngx_int_t ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job);
-ngx_msec_t ngx_http_saveitem_retry_after(ngx_http_saveitem_pool_t *pool);
-ngx_uint_t ngx_http_saveitem_conn_params(ngx_http_saveitem_db_t *db,
-    const char **keywords, const char **values);
-u_char *ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len);
 
 
 extern ngx_module_t  ngx_http_saveitem_module;

@@ -670,6 +670,15 @@ saveitem_sqlstate_status(const char *sqlstate)
         return 504;
     }
 
+    /* the wrong server, or a conflict: not stored, worth retrying */
+
+    if (strcmp(sqlstate, "25006") == 0
+        || strcmp(sqlstate, "40001") == 0
+        || strcmp(sqlstate, "40P01") == 0)
+    {
+        return 503;
+    }
+
     if (strncmp(sqlstate, "08", 2) == 0
         || strncmp(sqlstate, "53", 2) == 0
         || strncmp(sqlstate, "57", 2) == 0)
@@ -704,6 +713,75 @@ saveitem_sqlstate_error(const char *sqlstate)
     default:
         return "database_error";
     }
+}
+
+
+/* for a status from SQLSTATE, when the server's words are not shown */
+
+const char *
+saveitem_sqlstate_message(const char *sqlstate)
+{
+    switch (saveitem_sqlstate_status(sqlstate)) {
+
+    case 400:
+        return "the database refused the data";
+
+    case 409:
+        return "the item conflicts with a stored one";
+
+    case 422:
+        return "the item violates a constraint";
+
+    case 503:
+        return "the database is not available";
+
+    case 504:
+        return "the statement took longer than the query timeout and was "
+               "cancelled";
+
+    default:
+        return "the database could not store the item";
+    }
+}
+
+
+/*
+ * A client's bytes for a log line, as nginx escapes them in its own:
+ * printable ASCII as it is, anything else (and the backslash) as \xHH.
+ * Writes at most size bytes, never part of an escape; returns the length.
+ */
+
+size_t
+saveitem_log_escape(unsigned char *dst, size_t size,
+    const unsigned char *src, size_t len)
+{
+    size_t                i, n;
+    static const char     hex[] = "0123456789ABCDEF";
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+
+        if (src[i] >= 0x20 && src[i] < 0x7f && src[i] != '\\') {
+            if (n + 1 > size) {
+                break;
+            }
+
+            dst[n++] = src[i];
+            continue;
+        }
+
+        if (n + 4 > size) {
+            break;
+        }
+
+        dst[n++] = '\\';
+        dst[n++] = 'x';
+        dst[n++] = hex[src[i] >> 4];
+        dst[n++] = hex[src[i] & 0xf];
+    }
+
+    return n;
 }
 
 

@@ -37,6 +37,9 @@ int saveitem_json_check(const unsigned char *p, size_t len,
     saveitem_json_error_t *err);
 unsigned saveitem_sqlstate_status(const char *sqlstate);
 const char *saveitem_sqlstate_error(const char *sqlstate);
+const char *saveitem_sqlstate_message(const char *sqlstate);
+size_t saveitem_log_escape(unsigned char *dst, size_t size,
+    const unsigned char *src, size_t len);
 size_t saveitem_quote_ident(unsigned char *dst, const unsigned char *src,
     size_t len, size_t max_parts, size_t *errpos);
 size_t saveitem_json_escape(unsigned char *dst, const unsigned char *src,

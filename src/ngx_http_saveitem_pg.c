@@ -12,6 +12,9 @@
  * gives no new event).  A connection always runs in pipeline mode; what
  * it has sent is a FIFO of expected results ("expect" entries), and the
  * jobs whose statements it carries are a FIFO in the same order.
+ *
+ * This file reports facts (ngx_http_saveitem_facts_t: stored or not, and
+ * why); the module file alone decides what to answer.
  */
 
 
@@ -20,25 +23,32 @@
 #include "ngx_http_saveitem.h"
 
 
-#define NGX_HTTP_SAVEITEM_CONNECTING  1
-#define NGX_HTTP_SAVEITEM_IDLE        2
-#define NGX_HTTP_SAVEITEM_BUSY        3
+typedef enum {
+    NGX_HTTP_SAVEITEM_CONNECTING = 0,
+    NGX_HTTP_SAVEITEM_IDLE,
+    NGX_HTTP_SAVEITEM_BUSY
+} ngx_http_saveitem_state_e;
 
-#define NGX_HTTP_SAVEITEM_SET         1
-#define NGX_HTTP_SAVEITEM_PREPARE     2
-#define NGX_HTTP_SAVEITEM_INSERT      3
-#define NGX_HTTP_SAVEITEM_SYNC        4
+
+typedef enum {
+    NGX_HTTP_SAVEITEM_SET = 0,
+    NGX_HTTP_SAVEITEM_PREPARE,
+    NGX_HTTP_SAVEITEM_INSERT,
+    NGX_HTTP_SAVEITEM_SYNC
+} ngx_http_saveitem_expect_e;
+
 
 /*
- * with saveitem_batch off, a connection that becomes free takes up to this
- * many waiting requests, each its own statement and transaction, in one
- * write: fewer round trips and system calls, the same commits
+ * With saveitem_batch off, a connection that becomes free takes up to this
+ * many waiting requests, each its own statement and transaction, as a
+ * pipeline: one round trip for all of them (libpq 15 still writes each
+ * at its PQpipelineSync()).  Waiting requests are shared out among the
+ * connections that can take them, so a pipeline is only this deep when
+ * every connection is busy.
  */
 #define NGX_HTTP_SAVEITEM_PIPELINE    16
 
 #define NGX_HTTP_SAVEITEM_EXPECT      (2 * NGX_HTTP_SAVEITEM_PIPELINE + 8)
-
-#define NGX_HTTP_SAVEITEM_UNPROCESSABLE  422
 
 #define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
 #define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
@@ -50,8 +60,43 @@
 #define NUMERICOID                    1700
 
 
+typedef struct ngx_http_saveitem_conn_s  ngx_http_saveitem_conn_t;
+
+
+struct ngx_http_saveitem_pool_s {
+    ngx_http_saveitem_db_t       *db;
+    ngx_log_t                    *log;
+    ngx_http_saveitem_stmt_t     *stmts;
+    ngx_uint_t                    nstmts;
+    ngx_uint_t                    batch_max;
+
+    ngx_queue_t                   idle;       /* connections */
+    ngx_queue_t                   busy;       /* connections */
+    ngx_queue_t                   waiting;    /* jobs */
+    ngx_queue_t                   free;       /* jobs */
+
+    ngx_uint_t                    nconns;
+    ngx_uint_t                    nidle;
+    ngx_uint_t                    nconnecting;
+    ngx_uint_t                    nwaiting;
+
+    ngx_uint_t                    nstatements;
+    ngx_uint_t                    nrows;
+    ngx_uint_t                    maxrows;
+    ngx_uint_t                    sizes[8];   /* statements of 1, 2-3, .. */
+
+    ngx_msec_t                    backoff;
+    ngx_event_t                   retry;      /* end of the backoff */
+    ngx_event_t                   dispatch;   /* posted */
+
+    /* why no connection can be had now; STORED: none */
+    ngx_http_saveitem_reason_e    down;
+    unsigned                      exiting:1;  /* worker_shutdown_timeout */
+};
+
+
 typedef struct {
-    ngx_uint_t                    type;
+    ngx_http_saveitem_expect_e    type;
     ngx_uint_t                    arg;        /* statement, or jobs */
     ngx_uint_t                    seen;       /* results so far */
 } ngx_http_saveitem_expect_t;
@@ -63,9 +108,10 @@ struct ngx_http_saveitem_conn_s {
     PGconn                       *pg;
     ngx_connection_t             *c;
     ino_t                         ino;
-    ngx_event_t                   timer;
     ngx_log_t                     log;
-    ngx_uint_t                    state;
+    ngx_http_saveitem_state_e     state;
+    ngx_msec_t                    deadline;   /* of what it waits for */
+    ngx_msec_t                    timeout;    /* saveitem_query_timeout */
 
     ngx_queue_t                   jobs;       /* in flight, in order */
     ngx_uint_t                    nsettled;   /* jobs with a result */
@@ -75,29 +121,34 @@ struct ngx_http_saveitem_conn_s {
     ngx_uint_t                    head;
     ngx_uint_t                    nexpect;
 
-    ngx_msec_t                    timeout;    /* of what is in flight */
     ngx_msec_t                    statement_timeout;  /* 0: unknown */
     PGresult                     *setup_err;
     u_char                       *prepared;   /* [stmt * batch_max + rows] */
     const char                  **params;     /* [batch_max] */
-    unsigned                      fatal:1;
+    unsigned                      fatal:1;    /* the server said goodbye */
+    unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
 };
 
 
+static void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
+static void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
+static void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
+    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
+static void ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_job_t *job, ngx_uint_t head);
+static void ngx_http_saveitem_wait_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
 static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
-static void ngx_http_saveitem_wait_handler(ngx_event_t *ev);
-static void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
-static void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
-static void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
-    ngx_uint_t status, ngx_http_saveitem_outcome_e outcome,
-    const char *error, const char *message);
-static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
-    const char *message);
+static void ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
 
-static void ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool);
+static ngx_int_t ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool);
+static u_char *ngx_http_saveitem_conn_log(ngx_log_t *log, u_char *buf,
+    size_t len);
 static ngx_int_t ngx_http_saveitem_wrap(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc);
 static ngx_int_t ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc,
@@ -105,17 +156,17 @@ static ngx_int_t ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc,
 static void ngx_http_saveitem_connect_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
-    const char *reason);
+    const char *reason, ngx_uint_t local);
 static void ngx_http_saveitem_notice(void *arg, const PGresult *res);
 
 static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
-static void ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t share);
 static void ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_uint_t type, ngx_uint_t arg);
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg);
 static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
-static void ngx_http_saveitem_timeout_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
@@ -128,99 +179,18 @@ static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool,
     ngx_queue_t *jobs);
 static ngx_uint_t ngx_http_saveitem_retryable(const char *sqlstate);
-static void ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job,
-    PGresult *res, ngx_uint_t owner, ngx_uint_t late);
+static ngx_uint_t ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job, PGresult *res, ngx_uint_t owner,
+    ngx_uint_t late);
 static void ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
-    const char *reason);
+    ngx_http_saveitem_reason_e reason, const char *why);
 static void ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc);
 
 
-static ngx_str_t  ngx_http_saveitem_empty = ngx_null_string;
-
-
-/*
- * Each INSERT as 1 .. batch_max rows.  With several rows, the statement
- * fails (division by zero, class 22) unless every row was inserted: a
- * trigger that skips one would leave the keys impossible to map back to
- * the requests, and the batch is then retried one request at a time.
- * The keys come back in the order of the VALUES list (t/ checks this).
- */
-
-ngx_int_t
-ngx_http_saveitem_stmts_init(ngx_cycle_t *cycle,
-    ngx_http_saveitem_main_conf_t *smcf)
-{
-    u_char                    *p;
-    size_t                     len;
-    ngx_uint_t                 i, n, k;
-    ngx_http_saveitem_stmt_t  *stmt;
-
-    stmt = smcf->stmts.elts;
-
-    for (i = 0; i < smcf->stmts.nelts; i++) {
-
-        stmt[i].sql = ngx_pcalloc(cycle->pool,
-                                  (smcf->batch_max + 1) * sizeof(ngx_str_t));
-        stmt[i].name = ngx_pcalloc(cycle->pool,
-                                   (smcf->batch_max + 1) * sizeof(ngx_str_t));
-        if (stmt[i].sql == NULL || stmt[i].name == NULL) {
-            return NGX_ERROR;
-        }
-
-        for (n = 1; n <= smcf->batch_max; n++) {
-
-            len = sizeof("WITH i AS (INSERT INTO  () VALUES  RETURNING ) "
-                         "SELECT  FROM i WHERE 1 / (SELECT CASE count(*) "
-                         "WHEN  THEN 1 ELSE 0 END FROM i) = 1") - 1
-                  + stmt[i].table.len + stmt[i].column.len
-                  + 2 * stmt[i].returning.len
-                  + n * (sizeof(",($)") - 1 + NGX_INT_T_LEN) + NGX_INT_T_LEN;
-
-            p = ngx_pnalloc(cycle->pool, len + 1);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            stmt[i].sql[n].data = p;
-
-            if (n == 1) {
-                p = ngx_sprintf(p, "INSERT INTO %V (%V) VALUES ($1) "
-                                "RETURNING %V", &stmt[i].table,
-                                &stmt[i].column, &stmt[i].returning);
-
-            } else {
-                p = ngx_sprintf(p, "WITH i AS (INSERT INTO %V (%V) VALUES ",
-                                &stmt[i].table, &stmt[i].column);
-
-                for (k = 1; k <= n; k++) {
-                    p = ngx_sprintf(p, "%s($%ui)", k == 1 ? "" : ",", k);
-                }
-
-                p = ngx_sprintf(p, " RETURNING %V) SELECT %V FROM i WHERE "
-                                "1 / (SELECT CASE count(*) WHEN %ui THEN 1 "
-                                "ELSE 0 END FROM i) = 1",
-                                &stmt[i].returning, &stmt[i].returning, n);
-            }
-
-            *p = '\0';
-            stmt[i].sql[n].len = p - stmt[i].sql[n].data;
-
-            p = ngx_pnalloc(cycle->pool, sizeof("saveitem__") - 1
-                                         + 2 * NGX_INT_T_LEN + 1);
-            if (p == NULL) {
-                return NGX_ERROR;
-            }
-
-            stmt[i].name[n].data = p;
-            p = ngx_sprintf(p, "saveitem_%ui_%ui", i, n);
-            *p = '\0';
-            stmt[i].name[n].len = p - stmt[i].name[n].data;
-        }
-    }
-
-    return NGX_OK;
-}
+static const char  *ngx_http_saveitem_outcomes[] = {
+    "pending", "stored", "not stored", "outcome unknown"
+};
 
 
 ngx_int_t
@@ -349,8 +319,8 @@ ngx_http_saveitem_job_get(ngx_http_saveitem_pool_t *pool)
 /*
  * Queues a job.  Its handler is never called from here: the pool is
  * dispatched from a posted event, so the caller may go on using the
- * request.  NGX_BUSY: the queue is full; NGX_DECLINED: the database is
- * down and no connection is open; the caller then still owns the job.
+ * request.  Otherwise the job's facts say why not, and the caller still
+ * owns the job.
  */
 
 ngx_int_t
@@ -362,7 +332,20 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
     pool = job->pool;
     db = pool->db;
 
+    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+
     if (pool->down && pool->nconns == 0 && pool->retry.timer_set) {
+        job->facts.reason = pool->down;
+        job->facts.retry_after = pool->retry.timer.key - ngx_current_msec;
+
+        ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                      "saveitem: no connection to PostgreSQL can be opened "
+                      "now, retrying in %M ms", job->facts.retry_after);
+        return NGX_DECLINED;
+    }
+
+    if (pool->exiting) {
+        job->facts.reason = NGX_HTTP_SAVEITEM_R_EXITING;
         return NGX_DECLINED;
     }
 
@@ -371,15 +354,22 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
     if (pool->nwaiting >= db->queue_size + pool->nidle
                          + (db->pool_size - pool->nconns))
     {
+        ngx_log_error(NGX_LOG_WARN, job->log, 0,
+                      "saveitem: pool and queue are full: %ui "
+                      "connections, %ui requests waiting "
+                      "(saveitem_database pool= queue=)",
+                      pool->nconns, pool->nwaiting);
+
+        job->facts.reason = NGX_HTTP_SAVEITEM_R_QUEUE_FULL;
         return NGX_BUSY;
     }
 
-    ngx_queue_insert_tail(&pool->waiting, &job->queue);
-    pool->nwaiting++;
-    job->waiting = 1;
+    job->facts.outcome = NGX_HTTP_SAVEITEM_PENDING;
 
-    job->wait.log = job->log;
-    ngx_add_timer(&job->wait, db->queue_timeout);
+    /* taken now: answered within queue_timeout + the query timeout */
+
+    job->queued_until = ngx_current_msec + db->queue_timeout;
+    ngx_http_saveitem_job_wait(pool, job, 0);
 
     if (!pool->dispatch.posted) {
         ngx_post_event(&pool->dispatch, &ngx_posted_events);
@@ -399,12 +389,20 @@ ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job)
     pool = job->pool;
 
     if (job->waiting) {
+        ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                      "saveitem: request ends while waiting for a "
+                      "connection: nothing was sent, nothing is stored");
+
         ngx_queue_remove(&job->queue);
         pool->nwaiting--;
         job->waiting = 0;
         ngx_http_saveitem_job_free(job);
         return;
     }
+
+    ngx_log_error(NGX_LOG_INFO, job->log, 0,
+                  "saveitem: request ends before PostgreSQL answered, "
+                  "the statement completes without it");
 
     job->data = NULL;
     job->log = pool->log;
@@ -415,19 +413,6 @@ void
 ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job)
 {
     ngx_http_saveitem_job_free(job);
-}
-
-
-ngx_msec_t
-ngx_http_saveitem_retry_after(ngx_http_saveitem_pool_t *pool)
-{
-    if (pool->retry.timer_set
-        && pool->retry.timer.key > ngx_current_msec)
-    {
-        return pool->retry.timer.key - ngx_current_msec;
-    }
-
-    return 0;
 }
 
 
@@ -456,21 +441,17 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
 static void
 ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
 {
-    static const char  *outcomes[] = {
-        "pending", "stored", "not stored", "outcome unknown"
-    };
-
     if (job->data != NULL) {
         job->handler(job);
 
     } else {
         ngx_log_error(NGX_LOG_INFO, job->log, 0,
                       "saveitem: client closed the request before the "
-                      "answer: %s%s%V",
-                      outcomes[job->outcome],
-                      job->outcome == NGX_HTTP_SAVEITEM_STORED ? ", key " : "",
-                      job->outcome == NGX_HTTP_SAVEITEM_STORED
-                      ? &job->pk : &ngx_http_saveitem_empty);
+                      "answer: %s%s%V%s%s",
+                      ngx_http_saveitem_outcomes[job->facts.outcome],
+                      job->pk.len ? ", key " : "", &job->pk,
+                      job->facts.sqlstate[0] ? ", SQLSTATE " : "",
+                      job->facts.sqlstate);
     }
 
     ngx_http_saveitem_job_free(job);
@@ -478,16 +459,50 @@ ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
 
 
 static void
-ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job, ngx_uint_t status,
-    ngx_http_saveitem_outcome_e outcome, const char *error,
-    const char *message)
+ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
+    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason)
 {
-    job->status = status;
-    job->outcome = outcome;
-    job->error = error;
-    job->message = message;
+    job->facts.outcome = outcome;
+    job->facts.reason = reason;
+
+    if (outcome == NGX_HTTP_SAVEITEM_NOT_STORED
+        && job->pool->retry.timer_set)
+    {
+        job->facts.retry_after = job->pool->retry.timer.key
+                                 - ngx_current_msec;
+    }
 
     ngx_http_saveitem_job_done(job);
+}
+
+
+/*
+ * Puts a job in the queue until the end of its queue_timeout, counted
+ * from when the module took it: a job that waits again (its batch failed)
+ * gets no more time.
+ */
+
+static void
+ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_job_t *job, ngx_uint_t head)
+{
+    ngx_msec_t  until;
+
+    until = job->queued_until;
+
+    if (head) {
+        ngx_queue_insert_head(&pool->waiting, &job->queue);
+
+    } else {
+        ngx_queue_insert_tail(&pool->waiting, &job->queue);
+    }
+
+    pool->nwaiting++;
+    job->waiting = 1;
+
+    job->wait.log = job->log;
+    ngx_add_timer(&job->wait, (ngx_msec_int_t) (until - ngx_current_msec) > 0
+                              ? until - ngx_current_msec : 1);
 }
 
 
@@ -502,20 +517,25 @@ ngx_http_saveitem_wait_handler(ngx_event_t *ev)
     job->pool->nwaiting--;
     job->waiting = 0;
 
+    if (job->retried && job->facts.reason != NGX_HTTP_SAVEITEM_R_STORED) {
+        /* its statement failed and its time is up: say why */
+        ngx_http_saveitem_job_done(job);
+        return;
+    }
+
     ngx_log_error(NGX_LOG_WARN, job->log, 0,
                   "saveitem: no PostgreSQL connection became free within "
                   "%M ms (saveitem_database queue_timeout)",
                   job->pool->db->queue_timeout);
 
-    ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
-                               NGX_HTTP_SAVEITEM_NOT_STORED, "queue_timeout",
-                               "no database connection became free in time");
+    ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED,
+                               NGX_HTTP_SAVEITEM_R_QUEUE_TIMEOUT);
 }
 
 
 static void
 ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
-    const char *message)
+    ngx_http_saveitem_reason_e reason)
 {
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
@@ -528,9 +548,11 @@ ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
         pool->nwaiting--;
         job->waiting = 0;
 
-        ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   NGX_HTTP_SAVEITEM_NOT_STORED,
-                                   "database_unavailable", message);
+        if (job->wait.timer_set) {
+            ngx_del_timer(&job->wait);
+        }
+
+        ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED, reason);
     }
 }
 
@@ -545,14 +567,22 @@ ngx_http_saveitem_dispatch_handler(ngx_event_t *ev)
 /*
  * Gives waiting jobs to idle connections, and opens connections (up to
  * the pool size, no more than there are jobs waiting, one at a time while
- * the database is down) when none is idle.
+ * the database is down) when none is idle.  With saveitem_batch off, the
+ * jobs are shared out among the connections that can take them now or
+ * once opened: one slow statement delays only the few behind it.
  */
 
 static void
 ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
 {
+    ngx_uint_t                 share, slots;
     ngx_queue_t               *q;
     ngx_http_saveitem_conn_t  *sc;
+
+    if (pool->exiting) {
+        ngx_http_saveitem_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
+        return;
+    }
 
     while (!ngx_queue_empty(&pool->waiting)) {
 
@@ -568,7 +598,16 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
                 continue;
             }
 
-            ngx_http_saveitem_send(sc);
+            slots = pool->nidle + pool->nconnecting
+                    + pool->db->pool_size - pool->nconns;
+
+            if (pool->down || pool->retry.timer_set) {
+                slots = pool->nidle;
+            }
+
+            share = (pool->nwaiting + slots - 1) / slots;
+
+            ngx_http_saveitem_conn_send(sc, share);
             continue;
         }
 
@@ -580,7 +619,9 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
             break;
         }
 
-        ngx_http_saveitem_connect(pool);
+        if (ngx_http_saveitem_connect(pool) != NGX_OK) {
+            break;
+        }
     }
 }
 
@@ -593,44 +634,36 @@ ngx_http_saveitem_retry_handler(ngx_event_t *ev)
 
 
 /*
- * The connection parameters, for PQconnectStartParams() with expand_dbname:
- * the conninfo is expanded in place of "dbname" and what follows it
- * overrides it: the module needs UTF-8, and host names were resolved at
- * configuration time (libpq would resolve them blockingly).  Returns how
- * many were written, NGX_HTTP_SAVEITEM_PARAMS at most, not terminated.
+ * No connection could be made: wait before the next try, and while no
+ * connection is open, waiting requests fail fast with the reason
  */
 
-ngx_uint_t
-ngx_http_saveitem_conn_params(ngx_http_saveitem_db_t *db,
-    const char **keywords, const char **values)
+static void
+ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason)
 {
-    ngx_uint_t  n;
+    pool->down = reason;
+    pool->backoff = pool->backoff ? ngx_min(pool->backoff * 2,
+                                            NGX_HTTP_SAVEITEM_BACKOFF_MAX)
+                                  : NGX_HTTP_SAVEITEM_BACKOFF_MIN;
 
-    n = 0;
-    keywords[n] = "dbname";
-    values[n++] = (const char *) db->conninfo.data;
-    keywords[n] = "client_encoding";
-    values[n++] = "UTF8";
-    keywords[n] = "fallback_application_name";
-    values[n++] = "nginx saveitem";
-
-    if (db->hostaddr.len) {
-        keywords[n] = "host";
-        values[n++] = (const char *) db->host.data;
-        keywords[n] = "hostaddr";
-        values[n++] = (const char *) db->hostaddr.data;
-
-        if (db->port.len) {
-            keywords[n] = "port";
-            values[n++] = (const char *) db->port.data;
-        }
+    if (!pool->retry.timer_set) {
+        ngx_add_timer(&pool->retry, pool->backoff);
     }
 
-    return n;
+    if (pool->nconns == 0) {
+        ngx_http_saveitem_fail_waiting(pool, reason);
+    }
 }
 
 
-static void
+/*
+ * Opens a connection.  NGX_ERROR: nothing could be started here (memory,
+ * worker_connections); the waiting jobs have been answered and the pool
+ * backs off.
+ */
+
+static ngx_int_t
 ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 {
     PGconn                    *pg;
@@ -642,7 +675,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 
     db = pool->db;
 
-    n = ngx_http_saveitem_conn_params(db, keywords, values);
+    n = ngx_http_saveitem_db_params(db, keywords, values);
     keywords[n] = NULL;
     values[n] = NULL;
 
@@ -651,7 +684,8 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
                       * sizeof(const char *)
                     + pool->nstmts * (pool->batch_max + 1), pool->log);
     if (sc == NULL) {
-        return;
+        ngx_http_saveitem_backoff(pool, NGX_HTTP_SAVEITEM_R_NO_CONNECTION);
+        return NGX_ERROR;
     }
 
     sc->pool = pool;
@@ -659,12 +693,10 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     sc->prepared = (u_char *) &sc->params[ngx_max(pool->batch_max,
                                                   NGX_HTTP_SAVEITEM_PIPELINE)];
     sc->log = *pool->log;
+    sc->log.handler = ngx_http_saveitem_conn_log;
+    sc->log.data = sc;
     sc->log.action = "connecting to PostgreSQL";
     ngx_queue_init(&sc->jobs);
-
-    sc->timer.handler = ngx_http_saveitem_timeout_handler;
-    sc->timer.data = sc;
-    sc->timer.log = &sc->log;
 
     pool->nconns++;
     pool->nconnecting++;
@@ -678,26 +710,47 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     sc->pg = pg;
 
     if (pg == NULL) {
-        ngx_http_saveitem_connect_failed(sc, "out of memory");
-        return;
+        ngx_http_saveitem_connect_failed(sc, "out of memory", 1);
+        return NGX_ERROR;
     }
 
     PQsetNoticeReceiver(pg, ngx_http_saveitem_notice, sc);
 
-    if (PQstatus(pg) == CONNECTION_BAD
-        || ngx_http_saveitem_wrap(sc) != NGX_OK)
-    {
-        ngx_http_saveitem_connect_failed(sc, NULL);
-        return;
+    if (PQstatus(pg) == CONNECTION_BAD) {
+        ngx_http_saveitem_connect_failed(sc, NULL, 0);
+        return NGX_ERROR;
     }
 
-    ngx_add_timer(&sc->timer, db->connect_timeout);
+    if (ngx_http_saveitem_wrap(sc) != NGX_OK) {
+        ngx_http_saveitem_connect_failed(sc, "no free connection in the "
+                                         "worker (worker_connections)", 1);
+        return NGX_ERROR;
+    }
+
+    sc->deadline = ngx_current_msec + db->connect_timeout;
+    ngx_add_timer(sc->c->read, db->connect_timeout);
 
     /* before the first PQconnectPoll(), libpq waits for "writable" */
 
     if (ngx_http_saveitem_watch_write(sc, 1) != NGX_OK) {
-        ngx_http_saveitem_connect_failed(sc, NULL);
+        ngx_http_saveitem_connect_failed(sc, NULL, 0);
+        return NGX_ERROR;
     }
+
+    return NGX_OK;
+}
+
+
+/* what the connection was doing, in its log lines */
+
+static u_char *
+ngx_http_saveitem_conn_log(ngx_log_t *log, u_char *buf, size_t len)
+{
+    if (log->action == NULL) {
+        return buf;
+    }
+
+    return ngx_snprintf(buf, len, " while %s", log->action);
 }
 
 
@@ -757,6 +810,10 @@ ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc)
 
     if (c == NULL) {
         return;
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
     }
 
     if (ngx_del_conn) {
@@ -824,7 +881,12 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
     sc = c->data;
 
     if (c->close) {
-        ngx_http_saveitem_connect_failed(sc, "worker is exiting");
+        ngx_http_saveitem_connect_failed(sc, "the worker is exiting", 0);
+        return;
+    }
+
+    if (c->read->timedout) {
+        ngx_http_saveitem_connect_failed(sc, "timed out", 0);
         return;
     }
 
@@ -835,7 +897,7 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
                    status, PQstatus(sc->pg));
 
     if (status == PGRES_POLLING_FAILED) {
-        ngx_http_saveitem_connect_failed(sc, NULL);
+        ngx_http_saveitem_connect_failed(sc, NULL, 0);
         return;
     }
 
@@ -854,23 +916,27 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
         ngx_http_saveitem_unwrap(sc);
 
         if (ngx_http_saveitem_wrap(sc) != NGX_OK) {
-            ngx_http_saveitem_connect_failed(sc, NULL);
+            ngx_http_saveitem_connect_failed(sc, NULL, 0);
             return;
         }
+
+        ngx_add_timer(sc->c->read,
+                      (ngx_msec_int_t) (sc->deadline - ngx_current_msec) > 0
+                      ? sc->deadline - ngx_current_msec : 1);
     }
 
     switch (status) {
 
     case PGRES_POLLING_READING:
         if (ngx_http_saveitem_watch_write(sc, 0) != NGX_OK) {
-            ngx_http_saveitem_connect_failed(sc, NULL);
+            ngx_http_saveitem_connect_failed(sc, NULL, 0);
         }
 
         return;
 
     case PGRES_POLLING_WRITING:
         if (ngx_http_saveitem_watch_write(sc, 1) != NGX_OK) {
-            ngx_http_saveitem_connect_failed(sc, NULL);
+            ngx_http_saveitem_connect_failed(sc, NULL, 0);
         }
 
         return;
@@ -880,7 +946,7 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
         return;
 
     default:
-        ngx_http_saveitem_connect_failed(sc, NULL);
+        ngx_http_saveitem_connect_failed(sc, NULL, 0);
         return;
     }
 }
@@ -897,12 +963,12 @@ ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
         || PQenterPipelineMode(sc->pg) != 1
         || ngx_http_saveitem_watch_write(sc, 0) != NGX_OK)
     {
-        ngx_http_saveitem_connect_failed(sc, NULL);
+        ngx_http_saveitem_connect_failed(sc, NULL, 0);
         return;
     }
 
-    if (sc->timer.timer_set) {
-        ngx_del_timer(&sc->timer);
+    if (sc->c->read->timer_set) {
+        ngx_del_timer(sc->c->read);
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
@@ -916,7 +982,7 @@ ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
     }
 
     pool->nconnecting--;
-    pool->down = 0;
+    pool->down = NGX_HTTP_SAVEITEM_R_STORED;
     pool->backoff = 0;
 
     sc->c->read->handler = ngx_http_saveitem_read_handler;
@@ -926,17 +992,23 @@ ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
 }
 
 
+/*
+ * reason: why, for the log; NULL: libpq's message.  A connection that
+ * could not even be started here ("local": no socket, no memory) is not
+ * the database's fault: the requests are told so.
+ */
+
 static void
 ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
-    const char *reason)
+    const char *reason, ngx_uint_t local)
 {
-    u_char                     buf[NGX_MAX_ERROR_STR];
     ngx_http_saveitem_pool_t  *pool;
+    u_char                     buf[NGX_MAX_ERROR_STR];
 
     pool = sc->pool;
 
     if (reason == NULL) {
-        ngx_http_saveitem_pq_error(sc->pg, buf, sizeof(buf));
+        ngx_http_saveitem_db_error(sc->pg, buf, sizeof(buf));
         reason = (const char *) buf;
     }
 
@@ -948,25 +1020,12 @@ ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_close(sc);
 
     if (ngx_exiting) {
-        ngx_http_saveitem_fail_waiting(pool, "the server is shutting down");
+        ngx_http_saveitem_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
         return;
     }
 
-    /* back off; while no connection is open, waiting requests fail fast */
-
-    pool->down = 1;
-    pool->backoff = pool->backoff ? ngx_min(pool->backoff * 2,
-                                            NGX_HTTP_SAVEITEM_BACKOFF_MAX)
-                                  : NGX_HTTP_SAVEITEM_BACKOFF_MIN;
-
-    if (!pool->retry.timer_set) {
-        ngx_add_timer(&pool->retry, pool->backoff);
-    }
-
-    if (pool->nconns == 0) {
-        ngx_http_saveitem_fail_waiting(pool,
-                                       "the database is not reachable");
-    }
+    ngx_http_saveitem_backoff(pool, local ? NGX_HTTP_SAVEITEM_R_NO_CONNECTION
+                                          : NGX_HTTP_SAVEITEM_R_UNREACHABLE);
 }
 
 
@@ -1050,9 +1109,15 @@ ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc)
 
     /* something arrived while idle: a notice, or the server's goodbye */
 
-    if (!PQconsumeInput(sc->pg) || (PQisBusy(sc->pg), sc->fatal)
-        || PQstatus(sc->pg) != CONNECTION_OK)
-    {
+    if (!PQconsumeInput(sc->pg)) {
+        return NGX_ERROR;
+    }
+
+    /* PQisBusy() parses what came: a FATAL goes to the notice receiver */
+
+    (void) PQisBusy(sc->pg);
+
+    if (sc->fatal || PQstatus(sc->pg) != CONNECTION_OK) {
         return NGX_ERROR;
     }
 
@@ -1063,17 +1128,20 @@ ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc)
 /*
  * Takes the first waiting job and those queued behind it that can share
  * its statement (group commit: what waits when a connection becomes free,
- * never more waiting), and sends them as one INSERT with any setup first.
+ * never more waiting), or with saveitem_batch off up to "share" of them,
+ * a statement each, and sends them with any setup first.  Every job sent
+ * is answered within its own query timeout from now: the timer is not
+ * extended by the results of the others.
  */
 
 static void
-ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
+ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 {
     int                        rc;
     u_char                    *last;
     size_t                     bytes;
     ngx_msec_t                 st;
-    ngx_uint_t                 n, i, max, idx, rows, pipeline;
+    ngx_uint_t                 n, i, k, max, idx, rows, pipeline;
     ngx_queue_t               *q, *next;
     ngx_http_saveitem_job_t   *first, *job;
     ngx_http_saveitem_stmt_t  *stmt;
@@ -1086,7 +1154,7 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
                            ngx_http_saveitem_job_t, queue);
 
     pipeline = (first->batch_rows == 1);
-    max = pipeline ? NGX_HTTP_SAVEITEM_PIPELINE
+    max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
                    : ngx_min(first->batch_rows, pool->batch_max);
     bytes = 0;
     n = 0;
@@ -1114,6 +1182,9 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
         if (job->wait.timer_set) {
             ngx_del_timer(&job->wait);
         }
+
+        /* what a failed try recorded no longer holds */
+        ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
 
         ngx_queue_insert_tail(&sc->jobs, &job->queue);
 
@@ -1205,6 +1276,8 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
     }
 
+    q = ngx_queue_head(&sc->jobs);
+
     for (i = 0; i < rows; i += n) {
         if (!PQsendQueryPrepared(sc->pg, (char *) stmt->name[n].data, (int) n,
                                  &sc->params[i], NULL, NULL, 0))
@@ -1214,6 +1287,13 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
 
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n);
 
+        /* from here on, the server may commit these rows */
+
+        for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            job->sent = 1;
+        }
+
         if (!PQpipelineSync(sc->pg)) {
             goto failed;
         }
@@ -1222,7 +1302,8 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
     }
 
     sc->timeout = first->timeout;
-    ngx_add_timer(&sc->timer, first->timeout);
+    sc->deadline = ngx_current_msec + first->timeout;
+    ngx_add_timer(sc->c->read, first->timeout);
 
     rc = PQflush(sc->pg);
 
@@ -1240,18 +1321,15 @@ ngx_http_saveitem_send(ngx_http_saveitem_conn_t *sc)
 
 failed:
 
-    /*
-     * the sync of the statement was not handed to the kernel: the server
-     * has not committed it
-     */
+    /* the jobs whose sync was not handed to libpq are not stored */
 
-    ngx_http_saveitem_conn_fail(sc, NULL);
+    ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
 }
 
 
 static void
-ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc, ngx_uint_t type,
-    ngx_uint_t arg)
+ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg)
 {
     ngx_http_saveitem_expect_t  *e;
 
@@ -1278,12 +1356,12 @@ ngx_http_saveitem_write_handler(ngx_event_t *ev)
     rc = PQflush(sc->pg);
 
     if (rc == -1) {
-        ngx_http_saveitem_conn_fail(sc, NULL);
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
         return;
     }
 
     if (ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
-        ngx_http_saveitem_conn_fail(sc, NULL);
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
     }
 }
 
@@ -1302,8 +1380,31 @@ ngx_http_saveitem_read_handler(ngx_event_t *ev)
         return;
     }
 
+    if (c->close) {
+        /* worker_shutdown_timeout: what is in flight is left unknown */
+
+        ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                      "saveitem: closing a busy PostgreSQL connection: "
+                      "the worker is exiting (worker_shutdown_timeout)");
+
+        sc->pool->exiting = 1;
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_EXITING, "");
+        return;
+    }
+
+    if (ev->timedout) {
+        ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                      "saveitem: no answer from PostgreSQL within %M ms "
+                      "(saveitem_query_timeout), closing the connection",
+                      sc->timeout);
+
+        sc->timedout = 1;
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_TIMED_OUT, "");
+        return;
+    }
+
     if (!PQconsumeInput(sc->pg)) {
-        ngx_http_saveitem_conn_fail(sc, NULL);
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
         return;
     }
 
@@ -1317,7 +1418,7 @@ ngx_http_saveitem_read_handler(ngx_event_t *ev)
         return;
 
     default: /* NGX_ERROR */
-        ngx_http_saveitem_conn_fail(sc, NULL);
+        ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
         return;
     }
 }
@@ -1326,6 +1427,7 @@ ngx_http_saveitem_read_handler(ngx_event_t *ev)
 static void
 ngx_http_saveitem_idle_handler(ngx_event_t *ev)
 {
+    int                        ok;
     ngx_connection_t          *c;
     ngx_http_saveitem_conn_t  *sc;
 
@@ -1339,38 +1441,19 @@ ngx_http_saveitem_idle_handler(ngx_event_t *ev)
         return;
     }
 
-    /* PQisBusy() parses what came: a FATAL goes to the notice receiver */
+    ok = PQconsumeInput(sc->pg);
 
-    if (!PQconsumeInput(sc->pg) || (PQisBusy(sc->pg), sc->fatal)
-        || PQstatus(sc->pg) != CONNECTION_OK)
-    {
+    if (ok) {
+        /* PQisBusy() parses what came: a FATAL goes to the notice receiver */
+        (void) PQisBusy(sc->pg);
+    }
+
+    if (!ok || sc->fatal || PQstatus(sc->pg) != CONNECTION_OK) {
         ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
                       "saveitem: PostgreSQL closed an idle connection");
         ngx_http_saveitem_close(sc);
         return;
     }
-}
-
-
-static void
-ngx_http_saveitem_timeout_handler(ngx_event_t *ev)
-{
-    ngx_http_saveitem_conn_t  *sc;
-
-    sc = ev->data;
-
-    if (sc->state == NGX_HTTP_SAVEITEM_CONNECTING) {
-        ngx_http_saveitem_connect_failed(sc, "timed out");
-        return;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
-                  "saveitem: no answer from PostgreSQL within %M ms "
-                  "(saveitem_query_timeout), closing the connection",
-                  sc->timeout);
-
-    sc->timedout = 1;
-    ngx_http_saveitem_conn_fail(sc, NULL);
 }
 
 
@@ -1398,7 +1481,7 @@ ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
         e = &sc->expect[sc->head];
 
         ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
-                       "saveitem result: %s, expected %ui, seen %ui",
+                       "saveitem result: %s, expected %d, seen %ui",
                        res ? PQresStatus(PQresultStatus(res)) : "NULL",
                        e->type, e->seen);
 
@@ -1444,13 +1527,6 @@ ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
                 sc->head = (sc->head + 1) % NGX_HTTP_SAVEITEM_EXPECT;
                 sc->nexpect--;
                 ngx_http_saveitem_settle(sc);
-
-                /* the next statement of a pipeline gets its full time */
-
-                if (sc->nexpect) {
-                    ngx_add_timer(&sc->timer, sc->timeout);
-                }
-
                 break;
             }
 
@@ -1485,6 +1561,7 @@ static void
 ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
+    ngx_uint_t                 rows;
     ngx_http_saveitem_stmt_t  *stmt;
 
     if (PQresultStatus(res) == PGRES_COMMAND_OK) {
@@ -1505,12 +1582,13 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     stmt = &sc->pool->stmts[e->arg / (sc->pool->batch_max + 1)];
+    rows = e->arg % (sc->pool->batch_max + 1);
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
                   "saveitem: PostgreSQL refused %s: %s",
                   e->type == NGX_HTTP_SAVEITEM_SET
                   ? "SET statement_timeout"
-                  : (char *) stmt->sql[e->arg % (sc->pool->batch_max + 1)].data,
+                  : (char *) stmt->sql[rows].data,
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -1527,12 +1605,14 @@ static ngx_int_t
 ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
-    int                       len;
-    Oid                       type;
-    u_char                   *value;
-    ngx_uint_t                i;
-    ngx_queue_t              *q;
-    ngx_http_saveitem_job_t  *job;
+    int                        len;
+    Oid                        type;
+    u_char                    *value;
+    ngx_uint_t                 i, taken;
+    const char                *sqlstate;
+    ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
+    ngx_http_saveitem_reason_e reason;
 
     if (e->seen > 1) {
         ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
@@ -1593,10 +1673,9 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     case PGRES_FATAL_ERROR:
 
-        if (e->arg > 1
-            && ngx_http_saveitem_retryable(
-                   PQresultErrorField(res, PG_DIAG_SQLSTATE)))
-        {
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (e->arg > 1 && ngx_http_saveitem_retryable(sqlstate)) {
             /* one document may be guilty: each gets a statement alone */
 
             ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
@@ -1609,6 +1688,15 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
                 job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
                 job->failed = 1;
                 job->retry = 1;
+
+                /* what to answer if its time runs out before the retry */
+
+                if (ngx_strcmp(sqlstate, "57014") == 0) {
+                    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+                    job->facts.reason = NGX_HTTP_SAVEITEM_R_SQL_ERROR;
+                    ngx_cpystrn(job->facts.sqlstate, (u_char *) sqlstate,
+                                sizeof(job->facts.sqlstate));
+                }
             }
 
             if (sc->setup_err) {
@@ -1628,10 +1716,15 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
             sc->setup_err = NULL;
         }
 
+        taken = 0;
+
         for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            taken |= ngx_http_saveitem_job_error(sc, job, res, !taken, 0);
+        }
 
-            ngx_http_saveitem_job_error(job, res, i == 0, 0);
+        if (!taken) {
+            PQclear(res);
         }
 
         sc->nsettled += e->arg;
@@ -1643,18 +1736,15 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     /* aborted by an earlier error, or no row came back */
 
+    reason = (PQresultStatus(res) == PGRES_PIPELINE_ABORTED)
+             ? NGX_HTTP_SAVEITEM_R_NOT_RUN : NGX_HTTP_SAVEITEM_R_ROW_SKIPPED;
+
     for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
         job->failed = 1;
-        job->status = NGX_HTTP_SAVEITEM_UNPROCESSABLE;
-        job->error = "not_stored";
-        job->message = "the database did not store the item";
-
-        if (PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
-            job->status = NGX_HTTP_SERVICE_UNAVAILABLE;
-            job->message = "the statement was not run";
-        }
+        job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+        job->facts.reason = reason;
     }
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
@@ -1677,7 +1767,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 static void
 ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
 {
-    ngx_uint_t                i, retry, owned;
+    ngx_uint_t                i, retry, taken;
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
 
@@ -1691,7 +1781,7 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
                   PQresultErrorField(res, PG_DIAG_SQLSTATE));
 
-    owned = 0;
+    taken = 0;
     retry = (sc->nsettled > 1
              && ngx_http_saveitem_retryable(
                     PQresultErrorField(res, PG_DIAG_SQLSTATE)));
@@ -1711,47 +1801,62 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
             continue;
         }
 
-        /* the first one owns the result; the others share its fate */
-        ngx_http_saveitem_job_error(job, res, !owned, 1);
-        owned = 1;
+        /* the first one holds the result; the others share its fate */
+        taken |= ngx_http_saveitem_job_error(sc, job, res, !taken, 1);
     }
 
-    if (!owned) {
+    if (!taken) {
         PQclear(res);
     }
 }
 
 
 /*
- * The statement of a job failed with res.  The first job of a statement
- * owns res (its message); all get its SQLSTATE.
+ * The statement of a job failed with res: not stored, and why.  A
+ * read-only server is the wrong server: its connection is retired.  A
+ * serialization failure or a deadlock is retried once.  Returns whether
+ * the job now holds res (for the server's words), which only one may.
  */
 
-static void
-ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job, PGresult *res,
-    ngx_uint_t owner, ngx_uint_t late)
+static ngx_uint_t
+ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job, PGresult *res, ngx_uint_t owner,
+    ngx_uint_t late)
 {
     const char  *sqlstate;
 
     sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
+    if (sqlstate == NULL) {
+        sqlstate = "";
+    }
+
     job->failed = 1;
-    job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
-    job->status = saveitem_sqlstate_status(sqlstate);
-    job->error = saveitem_sqlstate_error(sqlstate);
-    job->message = NULL;
+    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    job->facts.reason = NGX_HTTP_SAVEITEM_R_SQL_ERROR;
+    ngx_cpystrn(job->facts.sqlstate, (u_char *) sqlstate,
+                sizeof(job->facts.sqlstate));
 
-    ngx_cpystrn(job->sqlstate, (u_char *) sqlstate, sizeof(job->sqlstate));
-
-    if (owner) {
-        if (job->res) {
-            PQclear(job->res);
+    if (ngx_strcmp(sqlstate, "25006") == 0) {
+        if (!sc->retire) {
+            ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                          "saveitem: PostgreSQL (%V) is read-only, "
+                          "retiring the connection",
+                          &sc->pool->db->display);
         }
 
-        job->res = res;
+        sc->retire = 1;
+        job->facts.reason = NGX_HTTP_SAVEITEM_R_READ_ONLY;
 
-    } else if (job->status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
-        job->message = "the statement it was part of failed";
+    } else if (ngx_strcmp(sqlstate, "40001") == 0
+               || ngx_strcmp(sqlstate, "40P01") == 0)
+    {
+        job->facts.reason = NGX_HTTP_SAVEITEM_R_CONFLICT;
+
+        if (!job->retried) {
+            job->retry = 1;
+            return 0;
+        }
     }
 
     /* a backend that goes away at commit may have committed */
@@ -1761,8 +1866,21 @@ ngx_http_saveitem_job_error(ngx_http_saveitem_job_t *job, PGresult *res,
             || ngx_strncmp(sqlstate, "57", 2) == 0
             || ngx_strncmp(sqlstate, "XX", 2) == 0))
     {
-        job->outcome = NGX_HTTP_SAVEITEM_UNKNOWN;
+        job->facts.outcome = NGX_HTTP_SAVEITEM_UNKNOWN;
     }
+
+    if (!owner) {
+        return 0;
+    }
+
+    if (job->res) {
+        PQclear(job->res);
+    }
+
+    job->res = res;
+    job->facts.detail = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+    return 1;
 }
 
 
@@ -1789,8 +1907,8 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
         }
 
         if (!job->failed) {
-            job->outcome = NGX_HTTP_SAVEITEM_STORED;
-            job->status = NGX_HTTP_OK;
+            ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
+            job->facts.outcome = NGX_HTTP_SAVEITEM_STORED;
         }
 
         ngx_http_saveitem_job_done(job);
@@ -1801,9 +1919,10 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 
 
 /*
- * The jobs of a batch that failed before its commit go back to the head of
- * the queue, each to be sent alone; those whose request has gone are not
- * retried (their body went with the request): not stored.
+ * Jobs whose statement failed before its commit go back to the head of
+ * the queue, each to be sent alone, with what is left of their
+ * queue_timeout; those whose request has gone are not retried (their
+ * body went with the request): not stored.
  */
 
 static void
@@ -1819,17 +1938,36 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
 
         job->retry = 0;
         job->failed = 0;
+        job->sent = 0;
 
         if (job->data == NULL) {
-            job->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
             ngx_http_saveitem_job_done(job);
             continue;
         }
 
+        if (job->res) {
+            PQclear(job->res);
+            job->res = NULL;
+            job->facts.detail = NULL;
+        }
+
+        if ((ngx_msec_int_t) (job->queued_until - ngx_current_msec) <= 0) {
+
+            /* no time left to send it again: what its statement got */
+
+            if (job->facts.reason == NGX_HTTP_SAVEITEM_R_STORED) {
+                job->facts.reason = NGX_HTTP_SAVEITEM_R_QUEUE_TIMEOUT;
+            }
+
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            ngx_http_saveitem_job_done(job);
+            continue;
+        }
+
+        job->retried = 1;
         job->batch_rows = 1;
-        job->waiting = 1;
-        ngx_queue_insert_head(&pool->waiting, q);
-        pool->nwaiting++;
+        ngx_http_saveitem_job_wait(pool, job, 1);
     }
 }
 
@@ -1849,6 +1987,12 @@ ngx_http_saveitem_retryable(const char *sqlstate)
         return 1;
     }
 
+    /* the wrong server: no document is guilty */
+
+    if (ngx_strcmp(sqlstate, "25006") == 0) {
+        return 0;
+    }
+
     return ngx_strncmp(sqlstate, "08", 2) != 0
            && ngx_strncmp(sqlstate, "53", 2) != 0
            && ngx_strncmp(sqlstate, "57", 2) != 0
@@ -1863,8 +2007,8 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 
     pool = sc->pool;
 
-    if (sc->timer.timer_set) {
-        ngx_del_timer(&sc->timer);
+    if (sc->c->read->timer_set) {
+        ngx_del_timer(sc->c->read);
     }
 
     if (sc->setup_err) {
@@ -1872,7 +2016,7 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
         sc->setup_err = NULL;
     }
 
-    if (sc->fatal || (ngx_exiting && pool->nwaiting == 0)) {
+    if (sc->fatal || sc->retire || (ngx_exiting && pool->nwaiting == 0)) {
         ngx_http_saveitem_close(sc);
         ngx_http_saveitem_dispatch(pool);
         return;
@@ -1891,28 +2035,31 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 
 
 /*
- * The connection broke while busy.  Jobs whose statement failed with an
- * error were not stored; the others may or may not have been.
+ * The connection broke (or timed out, or the worker is exiting) while
+ * busy.  Jobs whose statement failed with an error were not stored, nor
+ * were those whose sync never left; the others may or may not have been.
+ * why: for the log; NULL: libpq's message, "": already logged.
  */
 
 static void
-ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
+ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_reason_e reason, const char *why)
 {
-    u_char                     buf[NGX_MAX_ERROR_STR];
     ngx_queue_t               *q, retry;
     ngx_http_saveitem_job_t   *job;
     ngx_http_saveitem_pool_t  *pool;
+    u_char                     buf[NGX_MAX_ERROR_STR];
 
     pool = sc->pool;
 
-    if (!sc->timedout) {
-        if (reason == NULL) {
-            ngx_http_saveitem_pq_error(sc->pg, buf, sizeof(buf));
-            reason = (const char *) buf;
-        }
+    if (why == NULL) {
+        why = (const char *) ngx_http_saveitem_db_error(sc->pg, buf,
+                                                        sizeof(buf));
+    }
 
+    if (why[0] != '\0') {
         ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
-                      "saveitem: PostgreSQL connection failed: %s", reason);
+                      "saveitem: PostgreSQL connection failed: %s", why);
     }
 
     ngx_queue_remove(&sc->queue);
@@ -1928,7 +2075,7 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
         ngx_queue_remove(q);
 
         if (job->retry) {
-            /* its batch failed with an error: nothing was committed */
+            /* its statement failed with an error: nothing was committed */
             ngx_queue_insert_tail(&retry, q);
             continue;
         }
@@ -1938,18 +2085,10 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc, const char *reason)
             continue;
         }
 
-        if (sc->timedout) {
-            ngx_http_saveitem_job_fail(job, NGX_HTTP_GATEWAY_TIME_OUT,
-                                       NGX_HTTP_SAVEITEM_UNKNOWN,
-                                       "query_timeout",
-                                       "no answer from the database in time");
-            continue;
-        }
-
-        ngx_http_saveitem_job_fail(job, NGX_HTTP_SERVICE_UNAVAILABLE,
-                                   NGX_HTTP_SAVEITEM_UNKNOWN,
-                                   "database_unavailable",
-                                   "the connection to the database was lost");
+        ngx_http_saveitem_job_fail(job, job->sent
+                                        ? NGX_HTTP_SAVEITEM_UNKNOWN
+                                        : NGX_HTTP_SAVEITEM_NOT_STORED,
+                                   reason);
     }
 
     ngx_http_saveitem_close(sc);
@@ -1966,10 +2105,6 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
     ngx_http_saveitem_pool_t  *pool;
 
     pool = sc->pool;
-
-    if (sc->timer.timer_set) {
-        ngx_del_timer(&sc->timer);
-    }
 
     /* only at exit: nobody is left to answer */
 
@@ -1998,38 +2133,4 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
     pool->nconns--;
 
     ngx_free(sc);
-}
-
-
-/* libpq's last message on one line, for the log */
-
-u_char *
-ngx_http_saveitem_pq_error(PGconn *pg, u_char *buf, size_t len)
-{
-    u_char      *p, *last;
-    const char  *msg;
-
-    msg = pg ? PQerrorMessage(pg) : "out of memory";
-
-    last = ngx_cpystrn(buf, (u_char *) msg, len);
-
-    /* libpq's messages end with a newline and may have several lines */
-
-    while (last > buf && (last[-1] == '\n' || last[-1] == ' ')) {
-        last--;
-    }
-
-    *last = '\0';
-
-    for (p = buf; p < last; p++) {
-        if (*p == '\n' || *p == '\t') {
-            *p = ' ';
-        }
-    }
-
-    if (last == buf) {
-        ngx_cpystrn(buf, (u_char *) "unknown error", len);
-    }
-
-    return buf;
 }

@@ -1,0 +1,803 @@
+
+/*
+ * Copyright (C) The ngx_http_saveitem_module authors
+ */
+
+
+/*
+ * The database, as the configuration describes it: the conninfo checked
+ * with libpq's own parser, a description of it that is safe to log, host
+ * names resolved (libpq would resolve them blockingly in every worker),
+ * the parameters each connection is opened with, the statement texts,
+ * and the start-up check that each table takes its statement.  All of it
+ * runs at configuration time, in the master (or nginx -t).
+ */
+
+
+#include <poll.h>
+#include <netdb.h>
+
+#include "ngx_http_saveitem.h"
+
+
+static ngx_uint_t ngx_http_saveitem_db_secret(ngx_str_t *conninfo);
+static size_t ngx_http_saveitem_db_chomp(const char *s);
+static ngx_int_t ngx_http_saveitem_db_resolve(ngx_conf_t *cf,
+    ngx_http_saveitem_db_t *db, const char *hosts, const char *ports);
+static void ngx_http_saveitem_db_list_item(const char *list, ngx_uint_t i,
+    ngx_str_t *item);
+static void ngx_http_saveitem_db_list_add(u_char **p, u_char *last,
+    ngx_str_t *item);
+static ngx_int_t ngx_http_saveitem_db_list_copy(ngx_conf_t *cf,
+    ngx_str_t *dst, u_char *buf, u_char *last);
+static PGresult *ngx_http_saveitem_db_run(PGconn *pg, const char *sql,
+    ngx_uint_t prepare, ngx_msec_t deadline);
+static ngx_int_t ngx_http_saveitem_db_wait(PGconn *pg, ngx_uint_t write,
+    ngx_msec_t deadline);
+
+
+static ngx_str_t  ngx_http_saveitem_db_none = ngx_string("");
+
+
+/*
+ * Checks the conninfo with libpq's own parser (no connection is made),
+ * makes a description of it without the password, takes its
+ * connect_timeout, and resolves host names now, in the master: libpq would
+ * resolve them with a blocking getaddrinfo() in every worker.
+ */
+
+char *
+ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
+{
+    u_char            *p, *last;
+    char              *errmsg, *hosts, *ports, *timeout;
+    char              *rv;
+    ngx_int_t          n;
+    ngx_uint_t         hostaddr;
+    PQconninfoOption  *opts, *o;
+    u_char             buf[1024];
+
+    errmsg = NULL;
+    opts = PQconninfoParse((char *) db->conninfo.data, &errmsg);
+
+    if (opts == NULL) {
+        /* libpq's message may quote a part of the string: a password */
+
+        if (errmsg && !ngx_http_saveitem_db_secret(&db->conninfo)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid conninfo in \"saveitem_database\": "
+                               "%*s", ngx_http_saveitem_db_chomp(errmsg),
+                               errmsg);
+        } else {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid conninfo in \"saveitem_database\" "
+                               "(libpq's message is not shown: it may quote "
+                               "the password)");
+        }
+
+        if (errmsg) {
+            PQfreemem(errmsg);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    rv = NGX_CONF_ERROR;
+    p = buf;
+    last = buf + sizeof(buf) - 1;
+    hosts = NULL;
+    ports = NULL;
+    timeout = getenv("PGCONNECT_TIMEOUT");
+    hostaddr = (getenv("PGHOSTADDR") != NULL);
+
+    db->connect_timeout = NGX_HTTP_SAVEITEM_CONNECT_TIMEOUT;
+
+    for (o = opts; o->keyword; o++) {
+
+        if (o->val == NULL || o->val[0] == '\0') {
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "connect_timeout") == 0) {
+            timeout = o->val;
+            continue;
+        }
+
+        if (ngx_strcmp(o->keyword, "host") == 0) {
+            hosts = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
+            hostaddr = 1;
+
+        } else if (ngx_strcmp(o->keyword, "port") == 0) {
+            ports = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "dbname") != 0
+                   && ngx_strcmp(o->keyword, "user") != 0)
+        {
+            continue;
+        }
+
+        p = ngx_slprintf(p, last, "%s%s=%s", p == buf ? "" : " ",
+                         o->keyword, o->val);
+    }
+
+    if (p == buf) {
+        p = ngx_cpymem(p, "(libpq defaults)", sizeof("(libpq defaults)") - 1);
+    }
+
+    db->display.len = p - buf;
+    db->display.data = ngx_pnalloc(cf->pool, db->display.len);
+    if (db->display.data == NULL) {
+        goto done;
+    }
+
+    ngx_memcpy(db->display.data, buf, db->display.len);
+
+    if (timeout != NULL) {
+        n = ngx_atoi((u_char *) timeout, ngx_strlen(timeout));
+
+        if (n == NGX_ERROR) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid connect_timeout \"%s\"", timeout);
+            goto done;
+        }
+
+        /* as libpq: 0 is "no limit", and at least 2 seconds */
+
+        if (n > 0) {
+            db->connect_timeout = ngx_max(n, 2) * 1000;
+        }
+    }
+
+    if (hosts == NULL) {
+        hosts = getenv("PGHOST");
+    }
+
+    if (ports == NULL) {
+        ports = getenv("PGPORT");
+    }
+
+    if (hosts != NULL && !hostaddr
+        && ngx_http_saveitem_db_resolve(cf, db, hosts, ports) != NGX_OK)
+    {
+        goto done;
+    }
+
+    rv = NGX_CONF_OK;
+
+done:
+
+    PQconninfoFree(opts);
+
+    return rv;
+}
+
+
+/* a password may be written in it: as a keyword, or in a URI */
+
+static ngx_uint_t
+ngx_http_saveitem_db_secret(ngx_str_t *conninfo)
+{
+    return ngx_strcasestrn(conninfo->data, "password", 8 - 1) != NULL
+           || ngx_strchr(conninfo->data, '@') != NULL;
+}
+
+
+static size_t
+ngx_http_saveitem_db_chomp(const char *s)
+{
+    size_t  len;
+
+    len = ngx_strlen(s);
+
+    while (len && (s[len - 1] == '\n' || s[len - 1] == ' ')) {
+        len--;
+    }
+
+    return len;
+}
+
+
+/*
+ * "host" and "port" are comma-separated lists.  A socket directory or an
+ * address stays as it is; a name becomes one entry per address it
+ * resolves to, with the address in "hostaddr", as libpq would try them.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
+    const char *hosts, const char *ports)
+{
+    int               rc;
+    u_char           *h, *a, *pt, *hlast, *alast, *plast;
+    ngx_str_t         host, port;
+    ngx_uint_t        named, nports, i;
+    struct addrinfo   hints, *res, *ai;
+    u_char            name[NGX_MAXHOSTNAMELEN];
+    u_char            addr[NGX_SOCKADDR_STRLEN];
+    u_char            hbuf[2048], abuf[2048], pbuf[1024];
+
+    nports = 0;
+
+    if (ports != NULL && ports[0] != '\0') {
+        nports = 1;
+
+        for (i = 0; ports[i]; i++) {
+            if (ports[i] == ',') {
+                nports++;
+            }
+        }
+    }
+
+    h = hbuf;
+    a = abuf;
+    pt = pbuf;
+    hlast = hbuf + sizeof(hbuf) - 1;
+    alast = abuf + sizeof(abuf) - 1;
+    plast = pbuf + sizeof(pbuf) - 1;
+    named = 0;
+
+    for (i = 0; /* void */ ; i++) {
+        ngx_http_saveitem_db_list_item(hosts, i, &host);
+
+        if (host.data == NULL) {
+            break;
+        }
+
+        if (nports > 1) {
+            ngx_http_saveitem_db_list_item(ports, i, &port);
+
+            if (port.data == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"saveitem_database\" has fewer ports "
+                                   "than hosts");
+                return NGX_ERROR;
+            }
+
+        } else {
+            port.len = 0;
+            port.data = NULL;
+        }
+
+        if (host.len >= sizeof(name)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host name too long");
+            return NGX_ERROR;
+        }
+
+        ngx_cpystrn(name, host.data, host.len + 1);
+
+        if (name[0] == '\0' || name[0] == '/' || name[0] == '@') {
+            /* a unix socket */
+            ngx_http_saveitem_db_list_add(&h, hlast, &host);
+            ngx_http_saveitem_db_list_add(&a, alast, NULL);
+            ngx_http_saveitem_db_list_add(&pt, plast, &port);
+            continue;
+        }
+
+        ngx_memzero(&hints, sizeof(struct addrinfo));
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST;
+
+        rc = getaddrinfo((char *) name, NULL, &hints, &res);
+
+        if (rc != 0) {
+            hints.ai_flags = AI_ADDRCONFIG;
+            rc = getaddrinfo((char *) name, NULL, &hints, &res);
+
+            if (rc != 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "host not found in \"saveitem_database\": "
+                                   "\"%s\": %s", name, gai_strerror(rc));
+                return NGX_ERROR;
+            }
+
+            named = 1;
+        }
+
+        for (ai = res; ai; ai = ai->ai_next) {
+            ngx_http_saveitem_db_list_add(&h, hlast, &host);
+            ngx_http_saveitem_db_list_add(&pt, plast, &port);
+
+            /* ngx_sock_ntop() does not terminate the string */
+
+            host.len = ngx_sock_ntop(ai->ai_addr, ai->ai_addrlen, addr,
+                                     NGX_SOCKADDR_STRLEN, 0);
+            host.data = addr;
+            ngx_http_saveitem_db_list_add(&a, alast, &host);
+            host.len = ngx_strlen(name);
+            host.data = name;
+        }
+
+        freeaddrinfo(res);
+    }
+
+    if (!named) {
+        return NGX_OK;
+    }
+
+    if (h == hlast || a == alast || pt == plast) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many hosts in \"saveitem_database\"");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_saveitem_db_list_copy(cf, &db->host, hbuf, h) != NGX_OK
+        || ngx_http_saveitem_db_list_copy(cf, &db->hostaddr, abuf, a)
+           != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (nports > 1
+        && ngx_http_saveitem_db_list_copy(cf, &db->port, pbuf, pt) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_conf_log_error(NGX_LOG_INFO, cf, 0,
+                       "saveitem: \"%s\" resolved to \"%V\" now; libpq "
+                       "would resolve it blockingly in every worker",
+                       hosts, &db->hostaddr);
+
+    return NGX_OK;
+}
+
+
+/* the i-th element of a comma-separated list, or a NULL data */
+
+static void
+ngx_http_saveitem_db_list_item(const char *list, ngx_uint_t i, ngx_str_t *item)
+{
+    const char  *p, *end;
+
+    p = list;
+
+    while (i--) {
+        p = ngx_strchr(p, ',');
+
+        if (p == NULL) {
+            item->len = 0;
+            item->data = NULL;
+            return;
+        }
+
+        p++;
+    }
+
+    end = ngx_strchr(p, ',');
+
+    if (end == NULL) {
+        end = p + ngx_strlen(p);
+    }
+
+    item->data = (u_char *) p;
+    item->len = end - p;
+}
+
+
+static void
+ngx_http_saveitem_db_list_add(u_char **p, u_char *last, ngx_str_t *item)
+{
+    /* each item with a leading comma: ngx_http_saveitem_db_list_copy() */
+
+    *p = ngx_slprintf(*p, last, ",%V",
+                      item && item->data ? item : &ngx_http_saveitem_db_none);
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_db_list_copy(ngx_conf_t *cf, ngx_str_t *dst, u_char *buf,
+    u_char *last)
+{
+    dst->len = last - buf - 1;
+    dst->data = ngx_pnalloc(cf->pool, dst->len + 1);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, buf + 1, dst->len);
+    dst->data[dst->len] = '\0';
+
+    return NGX_OK;
+}
+
+
+/*
+ * The connection parameters, for PQconnectStartParams() with expand_dbname:
+ * the conninfo is expanded in place of "dbname" and what follows it
+ * overrides it: the module needs UTF-8, and host names were resolved at
+ * configuration time (libpq would resolve them blockingly).  Returns how
+ * many were written, NGX_HTTP_SAVEITEM_PARAMS at most, not terminated.
+ */
+
+ngx_uint_t
+ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
+    const char **keywords, const char **values)
+{
+    ngx_uint_t  n;
+
+    n = 0;
+    keywords[n] = "dbname";
+    values[n++] = (const char *) db->conninfo.data;
+    keywords[n] = "client_encoding";
+    values[n++] = "UTF8";
+    keywords[n] = "fallback_application_name";
+    values[n++] = "nginx saveitem";
+
+    if (db->hostaddr.len) {
+        keywords[n] = "host";
+        values[n++] = (const char *) db->host.data;
+        keywords[n] = "hostaddr";
+        values[n++] = (const char *) db->hostaddr.data;
+
+        if (db->port.len) {
+            keywords[n] = "port";
+            values[n++] = (const char *) db->port.data;
+        }
+    }
+
+    return n;
+}
+
+
+/*
+ * Each INSERT as 1 .. batch_max rows, the only place the text is made.
+ * With several rows, the statement fails (division by zero, class 22)
+ * unless every row was inserted: a trigger that skips one would leave the
+ * keys impossible to map back to the requests, and the batch is then
+ * retried one request at a time.  The keys come back in the order of the
+ * VALUES list (t/ checks this).
+ */
+
+ngx_int_t
+ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_uint_t                 i, n, k;
+    ngx_http_saveitem_stmt_t  *stmt;
+
+    stmt = smcf->stmts.elts;
+
+    for (i = 0; i < smcf->stmts.nelts; i++) {
+
+        stmt[i].sql = ngx_pcalloc(cf->pool,
+                                  (smcf->batch_max + 1) * sizeof(ngx_str_t));
+        stmt[i].name = ngx_pcalloc(cf->pool,
+                                   (smcf->batch_max + 1) * sizeof(ngx_str_t));
+        if (stmt[i].sql == NULL || stmt[i].name == NULL) {
+            return NGX_ERROR;
+        }
+
+        for (n = 1; n <= smcf->batch_max; n++) {
+
+            len = sizeof("WITH i AS (INSERT INTO  () VALUES  RETURNING ) "
+                         "SELECT  FROM i WHERE 1 / (SELECT CASE count(*) "
+                         "WHEN  THEN 1 ELSE 0 END FROM i) = 1") - 1
+                  + stmt[i].table.len + stmt[i].column.len
+                  + 2 * stmt[i].returning.len
+                  + n * (sizeof(",($)") - 1 + NGX_INT_T_LEN) + NGX_INT_T_LEN;
+
+            p = ngx_pnalloc(cf->pool, len + 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            stmt[i].sql[n].data = p;
+
+            if (n == 1) {
+                p = ngx_sprintf(p, "INSERT INTO %V (%V) VALUES ($1) "
+                                "RETURNING %V", &stmt[i].table,
+                                &stmt[i].column, &stmt[i].returning);
+
+            } else {
+                p = ngx_sprintf(p, "WITH i AS (INSERT INTO %V (%V) VALUES ",
+                                &stmt[i].table, &stmt[i].column);
+
+                for (k = 1; k <= n; k++) {
+                    p = ngx_sprintf(p, "%s($%ui)", k == 1 ? "" : ",", k);
+                }
+
+                p = ngx_sprintf(p, " RETURNING %V) SELECT %V FROM i WHERE "
+                                "1 / (SELECT CASE count(*) WHEN %ui THEN 1 "
+                                "ELSE 0 END FROM i) = 1",
+                                &stmt[i].returning, &stmt[i].returning, n);
+            }
+
+            *p = '\0';
+            stmt[i].sql[n].len = p - stmt[i].sql[n].data;
+
+            p = ngx_pnalloc(cf->pool, sizeof("saveitem__") - 1
+                                      + 2 * NGX_INT_T_LEN + 1);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            stmt[i].name[n].data = p;
+            p = ngx_sprintf(p, "saveitem_%ui_%ui", i, n);
+            *p = '\0';
+            stmt[i].name[n].len = p - stmt[i].name[n].data;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * At start, reload and `nginx -t`, in the master: each table is asked
+ * whether it takes its statement (a missing table or column, a missing
+ * privilege is a configuration error).  A database that cannot be reached
+ * or answer now is not an error: it may come up later.  Every step is
+ * bounded: a table held by ALTER TABLE or VACUUM FULL, or a frozen server,
+ * gives up within NGX_HTTP_SAVEITEM_CHECK_TIMEOUT.  The master may not be
+ * who the workers are: the role checked is named in the log.
+ */
+
+ngx_int_t
+ngx_http_saveitem_db_check(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db)
+{
+    PGconn                     *pg;
+    PGresult                   *res;
+    ngx_int_t                   rc;
+    ngx_msec_t                  deadline;
+    ngx_uint_t                  i, n, checked;
+    const char                 *keywords[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    const char                 *values[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    const char                 *sqlstate, *why, *role;
+    ngx_http_saveitem_use_t    *use;
+    ngx_http_saveitem_stmt_t   *stmt;
+    PostgresPollingStatusType   status;
+    u_char                      err[NGX_MAX_ERROR_STR];
+
+    use = smcf->uses.elts;
+    stmt = smcf->stmts.elts;
+
+    n = ngx_http_saveitem_db_params(db, keywords, values);
+    keywords[n] = NULL;
+    values[n] = NULL;
+
+    ngx_time_update();
+    deadline = ngx_current_msec + NGX_HTTP_SAVEITEM_CHECK_TIMEOUT;
+
+    pg = PQconnectStartParams(keywords, values, 1);
+
+    if (pg == NULL) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not check the tables of %V now: "
+                      "out of memory", &db->display);
+        return NGX_OK;
+    }
+
+    why = NULL;
+    status = PGRES_POLLING_WRITING;
+
+    while (PQstatus(pg) != CONNECTION_BAD && status != PGRES_POLLING_OK) {
+
+        if (status != PGRES_POLLING_READING
+            && status != PGRES_POLLING_WRITING)
+        {
+            break;
+        }
+
+        if (ngx_http_saveitem_db_wait(pg, status == PGRES_POLLING_WRITING,
+                                      deadline)
+            != NGX_OK)
+        {
+            why = "timed out";
+            break;
+        }
+
+        status = PQconnectPoll(pg);
+    }
+
+    if (status != PGRES_POLLING_OK || PQstatus(pg) != CONNECTION_OK) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not connect to PostgreSQL (%V) to "
+                      "check its tables now: %s", &db->display,
+                      why ? why : (char *) ngx_http_saveitem_db_error(pg, err,
+                                                                sizeof(err)));
+        PQfinish(pg);
+        return NGX_OK;
+    }
+
+    role = PQuser(pg);
+
+    /* a lock is reported, not waited for */
+
+    res = ngx_http_saveitem_db_run(pg, "SET lock_timeout = 1000; "
+                                   "SET statement_timeout = 2000", 0,
+                                   deadline);
+    if (res != NULL) {
+        PQclear(res);
+    }
+
+    rc = NGX_OK;
+    checked = 0;
+
+    for (i = 0; i < smcf->uses.nelts; i++) {
+
+        if (use[i].db != db) {
+            continue;
+        }
+
+        res = ngx_http_saveitem_db_run(pg,
+                                    (char *) stmt[use[i].stmt].sql[1].data,
+                                    1, deadline);
+
+        if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+            checked++;
+            PQclear(res);
+            continue;
+        }
+
+        sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+        if (sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem\" in %s:%ui: PostgreSQL (%V) refuses "
+                          "%V: %s (checked as role \"%s\")", use[i].file,
+                          use[i].line, &db->display, &stmt[use[i].stmt].sql[1],
+                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                          role);
+            rc = NGX_ERROR;
+            PQclear(res);
+            continue;
+        }
+
+        if (res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR
+            && sqlstate != NULL)
+        {
+            why = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+
+        } else {
+            ngx_time_update();
+
+            why = (ngx_current_msec >= deadline)
+                  ? "no answer in time"
+                  : (char *) ngx_http_saveitem_db_error(pg, err, sizeof(err));
+        }
+
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not check %V.%V on %V now: %s "
+                      "(as role \"%s\")", &stmt[use[i].stmt].table,
+                      &stmt[use[i].stmt].column, &db->display,
+                      why ? why : "unknown error", role);
+
+        if (res != NULL) {
+            PQclear(res);
+
+        } else {
+            /* the connection is in an unknown state: no more checks */
+            break;
+        }
+    }
+
+    if (checked) {
+        ngx_log_error(NGX_LOG_INFO, cf->log, 0,
+                      "saveitem: PostgreSQL (%V) takes %ui statement(s), "
+                      "checked as role \"%s\"", &db->display, checked, role);
+    }
+
+    PQfinish(pg);
+
+    return rc;
+}
+
+
+/* one statement (or an unnamed PREPARE), its last result; NULL: none */
+
+static PGresult *
+ngx_http_saveitem_db_run(PGconn *pg, const char *sql, ngx_uint_t prepare,
+    ngx_msec_t deadline)
+{
+    int        ok;
+    PGresult  *res, *last;
+
+    ok = prepare ? PQsendPrepare(pg, "", sql, 1, NULL)
+                 : PQsendQuery(pg, sql);
+
+    if (!ok) {
+        return NULL;
+    }
+
+    last = NULL;
+
+    for ( ;; ) {
+
+        while (PQisBusy(pg)) {
+            if (ngx_http_saveitem_db_wait(pg, 0, deadline) != NGX_OK
+                || !PQconsumeInput(pg))
+            {
+                if (last != NULL) {
+                    PQclear(last);
+                }
+
+                return NULL;
+            }
+        }
+
+        res = PQgetResult(pg);
+
+        if (res == NULL) {
+            return last;
+        }
+
+        if (last != NULL) {
+            PQclear(last);
+        }
+
+        last = res;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_db_wait(PGconn *pg, ngx_uint_t write, ngx_msec_t deadline)
+{
+    int            n;
+    struct pollfd  pfd;
+
+    pfd.fd = PQsocket(pg);
+    pfd.events = write ? POLLOUT : POLLIN;
+
+    if (pfd.fd == -1) {
+        return NGX_ERROR;
+    }
+
+    for ( ;; ) {
+        ngx_time_update();
+
+        if (ngx_current_msec >= deadline) {
+            return NGX_AGAIN;
+        }
+
+        n = poll(&pfd, 1, (int) (deadline - ngx_current_msec));
+
+        if (n > 0) {
+            return NGX_OK;
+        }
+
+        if (n == -1 && ngx_errno != NGX_EINTR) {
+            return NGX_ERROR;
+        }
+    }
+}
+
+
+/* libpq's last message on one line, for the log */
+
+u_char *
+ngx_http_saveitem_db_error(PGconn *pg, u_char *buf, size_t len)
+{
+    u_char      *p, *last;
+    const char  *msg;
+
+    msg = pg ? PQerrorMessage(pg) : "out of memory";
+
+    last = ngx_cpystrn(buf, (u_char *) msg, len);
+
+    /* libpq's messages end with a newline and may have several lines */
+
+    while (last > buf && (last[-1] == '\n' || last[-1] == ' ')) {
+        last--;
+    }
+
+    *last = '\0';
+
+    for (p = buf; p < last; p++) {
+        if (*p == '\n' || *p == '\t') {
+            *p = ' ';
+        }
+    }
+
+    if (last == buf) {
+        ngx_cpystrn(buf, (u_char *) "unknown error", len);
+    }
+
+    return buf;
+}
