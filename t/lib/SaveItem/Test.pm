@@ -12,6 +12,7 @@ use Test::Nginx::Socket ();
 use JSON::PP ();
 use IO::Socket::INET;
 use POSIX ();
+use Time::HiRes ();
 
 use Exporter 'import';
 our @EXPORT = qw(psql pg_restart setup_tables check_pk_log pk_log_config
@@ -130,7 +131,8 @@ sub check_pk_log {
 
 # Concurrent clients, for what one connection at a time cannot show: after
 # $delay seconds, one client per document POSTs it to $uri at once; each
-# appends "document <TAB> status <TAB> body <TAB> Retry-After" to $out.  Returns at once;
+# appends "document <TAB> status <TAB> body <TAB> Retry-After <TAB> seconds
+# from connect to answer" to $out.  Returns at once;
 # burst_results() waits for them and reads the answers.
 
 my %Bursts;
@@ -158,10 +160,12 @@ sub burst {
         my $kid = fork() // die "fork: $!";
 
         if ($kid == 0) {
+            my $start = Time::HiRes::time();
             my ($status, $body, $retry) = post($uri, $doc);
+            my $took = sprintf('%.3f', Time::HiRes::time() - $start);
             open my $fh, '>>', $out or die "cannot write $out: $!";
             flock($fh, 2);
-            print $fh "$doc\t$status\t$body\t$retry\n";
+            print $fh "$doc\t$status\t$body\t$retry\t$took\n";
             close $fh;
             POSIX::_exit(0);
         }
@@ -208,7 +212,7 @@ sub burst_results {
     waitpid($pid, 0) if $pid;
 
     open my $fh, '<', $out or die "no answers in $out: $!";
-    my @res = map { chomp; [split /\t/, $_, 4] } <$fh>;
+    my @res = map { chomp; [split /\t/, $_, 5] } <$fh>;
     close $fh;
     unlink $out;
 
