@@ -29,7 +29,6 @@ MODULE=ngx_http_saveitem_module
 CONF=${SAVEITEM_RUN_CONF:-$SAVEITEM_ROOT/conf/nginx.conf}
 PREFIX=${SAVEITEM_RUN_PREFIX:-$SAVEITEM_ROOT/build/run}
 
-pg_started=
 nginx_pid=
 
 
@@ -39,16 +38,10 @@ want_pg()
 }
 
 
+# PG* for the throwaway cluster, reached over its unix socket
 start_pg()
 {
-    if bash "$SAVEITEM_UTIL/pg.sh" status 2>/dev/null; then
-        say "using the running throwaway cluster; it stays up afterwards"
-    else
-        pg_started=1
-    fi
-
-    bash "$SAVEITEM_UTIL/pg.sh" start
-    eval "$(bash "$SAVEITEM_UTIL/pg.sh" env)"
+    pg_up
 
     export PGHOST=$SAVEITEM_PG_SOCKET
     export PGPORT=$SAVEITEM_PG_PORT
@@ -107,14 +100,7 @@ stop_nginx()
     kill -0 "$nginx_pid" 2>/dev/null || return 0
 
     say "stopping nginx"
-    kill -TERM "$nginx_pid" 2>/dev/null || return 0
-
-    for _ in $(seq 100); do
-        kill -0 "$nginx_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-
-    kill -KILL "$nginx_pid" 2>/dev/null || true
+    stop_process "$nginx_pid" TERM 10
     wait "$nginx_pid" 2>/dev/null || true
 }
 
@@ -122,10 +108,7 @@ stop_nginx()
 cleanup()
 {
     stop_nginx
-
-    if [ -n "$pg_started" ]; then
-        bash "$SAVEITEM_UTIL/pg.sh" stop || true
-    fi
+    pg_down
 }
 
 
