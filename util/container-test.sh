@@ -88,13 +88,9 @@ start_pg()
         return
     fi
 
-    pg_up
+    # the container reaches it over TCP
+    pg_up 127.0.0.1
     pg_ours=1
-
-    export PGHOST=127.0.0.1
-    export PGPORT=$SAVEITEM_PG_PORT
-    export PGDATABASE=saveitem
-    export PGUSER=postgres
 }
 
 

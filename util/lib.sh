@@ -161,9 +161,10 @@ check_failed()
 pg_started=
 
 
-# pg_up: the throwaway cluster of util/pg.sh (SAVEITEM_PG_PORT, ...),
-# started unless it runs, its SAVEITEM_PG_* exported (util/pg.sh env);
-# pg_down stops it if pg_up started it
+# pg_up [HOST]: the throwaway cluster of util/pg.sh (SAVEITEM_PG_PORT,
+# ...), started unless it runs, its SAVEITEM_PG_* exported (util/pg.sh env)
+# and libpq's PGHOST (HOST, default its unix socket), PGPORT, PGDATABASE,
+# PGUSER; pg_down stops it if pg_up started it
 pg_up()
 {
     if bash "$SAVEITEM_UTIL/pg.sh" status 2>/dev/null; then
@@ -174,6 +175,11 @@ pg_up()
 
     bash "$SAVEITEM_UTIL/pg.sh" start
     eval "$(bash "$SAVEITEM_UTIL/pg.sh" env)"
+
+    export PGHOST=${1:-$SAVEITEM_PG_SOCKET}
+    export PGPORT=$SAVEITEM_PG_PORT
+    export PGDATABASE=saveitem
+    export PGUSER=postgres
 }
 
 

@@ -38,18 +38,6 @@ want_pg()
 }
 
 
-# PG* for the throwaway cluster, reached over its unix socket
-start_pg()
-{
-    pg_up
-
-    export PGHOST=$SAVEITEM_PG_SOCKET
-    export PGPORT=$SAVEITEM_PG_PORT
-    export PGDATABASE=saveitem
-    export PGUSER=postgres
-}
-
-
 prepare_prefix()
 {
     local so=$1
@@ -137,7 +125,7 @@ main()
     trap 'exit 143' TERM
 
     if want_pg; then
-        start_pg
+        pg_up
     fi
 
     "$NGINX" -t -q -p "$PREFIX/" -c "$CONF" -g "$g" \
