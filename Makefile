@@ -1,10 +1,11 @@
-# Makefile - the project's commands; the work is done by util/*.sh
+# Makefile - the project's commands; the work is done by util/*.sh, which
+# also run without make (bash util/test-all.sh, bash util/run.sh: the README)
 #
 #   make build    build build/ngx_http_saveitem_module.so (util/build.sh)
 #   make test     the whole test suite, as CI runs it (util/test-all.sh): t/
 #                 with group commit on and off, t/ under ASan and under
-#                 valgrind, the fault runs, the fuzzers; make test
-#                 PARTS="suite faults" runs some parts only
+#                 valgrind, the fault runs, the fuzzers, the Debian package;
+#                 make test PARTS="suite faults" runs some parts only
 #   make check    build, start a throwaway PostgreSQL, run t/ (util/test.sh);
 #                 make check T="t/000-sanity.t" runs some files only
 #   make run      build and run nginx with conf/nginx.conf (util/run.sh)

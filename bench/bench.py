@@ -33,16 +33,21 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 BENCH = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, os.path.join(ROOT, "util"))
+import lib  # noqa: E402  util/lib.py, what the Python tools share
+from lib import Failure, run  # noqa: E402
+
 PY = "/usr/bin/python3"            # Debian's, where python3-* packages live
-NGINX = "/usr/sbin/nginx"
-PG_BIN = "/usr/lib/postgresql/15/bin"
+NGINX = lib.NGINX
+PG_BIN = lib.PG_BIN
+PORT_BASE = lib.port("bench-base")
+PG_PORT = lib.port("bench-pg")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
@@ -59,10 +64,6 @@ PEERS = {
     "tornado": (["tornado", "aiopg"], ["python3-tornado", "python3-aiopg"],
                 3),
 }
-
-
-class Failure(Exception):
-    pass
 
 
 def say(*args):
@@ -104,9 +105,9 @@ def parse_args():
   BENCH_PEER_PROCS     processes of aiohttp and tornado (default: cores)
   BENCH_FLASK_WORKERS  gunicorn sync workers (default 2*cores+1)
   BENCH_PEER_POOL      database connections per peer process (default 8)
-  BENCH_PORT_BASE      first of the ports used (default 18090; +0 module,
+  BENCH_PORT_BASE      first of the ports used (default %d; +0 module,
                        +1 flask, +2 aiohttp, +3 tornado, +4 nginx status)
-  BENCH_PG_PORT        the throwaway PostgreSQL's port (default 15532)
+  BENCH_PG_PORT        the throwaway PostgreSQL's port (default %d)
   BENCH_PG_DIR         its directory (default /tmp/saveitem-bench-pg-PORT)
   BENCH_OUT            output directory (default bench/out)
   BENCH_SO             the module .so to load (bench/run builds it when
@@ -117,7 +118,7 @@ def parse_args():
   BENCH_SOAK_BATCH     its saveitem_batch, on|off (default on)
   BENCH_SOAK_INTERVAL  seconds between RSS samples (default 1)
   BENCH_SOAK_MAX_SECONDS  its time bound (default 1800)
-""" % DEFAULT_TARGETS)
+""" % (DEFAULT_TARGETS, PORT_BASE, PG_PORT))
 
     p.add_argument("--quick", action="store_true",
                    help="short points (~2 minutes in all), for development")
@@ -157,8 +158,8 @@ def parse_args():
     a.peer_procs = int(env("BENCH_PEER_PROCS", str(NCPU)))
     a.flask_workers = int(env("BENCH_FLASK_WORKERS", str(2 * NCPU + 1)))
     a.peer_pool = int(env("BENCH_PEER_POOL", "8"))
-    a.port_base = int(env("BENCH_PORT_BASE", "18090"))
-    a.pg_port = int(env("BENCH_PG_PORT", "15532"))
+    a.port_base = int(env("BENCH_PORT_BASE", str(PORT_BASE)))
+    a.pg_port = int(env("BENCH_PG_PORT", str(PG_PORT)))
     a.pg_dir = env("BENCH_PG_DIR", "/tmp/saveitem-bench-pg-%d" % a.pg_port)
     a.out = os.path.abspath(env("BENCH_OUT", os.path.join(BENCH, "out")))
     a.soak_requests = int(env("BENCH_SOAK_REQUESTS", "1000000"))
@@ -169,7 +170,8 @@ def parse_args():
     a.soak_max = int(env("BENCH_SOAK_MAX_SECONDS", "1800"))
 
     for port in (a.pg_port,) + tuple(range(a.port_base, a.port_base + 5)):
-        if port in (15432, 19847, 1984):
+        if port in (lib.port("run-pg"), lib.port("test-nginx"),
+                    lib.port("testnginx-default")):
             p.error("port %d belongs to the test suite" % port)
 
     if a.so is None:
@@ -191,41 +193,6 @@ def module_workers(target):
 
 
 # ------------------------------------------------------------- processes
-
-def run(argv, timeout, **kw):
-    """run a command to its end (bounded), raise Failure when it fails"""
-    try:
-        r = subprocess.run(argv, timeout=timeout, text=True,
-                           capture_output=True, **kw)
-    except subprocess.TimeoutExpired:
-        raise Failure("%s: still running after %ds" % (argv[0], timeout))
-
-    if r.returncode != 0:
-        raise Failure("%s exited with %d: %s" % (
-            " ".join(argv[:3]), r.returncode, (r.stderr or r.stdout)[-800:]))
-
-    return r.stdout
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-        return True
-    except OSError:
-        return False
-
-
-def proc_stat(pid):
-    """(ppid, session, cpu ticks incl. reaped children) or None"""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            s = f.read()
-    except OSError:
-        return None
-
-    f = s[s.rindex(")") + 2:].split()
-    return int(f[1]), int(f[3]), sum(int(x) for x in f[11:15])
-
 
 def rss_kb(pid):
     try:
@@ -276,42 +243,13 @@ class Sample:
         return srv, db, client, other, other / wall if wall else 0.0
 
 
-class Server:
-    """a server started in its own session: the session is its tree"""
-
-    def __init__(self, name, argv, port, workdir, env_=None, cwd=None):
-        self.name = name
-        self.argv = argv
-        self.port = port
-        self.log = os.path.join(workdir, name + ".log")
-        self.env = env_
-        self.cwd = cwd
-        self.proc = None
+class Bench:
+    """what the benchmark asks of a server, mixed into lib.Server and
+    lib.Nginx (a server in a process group of its own: the group is its
+    tree)"""
 
     def start(self):
-        if port_open(self.port):
-            raise Failure("port %d is taken by something else" % self.port)
-
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-                env=self.env, cwd=self.cwd)
-
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise Failure("%s exited with %d at start; %s:\n%s" % (
-                    self.name, self.proc.returncode, self.log,
-                    self.tail()))
-            if port_open(self.port) and self.smoke():
-                break
-            if time.monotonic() > deadline:
-                raise Failure("%s does not answer on port %d after 30s;"
-                              " %s:\n%s" % (self.name, self.port, self.log,
-                                             self.tail()))
-            time.sleep(0.2)
-
+        super().start(probe=self.smoke, timeout=30)
         # workers of pre-forking servers come up one after another
         time.sleep(1)
 
@@ -332,57 +270,24 @@ class Server:
                 self.name, r.status, body[:200]))
         return True
 
-    def tail(self, n=15):
-        try:
-            with open(self.log, errors="replace") as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
-
-    def pids(self):
-        """the session's processes, the leader first"""
-        sid = self.proc.pid
-        found = []
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                st = proc_stat(int(d))
-                if st and st[1] == sid:
-                    found.append(int(d))
-        found.sort(key=lambda p: p != sid)
-        return found
-
-    def workers(self):
-        p = self.pids()
-        return p[1:] if len(p) > 1 else p
-
     def cpu_ticks(self):
-        return sum((proc_stat(p) or (0, 0, 0))[2] for p in self.pids())
+        return sum((lib.proc_stat(p) or (0, 0, 0, 0))[3]
+                   for p in self.pids())
 
     def rss_kb(self):
         return sum(rss_kb(p) for p in self.workers())
 
     def stop(self):
-        if self.proc is None or self.proc.poll() is not None:
-            return
+        super().stop(steps=((signal.SIGTERM, 15),), group=True)
 
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
 
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.pids():
-            self.proc.poll()
-            time.sleep(0.1)
+class Peer(Bench, lib.Server):
+    """a Python peer"""
 
-        if self.pids():
-            say("%s did not stop in 15s: killing its session" % self.name)
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
-        self.proc.wait(timeout=10)
+class Module(Bench, lib.Nginx):
+    """the module in Debian's nginx"""
+
 
 
 # -------------------------------------------------------------- database
@@ -391,17 +296,12 @@ class Database:
 
     def __init__(self, a):
         self.a = a
-        self.sock = os.path.join(a.pg_dir, "sock")
-        self.env = dict(os.environ, SAVEITEM_PG_PORT=str(a.pg_port),
-                        SAVEITEM_PG_DIR=a.pg_dir, SAVEITEM_PG_FSYNC="on")
+        self.pg = lib.Cluster(a.pg_port, a.pg_dir, SAVEITEM_PG_FSYNC="on")
+        self.sock = self.pg.sock
         self.started = False
 
-    def pg_sh(self, *args):
-        return run(["bash", os.path.join(ROOT, "util", "pg.sh")] + list(args),
-                   timeout=180, env=self.env)
-
     def start(self):
-        self.pg_sh("start")
+        self.pg.pg_sh("start")
         self.started = True
         if self.a.sync_commit == "off":
             self.sql("ALTER DATABASE saveitem SET synchronous_commit = off")
@@ -417,38 +317,26 @@ class Database:
     def stop(self):
         if self.started and not self.a.keep_pg:
             try:
-                self.pg_sh("stop")
+                self.pg.pg_sh("stop")
             except Failure as e:
                 say("stopping PostgreSQL: %s" % e)
 
     def cpu_ticks(self):
         """the postmaster and its children, the reaped ones included"""
         try:
-            with open(os.path.join(self.a.pg_dir, "data",
-                                   "postmaster.pid")) as f:
-                pm = int(f.readline())
+            pids = self.pg.pids()
         except (OSError, ValueError):
             return 0
-        total = 0
-        for d in os.listdir("/proc"):
-            if d.isdigit():
-                st = proc_stat(int(d))
-                if st and (int(d) == pm or st[0] == pm):
-                    total += st[2]
-        return total
+        return sum((lib.proc_stat(p) or (0, 0, 0, 0))[3] for p in pids)
 
     def conninfo(self):
-        return "host=%s port=%d dbname=saveitem user=postgres" % (
-            self.sock, self.a.pg_port)
+        return self.pg.conninfo()
 
     def psql(self, args, stdin=None, timeout=300):
-        return run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-At",
-                    "-v", "ON_ERROR_STOP=1", "-h", self.sock,
-                    "-p", str(self.a.pg_port), "-U", "postgres",
-                    "-d", "saveitem"] + args, timeout=timeout, input=stdin)
+        return self.pg.psql(args=args, stdin=stdin, timeout=timeout)
 
     def sql(self, q):
-        return self.psql(["-c", q])
+        return self.pg.psql(q)
 
     def truncate(self):
         self.sql("TRUNCATE items")
@@ -614,9 +502,9 @@ def worker_user(workdir):
     return "" if r.returncode == 0 else "user  root;"
 
 
-def nginx_conf(a, db, workdir, workers, batch, status_port=None,
-               db_opts=None):
-    os.makedirs(os.path.join(workdir, "logs"), exist_ok=True)
+def module_server(a, db, workdir, workers, batch, status_port=None,
+                  db_opts=None):
+    """the module's nginx, its conf written into workdir and tested"""
     extra = a.nginx_extra
     if a.has_batch:
         extra = "saveitem_batch %s; %s" % ("on" if batch else "off", extra)
@@ -628,24 +516,8 @@ def nginx_conf(a, db, workdir, workers, batch, status_port=None,
         location = /status { stub_status; }
     }""" % status_port
 
-    conf = """# written by bench/bench.py
-load_module %(so)s;
-
-worker_processes  %(workers)d;
-worker_rlimit_nofile  8192;
-daemon  off;
-master_process  on;
-pid  %(dir)s/nginx.pid;
-error_log  %(dir)s/logs/error.log notice;
-%(user)s
-
-events {
-    worker_connections  4096;
-}
-
-http {
+    http = """
     access_log  off;
-    client_body_temp_path  %(dir)s/client_body;
 
     saveitem_database  "%(conninfo)s" %(db_opts)s;
     %(http_extra)s
@@ -657,20 +529,19 @@ http {
             saveitem  items;
             %(extra)s
         }
-    }%(status)s
-}
-""" % dict(so=a.so, workers=workers, user=worker_user(workdir),
-           dir=workdir, conninfo=db.conninfo(),
-           db_opts=a.db_opts if db_opts is None else db_opts,
-           http_extra=a.nginx_http_extra,
-           port=a.port_base, extra=extra, status=status)
+    }%(status)s""" % dict(conninfo=db.conninfo(),
+                          db_opts=a.db_opts if db_opts is None else db_opts,
+                          http_extra=a.nginx_http_extra, port=a.port_base,
+                          extra=extra, status=status)
 
-    path = os.path.join(workdir, "nginx.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-
-    run([NGINX, "-t", "-q", "-p", workdir + "/", "-c", path], timeout=30)
-    return path
+    srv = Module(workdir, a.port_base)
+    srv.write(lib.nginx_conf(workdir, a.so, http, workers=workers,
+                             main="worker_rlimit_nofile  8192;\n"
+                             + worker_user(workdir),
+                             connections=4096, level="notice"),
+              fresh=False)
+    srv.test()
+    return srv
 
 
 def make_server(a, db, target, workdir):
@@ -683,11 +554,9 @@ def make_server(a, db, target, workdir):
     w = module_workers(target)
     if w:
         batch = target.startswith("module-b")
-        conf = nginx_conf(a, db, workdir, w, batch,
-                          db_opts=a.db_opts or ("" if batch
-                                                else a.nobatch_db_opts))
-        return Server("nginx", [NGINX, "-p", workdir + "/", "-c", conf],
-                      a.port_base, workdir)
+        return module_server(a, db, workdir, w, batch,
+                             db_opts=a.db_opts or ("" if batch
+                                                   else a.nobatch_db_opts))
 
     port = a.port_base + PEERS[target][2]
     bind = "127.0.0.1:%d" % port
@@ -704,7 +573,8 @@ def make_server(a, db, target, workdir):
         penv["BENCH_PORT"] = str(port)
         argv = [PY, os.path.join(peers, "tornado_peer.py")]
 
-    return Server(target, argv, port, workdir, env_=penv, cwd=peers)
+    return Peer(target, argv, port, os.path.join(workdir, target + ".log"),
+                env=penv, cwd=peers)
 
 
 def peer_missing(target):
@@ -1183,10 +1053,8 @@ def soak(a, db, outdir, run_id):
     workdir = os.path.join(outdir, "soak")
     os.makedirs(workdir, exist_ok=True)
     status_port = a.port_base + 4
-    conf = nginx_conf(a, db, workdir, a.soak_workers, a.soak_batch,
-                      status_port)
-    srv = Server("nginx", [NGINX, "-p", workdir + "/", "-c", conf],
-                 a.port_base, workdir)
+    srv = module_server(a, db, workdir, a.soak_workers, a.soak_batch,
+                        status_port)
     samples, notes = [], []
     prefix = os.path.join(workdir, "soak")
     tag = "%s-soak" % run_id
@@ -1283,9 +1151,7 @@ def main():
             os.unlink(latest)
         os.symlink(os.path.basename(outdir), latest)
 
-    def on_term(signo, frame):
-        raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    lib.interrupt_on_term()
 
     db = Database(a)
     t0 = time.monotonic()

@@ -33,14 +33,12 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 IMAGE=${SAVEITEM_IMAGE:-localhost/saveitem:test}
-PORT=${SAVEITEM_CT_PORT:-18088}
+PORT=${SAVEITEM_CT_PORT:-$(port container)}
 STOP_TIMEOUT=30
 
 engine=
 cid=
 pg_ours=
-pg_started=
-failed=0
 
 
 pick_engine()
@@ -59,19 +57,6 @@ pick_engine()
 
     command -v "$engine" >/dev/null 2>&1 || die "$engine not found"
     command -v curl >/dev/null 2>&1 || die "curl not found"
-}
-
-
-check()
-{
-    say "ok: $*"
-}
-
-
-fail()
-{
-    say "FAILED: $*"
-    failed=1
 }
 
 
@@ -103,18 +88,9 @@ start_pg()
         return
     fi
 
-    if ! bash "$SAVEITEM_UTIL/pg.sh" status 2>/dev/null; then
-        pg_started=1
-    fi
-
-    bash "$SAVEITEM_UTIL/pg.sh" start
-    eval "$(bash "$SAVEITEM_UTIL/pg.sh" env)"
+    # the container reaches it over TCP
+    pg_up 127.0.0.1
     pg_ours=1
-
-    export PGHOST=127.0.0.1
-    export PGPORT=$SAVEITEM_PG_PORT
-    export PGDATABASE=saveitem
-    export PGUSER=postgres
 }
 
 
@@ -157,40 +133,18 @@ health()
     done
 
     if [ "$status" = healthy ]; then
-        check "health status: $status"
+        check_ok "health status: $status"
     else
-        fail "health status: ${status:-none}"
+        check_failed "health status: ${status:-none}"
     fi
 }
 
 
+# the row is looked up in the throwaway cluster only
 post()
 {
-    local body pk row
-
-    body=$(curl -sS -m 10 -X POST -H 'Content-Type: application/json' \
-           --data '{"from": "util/container-test.sh"}' \
-           "http://127.0.0.1:$PORT/items") || true
-
-    if [[ $body =~ ^\{\"pk\":\ ([0-9]+)\}$ ]]; then
-        pk=${BASH_REMATCH[1]}
-        check "POST /items -> $body"
-    else
-        fail "POST /items -> '$body'"
-        return
-    fi
-
-    # the row is looked up in the throwaway cluster only
-    [ -n "$pg_ours" ] || return 0
-
-    row=$(bash "$SAVEITEM_UTIL/pg.sh" psql -tAc \
-          "SELECT data FROM items WHERE id = $pk" 2>/dev/null || true)
-
-    if [ "$row" = '{"from": "util/container-test.sh"}' ]; then
-        check "row $pk: $row"
-    else
-        fail "row $pk: '$row'"
-    fi
+    post_check "http://127.0.0.1:$PORT/items" util/container-test.sh \
+        ${pg_ours:+row} >/dev/null || checks_failed=1
 }
 
 
@@ -203,18 +157,18 @@ inside()
            </proc/1/status' || true)
 
     if [ -n "$uid" ] && [ "$uid" != 0 ]; then
-        check "nginx (pid 1) runs as uid $uid"
+        check_ok "nginx (pid 1) runs as uid $uid"
     else
-        fail "nginx (pid 1) runs as uid '${uid}'"
+        check_failed "nginx (pid 1) runs as uid '${uid}'"
     fi
 
     if "$engine" run --rm --entrypoint /bin/sh "$IMAGE" -c \
            'for c in cc gcc make curl; do command -v $c && exit 0; done
             exit 1' >&2
     then
-        fail "the image has build tools or curl (above)"
+        check_failed "the image has build tools or curl (above)"
     else
-        check "no cc, gcc, make or curl in the image"
+        check_ok "no cc, gcc, make or curl in the image"
     fi
 }
 
@@ -230,19 +184,19 @@ stop()
     logs=$("$engine" logs "$cid" 2>&1)
 
     if [ "$code" = 0 ] && [ "$elapsed" -lt "$STOP_TIMEOUT" ]; then
-        check "stopped (SIGQUIT) in ${elapsed} s, exit status $code"
+        check_ok "stopped (SIGQUIT) in ${elapsed} s, exit status $code"
     else
-        fail "stop took ${elapsed} s, exit status $code"
+        check_failed "stop took ${elapsed} s, exit status $code"
     fi
 
     if grep -Eq 'signal 3 \(SIGQUIT\) received' <<<"$logs"; then
-        check "nginx got SIGQUIT: a graceful shutdown"
+        check_ok "nginx got SIGQUIT: a graceful shutdown"
     else
-        fail "no SIGQUIT in the log"
+        check_failed "no SIGQUIT in the log"
     fi
 
     if grep -E '\[(alert|emerg)\]' <<<"$logs" >&2; then
-        fail "[alert] or [emerg] in the log (above)"
+        check_failed "[alert] or [emerg] in the log (above)"
     fi
 }
 
@@ -253,9 +207,7 @@ cleanup()
         "$engine" rm -f "$cid" >/dev/null 2>&1 || true
     fi
 
-    if [ -n "$pg_started" ]; then
-        bash "$SAVEITEM_UTIL/pg.sh" stop || true
-    fi
+    pg_down
 }
 
 
@@ -273,7 +225,7 @@ main()
     inside
     stop
 
-    if [ "$failed" != 0 ]; then
+    if [ -n "$checks_failed" ]; then
         die "some checks failed"
     fi
 

@@ -11,11 +11,15 @@
 #   ci      test + what the rest of `make test` needs (valgrind, clang and
 #           its sanitizer and libFuzzer runtimes, python3)
 #   bench   the benchmark tools (see bench_pkgs below)
+#   package build + pg + dpkg-dev and curl, then the Build-Depends of
+#           debian/control (apt-get build-dep) while dpkg-checkbuilddeps
+#           finds any unmet (util/package-test.sh)
 #
 # Nothing is done when every package is installed already. Otherwise it runs
 # apt-get update and apt-get install --no-install-recommends, with a
 # policy-rc.d that keeps the packages' services (nginx on port 80, the default
-# PostgreSQL cluster on 5432) from starting: the project never uses them.
+# PostgreSQL cluster on 5432) from starting: the project never uses them
+# (apt_get in util/lib.sh).
 #
 # knobs: SAVEITEM_CC (a compiler not on PATH is installed as the package of
 # that name, e.g. clang), TEST_NGINX_USE_VALGRIND (test adds valgrind).
@@ -23,10 +27,6 @@
 set -euo pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-POLICY_RC=/usr/sbin/policy-rc.d
-policy_rc_ours=
-
 
 build_pkgs()
 {
@@ -117,7 +117,9 @@ group_pkgs()
     test)  test_pkgs ;;
     bench) bench_pkgs ;;
     ci)    test_pkgs; ci_pkgs ;;
-    *)     die "unknown group '$1' (build, pg, run, test, ci, bench)" ;;
+    package) build_pkgs; pg_pkgs; echo dpkg-dev curl ;;
+    *)     die "unknown group '$1' (build, pg, run, test, ci, bench," \
+               "package)" ;;
     esac
 }
 
@@ -126,26 +128,6 @@ installed()
 {
     [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" \
       = "install ok installed" ]
-}
-
-
-deny_services()
-{
-    if [ -e "$POLICY_RC" ]; then
-        return
-    fi
-
-    printf '#!/bin/sh\n# written by util/deps.sh\nexit 101\n' >"$POLICY_RC"
-    chmod 0755 "$POLICY_RC"
-    policy_rc_ours=1
-}
-
-
-allow_services()
-{
-    if [ -n "$policy_rc_ours" ]; then
-        rm -f "$POLICY_RC"
-    fi
 }
 
 
@@ -158,16 +140,27 @@ install_pkgs()
 
     say "installing: $*"
 
-    trap allow_services EXIT
-    deny_services
-
-    apt-get update -qq >&2 || die "apt-get update failed"
-    DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -q --no-install-recommends "$@" >&2 \
+    apt_get update -q || die "apt-get update failed"
+    apt_get install --no-install-recommends "$@" \
         || die "apt-get install failed"
+}
 
-    allow_services
-    trap - EXIT
+
+# the Build-Depends of debian/control, when dpkg-checkbuilddeps finds some
+# missing (it knows the virtual ones: dh-sequence-nginx, debhelper-compat)
+install_build_deps()
+{
+    if (cd "$SAVEITEM_ROOT" && dpkg-checkbuilddeps) >/dev/null 2>&1; then
+        return
+    fi
+
+    [ "$(id -u)" = 0 ] \
+        || die "missing Build-Depends; run as root or: apt-get build-dep ./"
+
+    say "installing the Build-Depends of debian/control"
+    apt_get update -q || die "apt-get update failed"
+    apt_get build-dep --no-install-recommends "$SAVEITEM_ROOT" \
+        || die "apt-get build-dep failed"
 }
 
 
@@ -176,7 +169,7 @@ main()
     local group pkgs pkg
     local -a missing=()
 
-    [ $# -gt 0 ] || die "usage: $0 build|pg|run|test|bench..."
+    [ $# -gt 0 ] || die "usage: $0 build|pg|run|test|ci|bench|package..."
 
     for group in "$@"; do
         pkgs=$(group_pkgs "$group") || exit 1
@@ -189,11 +182,13 @@ main()
         done
     done
 
-    if [ ${#missing[@]} -eq 0 ]; then
-        return
+    if [ ${#missing[@]} -gt 0 ]; then
+        install_pkgs "${missing[@]}"
     fi
 
-    install_pkgs "${missing[@]}"
+    if [[ " $* " = *" package "* ]]; then
+        install_build_deps
+    fi
 }
 
 

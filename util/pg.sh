@@ -18,7 +18,8 @@
 # the repository may be under /root, where `postgres` cannot read.
 #
 # knobs:
-#   SAVEITEM_PG_PORT   TCP port and socket name (default 15432)
+#   SAVEITEM_PG_PORT   TCP port and socket name (default 15432, run-pg in
+#                      util/ports)
 #   SAVEITEM_PG_DIR    cluster directory (default /tmp/saveitem-pg-$PORT):
 #                      data/, sock/, postgresql.log
 #   SAVEITEM_PG_FSYNC  on|off: fsync, synchronous_commit, full_page_writes
@@ -31,7 +32,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PG_BIN=${SAVEITEM_PG_BIN:-/usr/lib/postgresql/15/bin}
-PORT=${SAVEITEM_PG_PORT:-15432}
+PORT=${SAVEITEM_PG_PORT:-$(port run-pg)}
 DIR=${SAVEITEM_PG_DIR:-/tmp/saveitem-pg-$PORT}
 FSYNC=${SAVEITEM_PG_FSYNC:-on}
 OWNER=postgres

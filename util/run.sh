@@ -29,31 +29,12 @@ MODULE=ngx_http_saveitem_module
 CONF=${SAVEITEM_RUN_CONF:-$SAVEITEM_ROOT/conf/nginx.conf}
 PREFIX=${SAVEITEM_RUN_PREFIX:-$SAVEITEM_ROOT/build/run}
 
-pg_started=
 nginx_pid=
 
 
 want_pg()
 {
     [ -z "${SAVEITEM_DATABASE:-}" ] && [ -z "${PGHOST:-}" ]
-}
-
-
-start_pg()
-{
-    if bash "$SAVEITEM_UTIL/pg.sh" status 2>/dev/null; then
-        say "using the running throwaway cluster; it stays up afterwards"
-    else
-        pg_started=1
-    fi
-
-    bash "$SAVEITEM_UTIL/pg.sh" start
-    eval "$(bash "$SAVEITEM_UTIL/pg.sh" env)"
-
-    export PGHOST=$SAVEITEM_PG_SOCKET
-    export PGPORT=$SAVEITEM_PG_PORT
-    export PGDATABASE=saveitem
-    export PGUSER=postgres
 }
 
 
@@ -107,14 +88,7 @@ stop_nginx()
     kill -0 "$nginx_pid" 2>/dev/null || return 0
 
     say "stopping nginx"
-    kill -TERM "$nginx_pid" 2>/dev/null || return 0
-
-    for _ in $(seq 100); do
-        kill -0 "$nginx_pid" 2>/dev/null || break
-        sleep 0.1
-    done
-
-    kill -KILL "$nginx_pid" 2>/dev/null || true
+    stop_process "$nginx_pid" TERM 10
     wait "$nginx_pid" 2>/dev/null || true
 }
 
@@ -122,10 +96,7 @@ stop_nginx()
 cleanup()
 {
     stop_nginx
-
-    if [ -n "$pg_started" ]; then
-        bash "$SAVEITEM_UTIL/pg.sh" stop || true
-    fi
+    pg_down
 }
 
 
@@ -154,7 +125,7 @@ main()
     trap 'exit 143' TERM
 
     if want_pg; then
-        start_pg
+        pg_up
     fi
 
     "$NGINX" -t -q -p "$PREFIX/" -c "$CONF" -g "$g" \

@@ -20,6 +20,9 @@
 #             (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
 #             (util/fuzz/http)
+#   package   the Debian package: built with dpkg-buildpackage, installed
+#             into Debian's stock nginx, the example site served, one POST,
+#             the package purged; seconds (util/package-test.sh)
 #
 # Each part's output goes to build/test-all/<part>.log and is shown when the
 # part fails.  `make check` runs the suite alone, for development.
@@ -29,7 +32,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOGS=$SAVEITEM_ROOT/build/test-all
-ALL="suite asan valgrind faults fuzz http-fuzz"
+ALL="suite asan valgrind faults fuzz http-fuzz package"
 
 
 part_cmd()
@@ -41,6 +44,7 @@ part_cmd()
     faults)    echo "bash $SAVEITEM_UTIL/fault/run --quick" ;;
     fuzz)      echo "bash $SAVEITEM_UTIL/fuzz/run 60" ;;
     http-fuzz) echo "bash $SAVEITEM_UTIL/fuzz/http" ;;
+    package)   echo "bash $SAVEITEM_UTIL/package-test.sh" ;;
     *)         die "unknown part '$1' ($ALL)" ;;
     esac
 }

@@ -14,7 +14,7 @@
 #                            runs twice); each run exports
 #                            TEST_NGINX_SAVEITEM_BATCH for saveitem_batch
 #   SAVEITEM_PG_PORT         the test cluster's port (default 15433, apart
-#                            from util/run.sh's 15432)
+#                            from util/run.sh's 15432; ports: util/ports)
 #   SAVEITEM_PG_FSYNC        default off here
 #   TEST_NGINX_PORT          nginx's port (default 19847)
 #   TEST_NGINX_DEAD_PORT     a closed loopback port (default: the first
@@ -36,7 +36,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 SAN_DIR=$SAVEITEM_ROOT/build/sanitizer-$$
 SANITIZER=
 
-export SAVEITEM_PG_PORT=${SAVEITEM_PG_PORT:-15433}
+export SAVEITEM_PG_PORT=${SAVEITEM_PG_PORT:-$(port test-pg)}
 export SAVEITEM_PG_FSYNC=${SAVEITEM_PG_FSYNC:-off}
 export SAVEITEM_PG_SH=$SAVEITEM_UTIL/pg.sh
 
@@ -44,46 +44,6 @@ BATCH_MODES=${SAVEITEM_TEST_BATCH:-on off}
 
 prove_pid=
 PROVE=()
-
-
-# one run at a time per PostgreSQL port: runs share the ports, the cluster
-# and t/servroot (the servers started get no copy of the lock's fd 9)
-take_lock()
-{
-    local lock=/tmp/saveitem-test-$SAVEITEM_PG_PORT.lock
-
-    exec 9>"$lock"
-
-    if ! flock -n 9; then
-        say "another test run holds $lock; waiting for it"
-        flock 9
-    fi
-}
-
-
-# stop_nginx PIDFILE: stop the nginx whose pid the file holds, if it runs
-stop_nginx()
-{
-    local pid
-
-    pid=$(cat "$1" 2>/dev/null) || return 0
-
-    if [[ ! $pid =~ ^[0-9]+$ ]] \
-       || ! grep -qa nginx "/proc/$pid/cmdline" 2>/dev/null
-    then
-        return 0
-    fi
-
-    say "stopping the suite's nginx (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || return 0
-
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 
 # nginx left running from the suite's server roots (t/servroot, or
@@ -95,7 +55,7 @@ stop_suite_nginx()
     for f in "${TEST_NGINX_SERVROOT:-$SAVEITEM_ROOT/t/servroot}" \
              "$SAVEITEM_ROOT"/t/servroot_*
     do
-        stop_nginx "$f/logs/nginx.pid"
+        stop_pidfile "$f/logs/nginx.pid" nginx TERM 5
     done
 }
 
@@ -115,7 +75,7 @@ cleanup()
 
 pick_dead_port()
 {
-    local port=${TEST_NGINX_DEAD_PORT:-}
+    local port=${TEST_NGINX_DEAD_PORT:-} first last
 
     if [ -n "$port" ]; then
         ! port_open 127.0.0.1 "$port" \
@@ -124,14 +84,17 @@ pick_dead_port()
         return
     fi
 
-    for port in $(seq 15439 15459); do
+    first=$(port test-dead-first)
+    last=$(port test-dead-last)
+
+    for port in $(seq "$first" "$last"); do
         if ! port_open 127.0.0.1 "$port"; then
             echo "$port"
             return
         fi
     done
 
-    die "no closed loopback port in 15439-15459"
+    die "no closed loopback port in $first-$last"
 }
 
 
@@ -140,21 +103,14 @@ pick_dead_port()
 setup_sanitizer()
 {
     local so=$1 rt wrapper=$SAVEITEM_ROOT/build/nginx-asan
-    local cc=${SAVEITEM_CC:-cc}
 
     case " ${SAVEITEM_CC_OPT:-} " in
     *" -fsanitize="*address*) ;;
     *) return 0 ;;
     esac
 
-    rt=$(ldd "$so" | awk '/libasan|libclang_rt\.asan/ { print $3; exit }')
-
-    if [ -z "$rt" ]; then
-        rt=$($cc -print-file-name=libclang_rt.asan-x86_64.so)
-        [ -f "$rt" ] || rt=$($cc -print-file-name=libasan.so)
-    fi
-
-    [ -f "$rt" ] || die "cannot find the ASan runtime for $so"
+    rt=$(asan_runtime "$so" "${SAVEITEM_CC:-cc}")
+    [ -n "$rt" ] || die "$so is not built with ASan"
 
     printf '#!/bin/sh\nLD_PRELOAD=%s exec %s "$@"\n' "$rt" "$NGINX" >"$wrapper"
     chmod 0755 "$wrapper"
@@ -205,7 +161,7 @@ export_suite_env()
     export TEST_NGINX_DB_TCP="hostaddr=127.0.0.1 $pg"
     export TEST_NGINX_DEAD_PORT
     TEST_NGINX_DEAD_PORT=$(pick_dead_port)
-    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-19847}
+    export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(port test-nginx)}
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$NGINX}
 
     if port_open 127.0.0.1 "$TEST_NGINX_PORT"; then
@@ -263,7 +219,9 @@ main()
     bash util/deps.sh test
     so=$(bash util/build.sh)
     prove_cmd "$cwd" "$@"
-    take_lock
+    # one run at a time per PostgreSQL port: runs share the ports, the
+    # cluster and t/servroot
+    take_lock "/tmp/saveitem-test-$SAVEITEM_PG_PORT.lock"
 
     trap cleanup EXIT
     trap 'exit 130' INT

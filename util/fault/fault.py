@@ -41,23 +41,21 @@ import json
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-PG_SH = os.path.join(ROOT, "util", "pg.sh")
-NGINX = os.environ.get("SAVEITEM_FAULT_NGINX", "/usr/sbin/nginx")
-PG_BIN = "/usr/lib/postgresql/15/bin"
+sys.path.insert(0, os.path.dirname(HERE))
+import lib  # noqa: E402  util/lib.py, what the Python tools share
+from lib import say  # noqa: E402
 
-PG_PORT = int(os.environ.get("SAVEITEM_PG_PORT", "15535"))
-PG_DIR = os.environ.get("SAVEITEM_PG_DIR", "/tmp/saveitem-fault-pg")
-PG_SOCK = os.path.join(PG_DIR, "sock")
-PG_DATA = os.path.join(PG_DIR, "data")
-PORT = int(os.environ.get("SAVEITEM_FAULT_PORT", "18300"))
+NGINX = os.environ.get("SAVEITEM_FAULT_NGINX", lib.NGINX)
+
+PG = lib.Cluster(lib.port("fault-pg", "SAVEITEM_PG_PORT"),
+                 os.environ.get("SAVEITEM_PG_DIR", "/tmp/saveitem-fault-pg"))
+PORT = lib.port("fault-nginx", "SAVEITEM_FAULT_PORT")
 SO = os.environ.get("SAVEITEM_FAULT_SO", "")
 SHIM = os.environ.get("SAVEITEM_FAULT_SHIM", "")
 PRELOAD = os.environ.get("SAVEITEM_FAULT_PRELOAD", "")
@@ -97,92 +95,11 @@ ALPHABET = ("abcdefghijklmnopqrstuvwxyz0123456789 " * 3
             + "\"\\/\n\t\r\b\f'<>&%$#{}[],:" + "é€ж中𝄞😀\u2028\u00a0")
 
 
-def say(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def psql(sql, check=True):
-    """runs sql in the saveitem database; returns its unaligned output"""
-    res = subprocess.run(
-        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
-         "-v", "ON_ERROR_STOP=1", "-h", PG_SOCK, "-p", str(PG_PORT),
-         "-U", "postgres", "-d", "saveitem", "-c", sql],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        timeout=60)
-    if check and res.returncode != 0:
-        raise RuntimeError("psql failed: %s: %s" % (sql[:80], res.stderr))
-    return res.stdout
-
-
 def pg_ctl(*args):
     return subprocess.run(["runuser", "-u", "postgres", "--",
-                           os.path.join(PG_BIN, "pg_ctl"), "-D", PG_DATA]
+                           os.path.join(lib.PG_BIN, "pg_ctl"), "-D", PG.data]
                           + list(args), cwd="/", stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=120)
-
-
-def pg_pids():
-    """the postmaster and its children"""
-    with open(os.path.join(PG_DATA, "postmaster.pid")) as f:
-        master = int(f.readline())
-    pids = [master]
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        if ppid == master:
-            pids.append(int(d))
-    return pids
-
-
-def port_open(port):
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), 0.5):
-            return True
-    except OSError:
-        return False
-
-
-def group_pids(pgid):
-    """live processes (zombies aside) of a process group"""
-    pids = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            pids.append(int(d))
-    return pids
-
-
-def reap_group(pgid):
-    """processes left in nginx's process group once its master has gone
-    (workers of a master that crashed): stopped, and their number returned"""
-    left = group_pids(pgid)
-    for sig, wait in ((signal.SIGQUIT, 5), (signal.SIGKILL, 2)):
-        pids = group_pids(pgid)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline and group_pids(pgid):
-            time.sleep(0.1)
-    return len(left)
 
 
 class Record:
@@ -467,43 +384,20 @@ class Load:
             await asyncio.sleep(0.05)
 
 
-class Nginx:
+class Nginx(lib.Nginx):
+    """a scenario's nginx: master on, 2 workers, the scenario's table"""
+
     def __init__(self, name, table, batch, conninfo, shim_env=None):
-        self.prefix = os.path.join(OUT, name)
+        super().__init__(os.path.join(OUT, name), PORT)
+        self.argv[0] = NGINX
         self.table = table
         self.batch = batch
         self.conninfo = conninfo
         self.shim_env = shim_env
-        self.proc = None
-        self.conf = os.path.join(self.prefix, "conf", "nginx.conf")
-        self.error_log = os.path.join(self.prefix, "logs", "error.log")
 
-    def write_conf(self):
-        shutil.rmtree(self.prefix, ignore_errors=True)
-        os.makedirs(os.path.join(self.prefix, "conf"))
-        os.makedirs(os.path.join(self.prefix, "logs"))
-        p = self.prefix
-        conf = """
-load_module %(so)s;
-user root;
-daemon off;
-master_process on;
-worker_processes 2;
-pid %(p)s/logs/nginx.pid;
-error_log %(p)s/logs/error.log info;
-worker_shutdown_timeout 10s;
-
-events {
-    worker_connections 1024;
-}
-
-http {
+    def start(self):
+        http = """
     access_log off;
-    client_body_temp_path %(p)s/logs/client_body;
-    proxy_temp_path %(p)s/logs/proxy;
-    fastcgi_temp_path %(p)s/logs/fastcgi;
-    uwsgi_temp_path %(p)s/logs/uwsgi;
-    scgi_temp_path %(p)s/logs/scgi;
     keepalive_timeout 30s;
     keepalive_requests 200;
     client_max_body_size 1m;
@@ -523,86 +417,21 @@ http {
         location = /ping {
             return 200 "pong\\n";
         }
-    }
-}
-""" % {"so": SO, "p": p, "conninfo": self.conninfo, "batch": self.batch,
-       "table": self.table, "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
-       "qto": QUERY_TIMEOUT * 1000}
-        with open(self.conf, "w") as f:
-            f.write(conf)
-
-    def start(self):
-        if port_open(PORT):
-            raise RuntimeError("port %d is taken: another nginx?" % PORT)
-        self.write_conf()
-        env = dict(os.environ)
-        preload = []
-        if PRELOAD:
-            # a sanitizer build: its runtime first, reports to files
-            preload.append(PRELOAD)
-            logs = os.path.join(self.prefix, "logs")
-            env["ASAN_OPTIONS"] = ("detect_leaks=0:log_path=%s/asan:"
-                                   "suppressions=%s/asan.supp"
-                                   % (logs, HERE))
-            env["UBSAN_OPTIONS"] = ("print_stacktrace=1:log_path=%s/ubsan"
-                                    % logs)
-        if self.shim_env:
-            env.update(self.shim_env)
-            preload.append(self.shim_env["LD_PRELOAD"])
-        if preload:
-            env["LD_PRELOAD"] = ":".join(preload)
-        self.env = env
-        self.stderr = open(os.path.join(self.prefix, "logs", "stderr.log"),
-                           "w")
-        self.proc = subprocess.Popen(
-            [NGINX, "-p", self.prefix + "/", "-c", self.conf,
-             "-e", self.error_log],
-            stdin=subprocess.DEVNULL, stdout=self.stderr,
-            stderr=self.stderr, env=env, start_new_session=True)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("nginx exited: %s" % self.read_log())
-            try:
-                import socket
-                with socket.create_connection(("127.0.0.1", PORT), 0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not listen on %d" % PORT)
-
-    async def reload(self):
-        p = await asyncio.create_subprocess_exec(
-            NGINX, "-p", self.prefix + "/", "-c", self.conf,
-            "-e", self.error_log, "-s", "reload", env=self.env,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
-        return await p.wait()
+    }""" % {"conninfo": self.conninfo, "batch": self.batch,
+           "table": self.table, "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
+           "qto": QUERY_TIMEOUT * 1000}
+        self.write(lib.nginx_conf(self.prefix, SO, http,
+                                  main="user root;\n"
+                                  "worker_shutdown_timeout 10s;"))
+        # a sanitizer build: its runtime first, reports to files
+        shim = dict(self.shim_env or {})
+        self.env = lib.preload_env(self.logs, PRELOAD,
+                                   [shim.pop("LD_PRELOAD")] if shim else [])
+        self.env.update(shim)
+        super().start()
 
     def stop(self):
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                say("nginx did not stop gracefully in 15 s; SIGTERM")
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait()
-        self.stderr.close()
-        self.orphans = reap_group(self.proc.pid)
-
-    def read_log(self):
-        try:
-            with open(self.error_log, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
+        self.orphans = super().stop()
 
 
 class Scenario:
@@ -637,7 +466,7 @@ class Scenario:
         return 3.0
 
     def setup_table(self):
-        psql("""SET client_min_messages = warning;
+        PG.psql("""SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS fault;
 CREATE OR REPLACE FUNCTION fault.act() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -656,10 +485,9 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
     def conninfo(self):
         if self.shim == "tcp":
             return ("hostaddr=127.0.0.1 port=%d dbname=saveitem user=postgres"
-                    " application_name=%s connect_timeout=2" % (PG_PORT, APP))
-        return ("host=%s port=%d dbname=saveitem user=postgres "
-                "application_name=%s connect_timeout=2"
-                % (PG_SOCK, PG_PORT, APP))
+                    " application_name=%s connect_timeout=2" % (PG.port, APP))
+        return ("%s application_name=%s connect_timeout=2"
+                % (PG.conninfo(), APP))
 
     def shim_env(self):
         if not self.shim:
@@ -669,22 +497,24 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
                "SAVEITEM_SHIM_EAGAIN": "25", "SAVEITEM_SHIM_SHORT": "35",
                "SAVEITEM_SHIM_LOG": self.shim_log}
         if self.shim == "tcp":
-            env["SAVEITEM_SHIM_PORT"] = str(PG_PORT)
+            env["SAVEITEM_SHIM_PORT"] = str(PG.port)
         else:
-            env["SAVEITEM_SHIM_SOCKDIR"] = PG_SOCK
+            env["SAVEITEM_SHIM_SOCKDIR"] = PG.sock
         return env
 
     # the faults: each sets fault_start and fault_end (monotonic)
 
+    async def pg_sh(self, what):
+        """util/pg.sh what, off the event loop; a failure fails the run"""
+        try:
+            await asyncio.to_thread(PG.pg_sh, what)
+        except lib.Failure as e:
+            self.fail("pg.sh %s failed: %s" % (what, str(e)[-300:]))
+
     async def fault_restart(self, load, nginx):
         self.fault_start = time.monotonic()
-        p = await asyncio.create_subprocess_exec(
-            "bash", PG_SH, "restart", stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await p.communicate()
+        await self.pg_sh("restart")
         self.fault_end = time.monotonic()
-        if p.returncode != 0:
-            self.fail("pg.sh restart failed: %s" % err.decode()[-300:])
 
     async def fault_stop(self, load, nginx):
         self.fault_start = time.monotonic()
@@ -695,22 +525,15 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         await asyncio.sleep(1.5 if self.quick else 2.5)
         t_up = time.monotonic()
         self.down = (t_down, t_up)
-        p = await asyncio.create_subprocess_exec(
-            "bash", PG_SH, "start", stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE)
-        _, err = await p.communicate()
+        await self.pg_sh("start")
         self.fault_end = time.monotonic()
-        if p.returncode != 0:
-            self.fail("pg.sh start failed: %s" % err.decode()[-300:])
 
     async def fault_terminate(self, load, nginx):
         """pg_terminate_backend of the module's backends, 10 times a
         second; each row sleeps 2 ms in a trigger, so that most of them
         are caught mid-query"""
         p = await asyncio.create_subprocess_exec(
-            os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
-            "-h", PG_SOCK, "-p", str(PG_PORT), "-U", "postgres",
-            "-d", "saveitem", stdin=asyncio.subprocess.PIPE,
+            *PG.psql_argv(), stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.DEVNULL)
         self.fault_start = time.monotonic()
@@ -733,7 +556,7 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
             self.fail("no backend was terminated")
 
     async def fault_freeze(self, load, nginx):
-        pids = pg_pids()
+        pids = PG.pids()
         self.fault_start = time.monotonic()
         try:
             for pid in pids:
@@ -865,7 +688,7 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         recs = load.records
         rows = {}
         by_seq = {}
-        out = psql("SELECT id, data::text FROM %s" % self.table)
+        out = PG.psql("SELECT id, data::text FROM %s" % self.table)
         for line in out.split("\n"):
             if not line:
                 continue
@@ -1073,22 +896,9 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
     def check_log(self, nginx):
         if getattr(nginx, "orphans", 0):
             self.fail("nginx processes outlived their master")
-        logs = os.path.join(nginx.prefix, "logs")
-        for name in sorted(os.listdir(logs)):
-            if name.startswith(("asan.", "ubsan.")):
-                with open(os.path.join(logs, name), errors="replace") as f:
-                    first = [l for l in f.read().split("\n")
-                             if "ERROR" in l or "runtime error" in l]
-                self.fail("sanitizer report %s/%s: %s"
-                          % (logs, name, first[0][:300] if first else ""))
-        log = nginx.read_log()
-        for pat in (r"exited on signal", r"\[alert\]", r"\[emerg\]",
-                    r"\[crit\]", r"AddressSanitizer", r"runtime error:",
-                    r"open socket #\d+ left"):
-            lines = [l for l in log.splitlines() if re.search(pat, l)]
-            if lines:
-                self.fail("error log: %d lines like %r, e.g. %s"
-                          % (len(lines), pat, lines[0][:300]))
+        for problem in nginx.log_problems(lib.CRASH_PATTERNS
+                                          + (r"open socket #\d+ left",)):
+            self.fail(problem)
 
     def check_shim(self):
         total = {}
@@ -1201,10 +1011,6 @@ async def main_async(args):
     return 1 if failed else 0
 
 
-def _terminate(signo, frame):
-    raise KeyboardInterrupt
-
-
 def main():
     ap = argparse.ArgumentParser(prog="util/fault/run")
     ap.add_argument("--quick", action="store_true",
@@ -1219,9 +1025,7 @@ def main():
     if not SO or not os.path.exists(SO):
         raise SystemExit("SAVEITEM_FAULT_SO is not a module: run "
                          "util/fault/run")
-    # a SIGTERM (a CI timeout) unwinds like ^C: nginx is stopped, a frozen
-    # PostgreSQL thawed
-    signal.signal(signal.SIGTERM, _terminate)
+    lib.interrupt_on_term()
     os.makedirs(OUT, exist_ok=True)
     try:
         sys.exit(asyncio.run(main_async(args)))

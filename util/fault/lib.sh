@@ -4,7 +4,7 @@
 
 . "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
 
-export SAVEITEM_PG_PORT=${SAVEITEM_FAULT_PG_PORT:-15535}
+export SAVEITEM_PG_PORT=${SAVEITEM_FAULT_PG_PORT:-$(port fault-pg)}
 export SAVEITEM_PG_DIR=${SAVEITEM_FAULT_PG_DIR:-/tmp/saveitem-fault-pg}
 export SAVEITEM_PG_FSYNC=off
 unset SAVEITEM_PG_KEEP
@@ -40,61 +40,10 @@ fault_module()
 }
 
 
-# the sanitizer runtime a module needs preloaded into nginx, or nothing
-fault_preload()
-{
-    local so=$1 rt
-
-    case $(nm -D --undefined-only "$so" 2>/dev/null) in
-    *__asan_*) ;;
-    *) return 0 ;;
-    esac
-
-    rt=$(ldd "$so" | awk '/libasan|libclang_rt\.asan/ { print $3; exit }')
-
-    if [ -z "$rt" ]; then
-        rt=$(clang -print-file-name=libclang_rt.asan-x86_64.so 2>/dev/null) \
-            || true
-        [ -f "$rt" ] || rt=$(cc -print-file-name=libasan.so)
-    fi
-
-    [ -f "$rt" ] || die "cannot find the ASan runtime for $so"
-    printf '%s\n' "$rt"
-}
-
-
 # one run at a time on these ports: fd 9 holds the lock
 fault_lock()
 {
-    local lock=/tmp/saveitem-fault-$SAVEITEM_PG_PORT.lock
-
-    exec 9>"$lock"
-
-    if ! flock -n 9; then
-        say "another run holds $lock; waiting for it"
-        flock 9
-    fi
-}
-
-
-# stop_pid PIDFILE NAME: stop the process whose pid the file holds, if its
-# command line names NAME (a runner killed before its own cleanup)
-stop_pid()
-{
-    local pid
-
-    pid=$(head -n 1 "$1" 2>/dev/null) || return 0
-    [[ $pid =~ ^[0-9]+$ ]] || return 0
-    grep -qa "$2" "/proc/$pid/cmdline" 2>/dev/null || return 0
-
-    kill -QUIT "$pid" 2>/dev/null || return 0
-
-    for _ in $(seq 50); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-
-    kill -KILL "$pid" 2>/dev/null || true
+    take_lock "/tmp/saveitem-fault-$SAVEITEM_PG_PORT.lock"
 }
 
 
@@ -105,7 +54,7 @@ fault_cleanup()
     for f in "${SAVEITEM_FAULT_DIR:-/tmp/saveitem-fault}"/*/logs/nginx.pid \
              /tmp/saveitem-fuzz-http/logs/nginx.pid
     do
-        stop_pid "$f" nginx
+        stop_pidfile "$f" nginx QUIT 5
     done
 
     if [ -n "$fault_pg_started" ]; then

@@ -11,26 +11,20 @@ import json
 import os
 import random
 import re
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                "..", "fault"))
-from fault import group_pids  # noqa: E402  the fault runs' helper
-
 HERE = os.path.dirname(os.path.abspath(__file__))
-NGINX = "/usr/sbin/nginx"
-PG_BIN = "/usr/lib/postgresql/15/bin"
+sys.path.insert(0, os.path.dirname(HERE))
+import lib  # noqa: E402  util/lib.py, what the Python tools share
+from lib import say  # noqa: E402
+
 SO = os.environ.get("SAVEITEM_FUZZ_SO", "")
 PRELOAD = os.environ.get("SAVEITEM_FAULT_PRELOAD", "")
-PG_PORT = int(os.environ.get("SAVEITEM_PG_PORT", "15535"))
-PG_DIR = os.environ.get("SAVEITEM_PG_DIR", "/tmp/saveitem-fault-pg")
-PG_SOCK = os.path.join(PG_DIR, "sock")
-PORT = int(os.environ.get("SAVEITEM_FUZZ_HTTP_PORT", "18310"))
+PG = lib.Cluster(lib.port("fault-pg", "SAVEITEM_PG_PORT"),
+                 os.environ.get("SAVEITEM_PG_DIR", "/tmp/saveitem-fault-pg"))
+PORT = lib.port("fuzz-http-nginx", "SAVEITEM_FUZZ_HTTP_PORT")
 SEED = int(os.environ.get("SAVEITEM_FUZZ_SEED", "1"))
 PREFIX = "/tmp/saveitem-fuzz-http"
 TABLE = "fuzz.items"
@@ -61,22 +55,6 @@ TOKENS = [b"{", b"}", b"[", b"]", b":", b",", b'"', b"true", b"false",
           b"/*", b"*/", b"NaN", b"Infinity", b"'", b"\\\"", b"\x7f"]
 ALPHABET = ("abcxyz 019\"\\/\n\t\r\b\f'é€ж中𝄞😀"
             "\u2028\u0001\u001f\u007f\ufeff\ufffd")
-
-
-def say(*args):
-    print(*args, file=sys.stderr, flush=True)
-
-
-def psql(sql, stdin=None):
-    res = subprocess.run(
-        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t",
-         "-v", "ON_ERROR_STOP=1", "-h", PG_SOCK, "-p", str(PG_PORT),
-         "-U", "postgres", "-d", "saveitem", "-c", sql],
-        input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        timeout=300)
-    if res.returncode != 0:
-        raise RuntimeError("psql: %s" % res.stderr.decode(errors="replace"))
-    return res.stdout.decode()
 
 
 class Gen:
@@ -378,14 +356,11 @@ def check_rows(stored, failures):
     for pk, body, i in stored:
         text = body.decode("utf-8")
         lines.append('%d,%d,"%s"' % (pk, i, text.replace('"', '""')))
-    data = ("\n".join(lines) + "\n").encode()
+    psql = PG.psql
     psql("CREATE TABLE IF NOT EXISTS fuzz.sent (pk bigint, i int, body text)")
     psql("TRUNCATE fuzz.sent")
-    subprocess.run(
-        [os.path.join(PG_BIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-         "-h", PG_SOCK, "-p", str(PG_PORT), "-U", "postgres", "-d",
-         "saveitem", "-c", "COPY fuzz.sent FROM STDIN WITH (FORMAT csv)"],
-        input=data, check=True, timeout=300)
+    psql("COPY fuzz.sent FROM STDIN WITH (FORMAT csv)",
+         stdin="\n".join(lines) + "\n")
     bad = psql("SELECT s.i, s.pk, i.id IS NULL FROM fuzz.sent s "
                "LEFT JOIN %s i ON i.id = s.pk "
                "WHERE i.id IS NULL OR i.data <> s.body::jsonb "
@@ -405,35 +380,14 @@ def check_rows(stored, failures):
     return int(n)
 
 
-def write_conf():
-    shutil.rmtree(PREFIX, ignore_errors=True)
-    os.makedirs(PREFIX + "/conf")
-    os.makedirs(PREFIX + "/logs")
-    conf = """
-load_module %(so)s;
-user root;
-daemon off;
-master_process on;
-worker_processes 2;
-pid %(p)s/logs/nginx.pid;
-error_log %(p)s/logs/error.log info;
-
-events {
-    worker_connections 1024;
-}
-
-http {
+def nginx():
+    """master on, 2 workers; /items-nobatch without group commit"""
+    http = """
     access_log %(p)s/logs/access.log;
-    client_body_temp_path %(p)s/logs/client_body;
-    proxy_temp_path %(p)s/logs/proxy;
-    fastcgi_temp_path %(p)s/logs/fastcgi;
-    uwsgi_temp_path %(p)s/logs/uwsgi;
-    scgi_temp_path %(p)s/logs/scgi;
     client_max_body_size %(max)d;
     client_body_timeout %(bt)dms;
 
-    saveitem_database "host=%(sock)s port=%(pgport)d dbname=saveitem
-                       user=postgres application_name=saveitem_fuzz";
+    saveitem_database "%(conninfo)s application_name=saveitem_fuzz";
 
     server {
         listen 127.0.0.1:%(port)d;
@@ -446,69 +400,13 @@ http {
             saveitem %(table)s;
             saveitem_batch off;
         }
-    }
-}
-""" % {"so": SO, "p": PREFIX, "sock": PG_SOCK, "pgport": PG_PORT,
-       "port": PORT, "table": TABLE, "max": MAX_BODY,
-       "bt": BODY_TIMEOUT * 1000}
-    with open(PREFIX + "/conf/nginx.conf", "w") as f:
-        f.write(conf)
-
-
-def start_nginx():
-    try:
-        with socket.create_connection(("127.0.0.1", PORT), 0.5):
-            raise SystemExit("port %d is taken: another nginx?" % PORT)
-    except OSError:
-        pass
-    write_conf()
-    err = open(PREFIX + "/logs/stderr.log", "w")
-    env = dict(os.environ)
-    if PRELOAD:
-        # a sanitizer build: its runtime preloaded, reports to files
-        env["LD_PRELOAD"] = PRELOAD
-        env["ASAN_OPTIONS"] = ("detect_leaks=0:log_path=%s/logs/asan:"
-                               "suppressions=%s/../fault/asan.supp"
-                               % (PREFIX, HERE))
-        env["UBSAN_OPTIONS"] = ("print_stacktrace=1:log_path=%s/logs/ubsan"
-                                % PREFIX)
-    proc = subprocess.Popen([NGINX, "-p", PREFIX + "/", "-c",
-                             PREFIX + "/conf/nginx.conf", "-e",
-                             PREFIX + "/logs/error.log"],
-                            stdin=subprocess.DEVNULL, stdout=err,
-                            stderr=err, env=env, start_new_session=True)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("nginx exited; see %s/logs" % PREFIX)
-        try:
-            with socket.create_connection(("127.0.0.1", PORT), 0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("nginx did not listen on %d" % PORT)
-
-
-def stop_nginx(proc):
-    """stops nginx; true when processes outlived its master"""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGQUIT)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    left = group_pids(proc.pid)
-    for sig in (signal.SIGQUIT, signal.SIGKILL):
-        for pid in group_pids(proc.pid):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        if group_pids(proc.pid):
-            time.sleep(2)
-    return bool(left)
+    }""" % {"p": PREFIX, "conninfo": PG.conninfo(), "port": PORT,
+           "table": TABLE, "max": MAX_BODY, "bt": BODY_TIMEOUT * 1000}
+    n = lib.Nginx(PREFIX, PORT)
+    n.write(lib.nginx_conf(PREFIX, SO, http, main="user root;"))
+    # a sanitizer build: its runtime preloaded, reports to files
+    n.env = lib.preload_env(n.logs, PRELOAD)
+    return n
 
 
 def workers(proc):
@@ -529,24 +427,23 @@ async def run(count, gen, failures, stored, stats):
     await asyncio.gather(*[client() for _ in range(CONCURRENCY)])
 
 
-def _terminate(signo, frame):
-    raise KeyboardInterrupt
-
-
 def main():
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     if not SO or not os.path.exists(SO):
         raise SystemExit("SAVEITEM_FUZZ_SO is not a module: run "
                          "util/fuzz/http")
-    # a SIGTERM (a CI timeout) unwinds like ^C: nginx is stopped, a frozen
-    # PostgreSQL thawed
-    signal.signal(signal.SIGTERM, _terminate)
+    lib.interrupt_on_term()
     t0 = time.monotonic()
-    psql("SET client_min_messages = warning; "
+    PG.psql("SET client_min_messages = warning; "
          "CREATE SCHEMA IF NOT EXISTS fuzz; DROP TABLE IF EXISTS %s; "
          "CREATE TABLE %s (id bigserial PRIMARY KEY, data jsonb NOT NULL)"
          % (TABLE, TABLE))
-    proc = start_nginx()
+    server = nginx()
+    try:
+        server.start()
+    except lib.Failure as e:
+        raise SystemExit(str(e))
+    proc = server.proc
     failures, stored, stats = [], [], {}
     try:
         before = workers(proc)
@@ -560,24 +457,13 @@ def main():
             failures.append(("crash", "workers changed: %s -> %s (a crash?)"
                              % (before, after)))
     finally:
-        if stop_nginx(proc):
+        if server.stop():
             failures.append(("crash", "nginx processes outlived their "
                              "master"))
-    with open(PREFIX + "/logs/error.log", errors="replace") as f:
-        log = f.read()
-    for pat in (r"exited on signal", r"\bsignal \d+ \((SIGSEGV|SIGABRT|"
-                r"SIGBUS|SIGFPE|SIGILL)", r"\[alert\]", r"\[emerg\]",
-                r"\[crit\]", r"AddressSanitizer", r"runtime error:"):
-        lines = [l for l in log.split("\n") if re.search(pat, l)]
-        if lines:
-            failures.append(("error log", "%d lines like %r, e.g. %s"
-                             % (len(lines), pat, lines[0][:300])))
-    for name in sorted(os.listdir(PREFIX + "/logs")):
-        if name.startswith(("asan.", "ubsan.")):
-            with open(PREFIX + "/logs/" + name, errors="replace") as f:
-                text = f.read()
-            failures.append(("sanitizer", "report logs/%s:\n%s"
-                             % (name, text[:3000])))
+    for problem in server.log_problems(
+            lib.CRASH_PATTERNS + (r"\bsignal \d+ \((SIGSEGV|SIGABRT|"
+                                  r"SIGBUS|SIGFPE|SIGILL)",)):
+        failures.append(("error log", problem))
     rows = check_rows(stored, failures)
 
     print("http fuzz: %d requests, seed %d, %.0f s" % (
