@@ -1142,7 +1142,8 @@ ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name, size_t max_parts,
 
 /*
  * saveitem_database <conninfo> [pool=<n>] [queue=<n>]
- *                   [queue_timeout=<time>];
+ *                   [queue_timeout=<time>] [lifetime=<time>]
+ *                   [prepare=on|off];
  */
 
 static char *
@@ -1172,6 +1173,9 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     db->pool_size = NGX_HTTP_SAVEITEM_POOL_SIZE;
     db->queue_size = NGX_HTTP_SAVEITEM_QUEUE_SIZE;
     db->queue_timeout = NGX_HTTP_SAVEITEM_QUEUE_TIMEOUT;
+    db->lifetime = NGX_HTTP_SAVEITEM_LIFETIME;
+    db->prepare = 1;
+    db->clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     db->file = cf->conf_file->file.name.data;
     db->line = cf->conf_file->line;
 
@@ -1213,6 +1217,30 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "lifetime=", 9) == 0) {
+            s.data = value[i].data + 9;
+            s.len = value[i].len - 9;
+
+            ms = ngx_parse_time(&s, 0);
+
+            if (ms == (ngx_msec_t) NGX_ERROR) {
+                goto invalid;
+            }
+
+            db->lifetime = ms;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "prepare=on") == 0) {
+            db->prepare = 1;
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "prepare=off") == 0) {
+            db->prepare = 0;
+            continue;
+        }
+
         goto invalid;
     }
 
@@ -1232,7 +1260,9 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
         if (dbp[i]->pool_size != db->pool_size
             || dbp[i]->queue_size != db->queue_size
-            || dbp[i]->queue_timeout != db->queue_timeout)
+            || dbp[i]->queue_timeout != db->queue_timeout
+            || dbp[i]->lifetime != db->lifetime
+            || dbp[i]->prepare != db->prepare)
         {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "database %V is already defined in %s:%ui "
@@ -1322,6 +1352,14 @@ ngx_http_saveitem_init(ngx_conf_t *cf)
 
     if (ngx_http_saveitem_db_stmts(cf, smcf) != NGX_OK) {
         return NGX_ERROR;
+    }
+
+    dbp = smcf->dbs.elts;
+
+    for (i = 0; i < smcf->dbs.nelts; i++) {
+        if (ngx_http_saveitem_db_names(cf, dbp[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
 
     if (ngx_process == NGX_PROCESS_SIGNALLER) {

@@ -30,11 +30,16 @@
  */
 
 
-typedef struct ngx_http_saveitem_db_s    ngx_http_saveitem_db_t;
-typedef struct ngx_http_saveitem_pool_s  ngx_http_saveitem_pool_t;
-typedef struct ngx_http_saveitem_job_s   ngx_http_saveitem_job_t;
+typedef struct ngx_http_saveitem_db_s       ngx_http_saveitem_db_t;
+typedef struct ngx_http_saveitem_pool_s     ngx_http_saveitem_pool_t;
+typedef struct ngx_http_saveitem_job_s      ngx_http_saveitem_job_t;
+typedef struct ngx_http_saveitem_hosts_s    ngx_http_saveitem_hosts_t;
 
 typedef void (*ngx_http_saveitem_done_pt)(ngx_http_saveitem_job_t *job);
+
+/* host names resolved at run time: rc NGX_OK, or NGX_ERROR and why */
+typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
+    const char *err);
 
 
 /* every default, once */
@@ -47,6 +52,7 @@ typedef void (*ngx_http_saveitem_done_pt)(ngx_http_saveitem_job_t *job);
 #define NGX_HTTP_SAVEITEM_BATCH_ROWS       64
 #define NGX_HTTP_SAVEITEM_BATCH_BYTES      (256 * 1024)
 #define NGX_HTTP_SAVEITEM_BATCH_ROWS_MAX   1000
+#define NGX_HTTP_SAVEITEM_LIFETIME         3600000
 
 /* the start-up check: at most this long for each step */
 #define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
@@ -124,6 +130,8 @@ typedef struct {
 struct ngx_http_saveitem_db_s {
     ngx_str_t                     conninfo;   /* null-terminated */
     ngx_str_t                     display;    /* without a password */
+    ngx_str_t                     hosts;      /* as written, or NULL data */
+    ngx_str_t                     ports;      /* as written, or NULL data */
     ngx_str_t                     host;       /* names, as resolved */
     ngx_str_t                     hostaddr;   /* their addresses */
     ngx_str_t                     port;       /* as many as hosts */
@@ -131,9 +139,15 @@ struct ngx_http_saveitem_db_s {
     ngx_uint_t                    queue_size;
     ngx_msec_t                    queue_timeout;
     ngx_msec_t                    connect_timeout;
+    ngx_msec_t                    lifetime;   /* 0: for ever */
+    ngx_resolver_t               *resolver;   /* names at connect time */
+    ngx_msec_t                    resolver_timeout;
+    ngx_http_core_loc_conf_t     *clcf;       /* where it was declared */
     ngx_http_saveitem_pool_t     *pool;       /* this worker's */
     u_char                       *file;
     ngx_uint_t                    line;
+    unsigned                      prepare:1;  /* named statements */
+    unsigned                      hostaddr_set:1;  /* given: no names */
 };
 
 
@@ -195,8 +209,15 @@ struct ngx_http_saveitem_job_s {
 
 char *ngx_http_saveitem_db_conninfo(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db);
+ngx_int_t ngx_http_saveitem_db_names(ngx_conf_t *cf,
+    ngx_http_saveitem_db_t *db);
 ngx_uint_t ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
-    const char **keywords, const char **values);
+    ngx_http_saveitem_hosts_t *hosts, const char **keywords,
+    const char **values);
+ngx_int_t ngx_http_saveitem_db_resolve_start(ngx_http_saveitem_db_t *db,
+    ngx_http_saveitem_resolved_pt handler, void *data, ngx_log_t *log,
+    ngx_http_saveitem_hosts_t **hsp);
+void ngx_http_saveitem_db_resolve_done(ngx_http_saveitem_hosts_t *hosts);
 ngx_int_t ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
     ngx_http_saveitem_main_conf_t *smcf);
 ngx_int_t ngx_http_saveitem_db_check(ngx_conf_t *cf,

@@ -158,10 +158,28 @@ ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
         ports = getenv("PGPORT");
     }
 
-    if (hosts != NULL && !hostaddr
-        && ngx_http_saveitem_db_resolve(cf, db, hosts, ports) != NGX_OK)
-    {
-        goto done;
+    /* resolved once the configuration is read: see db_names() */
+
+    db->hostaddr_set = hostaddr;
+
+    if (hosts != NULL) {
+        db->hosts.len = ngx_strlen(hosts);
+        db->hosts.data = ngx_pnalloc(cf->pool, db->hosts.len + 1);
+        if (db->hosts.data == NULL) {
+            goto done;
+        }
+
+        ngx_cpystrn(db->hosts.data, (u_char *) hosts, db->hosts.len + 1);
+    }
+
+    if (ports != NULL) {
+        db->ports.len = ngx_strlen(ports);
+        db->ports.data = ngx_pnalloc(cf->pool, db->ports.len + 1);
+        if (db->ports.data == NULL) {
+            goto done;
+        }
+
+        ngx_cpystrn(db->ports.data, (u_char *) ports, db->ports.len + 1);
     }
 
     rv = NGX_CONF_OK;
@@ -249,9 +267,9 @@ ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
             ngx_http_saveitem_db_list_item(ports, i, &port);
 
             if (port.data == NULL) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "\"saveitem_database\" has fewer ports "
-                                   "than hosts");
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "\"saveitem_database\" has fewer ports than "
+                              "hosts in %s:%ui", db->file, db->line);
                 return NGX_ERROR;
             }
 
@@ -261,7 +279,8 @@ ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
         }
 
         if (host.len >= sizeof(name)) {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "host name too long");
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "host name too long in %s:%ui", db->file, db->line);
             return NGX_ERROR;
         }
 
@@ -287,9 +306,10 @@ ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
             rc = getaddrinfo((char *) name, NULL, &hints, &res);
 
             if (rc != 0) {
-                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                                   "host not found in \"saveitem_database\": "
-                                   "\"%s\": %s", name, gai_strerror(rc));
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "host not found in \"saveitem_database\": "
+                              "\"%s\": %s in %s:%ui", name, gai_strerror(rc),
+                              db->file, db->line);
                 return NGX_ERROR;
             }
 
@@ -318,8 +338,9 @@ ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
     }
 
     if (h == hlast || a == alast || pt == plast) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "too many hosts in \"saveitem_database\"");
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "too many hosts in \"saveitem_database\" in %s:%ui",
+                      db->file, db->line);
         return NGX_ERROR;
     }
 
@@ -336,10 +357,10 @@ ngx_http_saveitem_db_resolve(ngx_conf_t *cf, ngx_http_saveitem_db_t *db,
         return NGX_ERROR;
     }
 
-    ngx_conf_log_error(NGX_LOG_INFO, cf, 0,
-                       "saveitem: \"%s\" resolved to \"%V\" now; libpq "
-                       "would resolve it blockingly in every worker",
-                       hosts, &db->hostaddr);
+    ngx_log_error(NGX_LOG_INFO, cf->log, 0,
+                  "saveitem: \"%s\" resolved to \"%V\" now; libpq would "
+                  "resolve it blockingly in every worker (a \"resolver\" "
+                  "resolves it at each connect)", hosts, &db->hostaddr);
 
     return NGX_OK;
 }
@@ -405,6 +426,281 @@ ngx_http_saveitem_db_list_copy(ngx_conf_t *cf, ngx_str_t *dst, u_char *buf,
 
 
 /*
+ * Once the configuration is read (the "resolver" of the context that
+ * declared the database is known): with a resolver, host names are
+ * resolved by it at each connect, honouring the TTL of its answers or its
+ * "valid="; without one, now, once, in the master.
+ */
+
+ngx_int_t
+ngx_http_saveitem_db_names(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
+{
+    ngx_str_t        host;
+    ngx_uint_t       i, nhosts, nports;
+    ngx_resolver_t  *r;
+
+    if (db->hosts.data == NULL || db->hostaddr_set) {
+        return NGX_OK;
+    }
+
+    nhosts = 1;
+    nports = (db->ports.len && ngx_strchr(db->ports.data, ',')) ? 2 : 0;
+
+    for (i = 0; i < db->hosts.len; i++) {
+        if (db->hosts.data[i] == ',') {
+            nhosts++;
+        }
+    }
+
+    if (nports) {
+        nports = 1;
+
+        for (i = 0; i < db->ports.len; i++) {
+            if (db->ports.data[i] == ',') {
+                nports++;
+            }
+        }
+
+        if (nports < nhosts) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem_database\" has fewer ports than hosts "
+                          "in %s:%ui", db->file, db->line);
+            return NGX_ERROR;
+        }
+    }
+
+    r = db->clcf ? db->clcf->resolver : NULL;
+
+    if (r == NULL || r == NGX_CONF_UNSET_PTR || r->connections.nelts == 0) {
+        return ngx_http_saveitem_db_resolve(cf, db, (char *) db->hosts.data,
+                                            (char *) db->ports.data);
+    }
+
+    for (i = 0; i < nhosts; i++) {
+        ngx_http_saveitem_db_list_item((char *) db->hosts.data, i, &host);
+
+        if (host.len >= NGX_MAXHOSTNAMELEN) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "host name too long in %s:%ui", db->file, db->line);
+            return NGX_ERROR;
+        }
+    }
+
+    db->resolver = r;
+    db->resolver_timeout = db->clcf->resolver_timeout;
+
+    return NGX_OK;
+}
+
+
+/*
+ * Host names resolved at connect time by nginx's resolver: each entry of
+ * "host" in turn, a unix socket or an address as it is, a name as one
+ * entry per address (libpq tries them in order), into the lists libpq
+ * takes as host, hostaddr and port.
+ */
+
+struct ngx_http_saveitem_hosts_s {
+    ngx_http_saveitem_db_t         *db;
+    ngx_resolver_ctx_t             *ctx;
+    ngx_uint_t                      next;
+    ngx_http_saveitem_resolved_pt   handler;
+    void                           *data;
+    ngx_log_t                      *log;
+    ngx_str_t                       port;     /* of the name resolving */
+    u_char                         *h, *a, *p;
+    u_char                          host[2048];
+    u_char                          hostaddr[2048];
+    u_char                          ports[1024];
+};
+
+
+static void ngx_http_saveitem_db_resolve_next(ngx_http_saveitem_hosts_t *hs);
+static void ngx_http_saveitem_db_resolved(ngx_resolver_ctx_t *ctx);
+
+
+/*
+ * *hsp is set before any resolution starts: the handler may be called
+ * from here already (an answer in the resolver's cache), and goes on
+ * with what *hsp points to; the caller frees it with db_resolve_done().
+ */
+
+ngx_int_t
+ngx_http_saveitem_db_resolve_start(ngx_http_saveitem_db_t *db,
+    ngx_http_saveitem_resolved_pt handler, void *data, ngx_log_t *log,
+    ngx_http_saveitem_hosts_t **hsp)
+{
+    ngx_http_saveitem_hosts_t  *hs;
+
+    hs = ngx_alloc(sizeof(ngx_http_saveitem_hosts_t), log);
+    if (hs == NULL) {
+        return NGX_ERROR;
+    }
+
+    *hsp = hs;
+
+    hs->db = db;
+    hs->ctx = NULL;
+    hs->next = 0;
+    hs->handler = handler;
+    hs->data = data;
+    hs->log = log;
+    hs->h = hs->host;
+    hs->a = hs->hostaddr;
+    hs->p = hs->ports;
+
+    ngx_http_saveitem_db_resolve_next(hs);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_saveitem_db_resolve_done(ngx_http_saveitem_hosts_t *hs)
+{
+    if (hs->ctx) {
+        ngx_resolve_name_done(hs->ctx);
+    }
+
+    ngx_free(hs);
+}
+
+
+static void
+ngx_http_saveitem_db_resolve_next(ngx_http_saveitem_hosts_t *hs)
+{
+    u_char                  *c;
+    ngx_str_t                host, port;
+    ngx_uint_t               i, ip;
+    ngx_resolver_ctx_t      *ctx, temp;
+    ngx_http_saveitem_db_t  *db;
+
+    db = hs->db;
+
+    for ( ;; ) {
+        i = hs->next;
+
+        ngx_http_saveitem_db_list_item((char *) db->hosts.data, i, &host);
+
+        if (host.data == NULL) {
+            break;
+        }
+
+        hs->next++;
+
+        port.len = 0;
+        port.data = NULL;
+
+        if (db->ports.data && ngx_strchr(db->ports.data, ',')) {
+            ngx_http_saveitem_db_list_item((char *) db->ports.data, i,
+                                           &port);
+        }
+
+        ip = 1;
+
+        for (c = host.data; c < host.data + host.len; c++) {
+            if (!(*c == '.' || *c == ':' || (*c >= '0' && *c <= '9')
+                  || (*c >= 'a' && *c <= 'f') || (*c >= 'A' && *c <= 'F')))
+            {
+                ip = 0;
+                break;
+            }
+        }
+
+        if (host.len == 0 || host.data[0] == '/' || host.data[0] == '@'
+            || (ip && ngx_inet_addr(host.data, host.len) != INADDR_NONE)
+            || (ip && ngx_strlchr(host.data, host.data + host.len, ':')))
+        {
+            /* a unix socket or an address: libpq needs no name look-up */
+            ngx_http_saveitem_db_list_add(&hs->h, hs->host + 2047, &host);
+            ngx_http_saveitem_db_list_add(&hs->a, hs->hostaddr + 2047, NULL);
+            ngx_http_saveitem_db_list_add(&hs->p, hs->ports + 1023, &port);
+            continue;
+        }
+
+        temp.name = host;
+
+        ctx = ngx_resolve_start(db->resolver, &temp);
+
+        if (ctx == NULL || ctx == NGX_NO_RESOLVER) {
+            hs->handler(hs->data, NGX_ERROR, "the resolver could not start");
+            return;
+        }
+
+        ctx->name = host;
+        ctx->handler = ngx_http_saveitem_db_resolved;
+        ctx->data = hs;
+        ctx->timeout = db->resolver_timeout;
+        ctx->cancelable = 1;
+
+        hs->ctx = ctx;
+        hs->port = port;
+
+        if (ngx_resolve_name(ctx) != NGX_OK) {
+            hs->ctx = NULL;
+            hs->handler(hs->data, NGX_ERROR, "the resolver failed");
+        }
+
+        /* the handler goes on from here, now or later */
+
+        return;
+    }
+
+    if (hs->h >= hs->host + 2047 || hs->a >= hs->hostaddr + 2047
+        || hs->p >= hs->ports + 1023)
+    {
+        hs->handler(hs->data, NGX_ERROR, "too many addresses");
+        return;
+    }
+
+    hs->handler(hs->data, NGX_OK, NULL);
+}
+
+
+static void
+ngx_http_saveitem_db_resolved(ngx_resolver_ctx_t *ctx)
+{
+    ngx_http_saveitem_hosts_t *hs = ctx->data;
+
+    ngx_str_t   addr;
+    ngx_uint_t  i;
+    u_char      text[NGX_SOCKADDR_STRLEN];
+    u_char      err[NGX_MAX_ERROR_STR];
+
+    if (ctx->state) {
+        ngx_snprintf(err, sizeof(err) - 1, "\"%V\" could not be resolved "
+                     "(%i: %s)%Z", &ctx->name, ctx->state,
+                     ngx_resolver_strerror(ctx->state));
+
+        ngx_resolve_name_done(ctx);
+        hs->ctx = NULL;
+
+        hs->handler(hs->data, NGX_ERROR, (char *) err);
+        return;
+    }
+
+    for (i = 0; i < ctx->naddrs; i++) {
+        addr.data = text;
+        addr.len = ngx_sock_ntop(ctx->addrs[i].sockaddr, ctx->addrs[i].socklen,
+                                 text, NGX_SOCKADDR_STRLEN, 0);
+
+        ngx_http_saveitem_db_list_add(&hs->h, hs->host + 2047, &ctx->name);
+        ngx_http_saveitem_db_list_add(&hs->a, hs->hostaddr + 2047, &addr);
+        ngx_http_saveitem_db_list_add(&hs->p, hs->ports + 1023, &hs->port);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, hs->log, 0,
+                   "saveitem resolved \"%V\": %ui addresses",
+                   &ctx->name, ctx->naddrs);
+
+    ngx_resolve_name_done(ctx);
+    hs->ctx = NULL;
+
+    ngx_http_saveitem_db_resolve_next(hs);
+}
+
+
+/*
  * The connection parameters, for PQconnectStartParams() with expand_dbname:
  * the conninfo is expanded in place of "dbname" and what follows it
  * overrides it: the module needs UTF-8, and host names were resolved at
@@ -414,7 +710,8 @@ ngx_http_saveitem_db_list_copy(ngx_conf_t *cf, ngx_str_t *dst, u_char *buf,
 
 ngx_uint_t
 ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
-    const char **keywords, const char **values)
+    ngx_http_saveitem_hosts_t *hs, const char **keywords,
+    const char **values)
 {
     ngx_uint_t  n;
 
@@ -425,6 +722,26 @@ ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
     values[n++] = "UTF8";
     keywords[n] = "fallback_application_name";
     values[n++] = "nginx saveitem";
+
+    if (hs != NULL) {
+        /* each list was written with a leading comma */
+
+        *hs->h = '\0';
+        *hs->a = '\0';
+        *hs->p = '\0';
+
+        keywords[n] = "host";
+        values[n++] = (const char *) hs->host + 1;
+        keywords[n] = "hostaddr";
+        values[n++] = (const char *) hs->hostaddr + 1;
+
+        if (db->ports.data && ngx_strchr(db->ports.data, ',')) {
+            keywords[n] = "port";
+            values[n++] = (const char *) hs->ports + 1;
+        }
+
+        return n;
+    }
 
     if (db->hostaddr.len) {
         keywords[n] = "host";
@@ -557,7 +874,7 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
     use = smcf->uses.elts;
     stmt = smcf->stmts.elts;
 
-    n = ngx_http_saveitem_db_params(db, keywords, values);
+    n = ngx_http_saveitem_db_params(db, NULL, keywords, values);
     keywords[n] = NULL;
     values[n] = NULL;
 

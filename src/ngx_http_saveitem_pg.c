@@ -24,7 +24,8 @@
 
 
 typedef enum {
-    NGX_HTTP_SAVEITEM_CONNECTING = 0,
+    NGX_HTTP_SAVEITEM_RESOLVING = 0,
+    NGX_HTTP_SAVEITEM_CONNECTING,
     NGX_HTTP_SAVEITEM_IDLE,
     NGX_HTTP_SAVEITEM_BUSY
 } ngx_http_saveitem_state_e;
@@ -110,6 +111,8 @@ struct ngx_http_saveitem_conn_s {
     ino_t                         ino;
     ngx_log_t                     log;
     ngx_http_saveitem_state_e     state;
+    ngx_http_saveitem_hosts_t    *hosts;      /* while resolving */
+    ngx_msec_t                    started;    /* for saveitem lifetime= */
     ngx_msec_t                    deadline;   /* of what it waits for */
     ngx_msec_t                    timeout;    /* saveitem_query_timeout */
 
@@ -147,6 +150,10 @@ static void ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason);
 
 static ngx_int_t ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool);
+static void ngx_http_saveitem_resolved(void *data, ngx_int_t rc,
+    const char *err);
+static ngx_int_t ngx_http_saveitem_conn_start(ngx_http_saveitem_conn_t *sc);
+static ngx_uint_t ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc);
 static u_char *ngx_http_saveitem_conn_log(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_saveitem_wrap(ngx_http_saveitem_conn_t *sc);
@@ -590,6 +597,11 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
             q = ngx_queue_head(&pool->idle);
             sc = ngx_queue_data(q, ngx_http_saveitem_conn_t, queue);
 
+            if (ngx_http_saveitem_expired(sc)) {
+                ngx_http_saveitem_close(sc);
+                continue;
+            }
+
             if (ngx_http_saveitem_alive(sc) != NGX_OK) {
                 ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
                               "saveitem: idle PostgreSQL connection "
@@ -606,6 +618,11 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
             }
 
             share = (pool->nwaiting + slots - 1) / slots;
+
+            if (!pool->db->prepare) {
+                /* behind a pooler: one transaction in flight at a time */
+                share = 1;
+            }
 
             ngx_http_saveitem_conn_send(sc, share);
             continue;
@@ -658,26 +675,19 @@ ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
 
 
 /*
- * Opens a connection.  NGX_ERROR: nothing could be started here (memory,
- * worker_connections); the waiting jobs have been answered and the pool
- * backs off.
+ * Opens a connection: through nginx's resolver first where host names are
+ * resolved at run time.  NGX_ERROR: nothing could be started here
+ * (memory, worker_connections); the waiting jobs have been answered and
+ * the pool backs off.
  */
 
 static ngx_int_t
 ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 {
-    PGconn                    *pg;
-    ngx_uint_t                 n;
-    const char                *keywords[NGX_HTTP_SAVEITEM_PARAMS + 1];
-    const char                *values[NGX_HTTP_SAVEITEM_PARAMS + 1];
     ngx_http_saveitem_db_t    *db;
     ngx_http_saveitem_conn_t  *sc;
 
     db = pool->db;
-
-    n = ngx_http_saveitem_db_params(db, keywords, values);
-    keywords[n] = NULL;
-    values[n] = NULL;
 
     sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
                     + ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
@@ -695,19 +705,83 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     sc->log = *pool->log;
     sc->log.handler = ngx_http_saveitem_conn_log;
     sc->log.data = sc;
-    sc->log.action = "connecting to PostgreSQL";
+    sc->started = ngx_current_msec;
     ngx_queue_init(&sc->jobs);
 
     pool->nconns++;
     pool->nconnecting++;
-    sc->state = NGX_HTTP_SAVEITEM_CONNECTING;
     ngx_queue_insert_tail(&pool->busy, &sc->queue);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
-                   "saveitem connecting to %V", &db->display);
+    if (db->resolver == NULL) {
+        sc->state = NGX_HTTP_SAVEITEM_CONNECTING;
+        return ngx_http_saveitem_conn_start(sc);
+    }
+
+    sc->state = NGX_HTTP_SAVEITEM_RESOLVING;
+    sc->log.action = "resolving the PostgreSQL host name";
+
+    /* the handler may run (and the connection fail) before this returns */
+
+    if (ngx_http_saveitem_db_resolve_start(db, ngx_http_saveitem_resolved,
+                                           sc, &sc->log, &sc->hosts)
+        != NGX_OK)
+    {
+        ngx_http_saveitem_connect_failed(sc, "out of memory", 1);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_resolved(void *data, ngx_int_t rc, const char *err)
+{
+    ngx_http_saveitem_conn_t *sc = data;
+
+    if (rc != NGX_OK) {
+        ngx_http_saveitem_connect_failed(sc, err, 0);
+        return;
+    }
+
+    sc->state = NGX_HTTP_SAVEITEM_CONNECTING;
+
+    (void) ngx_http_saveitem_conn_start(sc);
+}
+
+
+/* libpq's non-blocking connect, on the addresses known now */
+
+static ngx_int_t
+ngx_http_saveitem_conn_start(ngx_http_saveitem_conn_t *sc)
+{
+    PGconn                    *pg;
+    ngx_uint_t                 n;
+    const char                *keywords[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    const char                *values[NGX_HTTP_SAVEITEM_PARAMS + 1];
+    ngx_http_saveitem_db_t    *db;
+
+    db = sc->pool->db;
+
+    n = ngx_http_saveitem_db_params(db, sc->hosts, keywords, values);
+    keywords[n] = NULL;
+    values[n] = NULL;
+
+    sc->log.action = "connecting to PostgreSQL";
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem connecting to %V%s", &db->display,
+                   sc->hosts ? " (resolved now)" : "");
+
+    /* libpq copies what it is given */
 
     pg = PQconnectStartParams(keywords, values, 1);
     sc->pg = pg;
+
+    if (sc->hosts) {
+        ngx_http_saveitem_db_resolve_done(sc->hosts);
+        sc->hosts = NULL;
+    }
 
     if (pg == NULL) {
         ngx_http_saveitem_connect_failed(sc, "out of memory", 1);
@@ -1145,6 +1219,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_queue_t               *q, *next;
     ngx_http_saveitem_job_t   *first, *job;
     ngx_http_saveitem_stmt_t  *stmt;
+    const char                *setp;
     ngx_http_saveitem_pool_t  *pool;
     u_char                     set[64];
 
@@ -1220,6 +1295,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->c->idle = 0;
+    sc->c->read->cancelable = 0;
     sc->log.action = "sending to PostgreSQL";
     sc->nsettled = 0;
     sc->nulls = 0;
@@ -1239,6 +1315,10 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     } else {
         st = 1;
+    }
+
+    if (!pool->db->prepare) {
+        goto unnamed;
     }
 
     if (sc->statement_timeout != st || !sc->prepared[idx]) {
@@ -1300,6 +1380,54 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
     }
+
+    goto sent;
+
+unnamed:
+
+    /*
+     * prepare=off, for poolers in transaction mode: no session state.
+     * The statement timeout is set for the transaction alone, in the same
+     * sync as the INSERT, which is an unnamed statement; one sync at a
+     * time per connection (share is 1: see dispatch).
+     */
+
+    last = ngx_snprintf(set, sizeof(set) - 1, "%M", st);
+    *last = '\0';
+    setp = (const char *) set;
+
+    q = ngx_queue_head(&sc->jobs);
+
+    for (i = 0; i < rows; i += n) {
+        if (!PQsendQueryParams(sc->pg, "SELECT set_config('statement_timeout',"
+                               " $1, true)", 1, NULL, &setp, NULL, NULL, 0))
+        {
+            goto failed;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st);
+
+        if (!PQsendQueryParams(sc->pg, (char *) stmt->sql[n].data, (int) n,
+                               NULL, &sc->params[i], NULL, NULL, 0))
+        {
+            goto failed;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n);
+
+        for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            job->sent = 1;
+        }
+
+        if (!PQpipelineSync(sc->pg)) {
+            goto failed;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+    }
+
+sent:
 
     sc->timeout = first->timeout;
     sc->deadline = ngx_current_msec + first->timeout;
@@ -1441,6 +1569,12 @@ ngx_http_saveitem_idle_handler(ngx_event_t *ev)
         return;
     }
 
+    if (ev->timedout) {
+        (void) ngx_http_saveitem_expired(sc);
+        ngx_http_saveitem_close(sc);
+        return;
+    }
+
     ok = PQconsumeInput(sc->pg);
 
     if (ok) {
@@ -1564,7 +1698,9 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t                 rows;
     ngx_http_saveitem_stmt_t  *stmt;
 
-    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+    if (PQresultStatus(res) == PGRES_COMMAND_OK
+        || PQresultStatus(res) == PGRES_TUPLES_OK)
+    {
         PQclear(res);
         return;
     }
@@ -2000,6 +2136,31 @@ ngx_http_saveitem_retryable(const char *sqlstate)
 }
 
 
+/*
+ * saveitem_database lifetime=: an older connection is closed when idle,
+ * never mid-statement, so that load spreads again after a failback or a
+ * name that moved while the old server is still up
+ */
+
+static ngx_uint_t
+ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_msec_t  lifetime;
+
+    lifetime = sc->pool->db->lifetime;
+
+    if (lifetime == 0 || ngx_current_msec - sc->started < lifetime) {
+        return 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                  "saveitem: closing an idle PostgreSQL connection older "
+                  "than %M ms (saveitem_database lifetime=)", lifetime);
+
+    return 1;
+}
+
+
 static void
 ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 {
@@ -2016,7 +2177,9 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
         sc->setup_err = NULL;
     }
 
-    if (sc->fatal || sc->retire || (ngx_exiting && pool->nwaiting == 0)) {
+    if (sc->fatal || sc->retire || (ngx_exiting && pool->nwaiting == 0)
+        || ngx_http_saveitem_expired(sc))
+    {
         ngx_http_saveitem_close(sc);
         ngx_http_saveitem_dispatch(pool);
         return;
@@ -2025,6 +2188,14 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
     sc->state = NGX_HTTP_SAVEITEM_IDLE;
     sc->log.action = NULL;
     sc->c->idle = 1;
+
+    /* the end of its lifetime, which does not keep an exiting worker */
+
+    if (pool->db->lifetime) {
+        sc->c->read->cancelable = 1;
+        ngx_add_timer(sc->c->read,
+                      pool->db->lifetime - (ngx_current_msec - sc->started));
+    }
 
     ngx_queue_remove(&sc->queue);
     ngx_queue_insert_head(&pool->idle, &sc->queue);
@@ -2117,6 +2288,10 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
 
     if (sc->setup_err) {
         PQclear(sc->setup_err);
+    }
+
+    if (sc->hosts) {
+        ngx_http_saveitem_db_resolve_done(sc->hosts);
     }
 
     ngx_http_saveitem_unwrap(sc);
