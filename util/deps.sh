@@ -54,7 +54,8 @@ test_pkgs()
     build_pkgs
     pg_pkgs
     echo perl libtest-base-perl libtest-longstring-perl libtext-diff-perl \
-         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps
+         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps \
+         dnsmasq-base
 
     if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ]; then
         echo valgrind

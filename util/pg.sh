@@ -26,6 +26,8 @@
 #                      (default on; the tests use off)
 #   SAVEITEM_PG_KEEP   set: `stop` keeps the directory
 #   SAVEITEM_PG_BIN    PostgreSQL binaries (default /usr/lib/postgresql/15/bin)
+#   SAVEITEM_PG_LISTEN TCP address to listen on (default 127.0.0.1; any
+#                      127.x.y.z works on Linux's loopback)
 
 set -euo pipefail
 
@@ -132,7 +134,7 @@ write_conf()
 {
     cat >"$DATA/saveitem.conf" <<EOF
 # written by util/pg.sh
-listen_addresses = '127.0.0.1'
+listen_addresses = '${SAVEITEM_PG_LISTEN:-127.0.0.1}'
 port = $PORT
 unix_socket_directories = '$SOCK'
 max_connections = 300
