@@ -50,10 +50,10 @@ char *
 ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
 {
     u_char            *p, *last;
-    char              *errmsg, *hosts, *ports, *timeout;
+    char              *errmsg, *hosts, *ports, *timeout, *service;
     char              *rv;
     ngx_int_t          n;
-    ngx_uint_t         hostaddr;
+    ngx_uint_t         hostaddr, named;
     PQconninfoOption  *opts, *o;
     u_char             buf[1024];
 
@@ -87,6 +87,8 @@ ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
     last = buf + sizeof(buf) - 1;
     hosts = NULL;
     ports = NULL;
+    service = NULL;
+    named = 0;
     timeout = getenv("PGCONNECT_TIMEOUT");
     hostaddr = (getenv("PGHOSTADDR") != NULL);
 
@@ -103,11 +105,16 @@ ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
             continue;
         }
 
-        if (ngx_strcmp(o->keyword, "host") == 0) {
+        if (ngx_strcmp(o->keyword, "service") == 0) {
+            service = o->val;
+
+        } else if (ngx_strcmp(o->keyword, "host") == 0) {
             hosts = o->val;
+            named = 1;
 
         } else if (ngx_strcmp(o->keyword, "hostaddr") == 0) {
             hostaddr = 1;
+            named = 1;
 
         } else if (ngx_strcmp(o->keyword, "port") == 0) {
             ports = o->val;
@@ -124,6 +131,27 @@ ngx_http_saveitem_db_conninfo(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
 
     if (p == buf) {
         p = ngx_cpymem(p, "(libpq defaults)", sizeof("(libpq defaults)") - 1);
+    }
+
+    /*
+     * A service (pg_service.conf) fills in what the conninfo leaves out,
+     * before the environment: its host is not known here, and libpq
+     * would resolve a name in it blockingly in every worker
+     */
+
+    if (service == NULL) {
+        service = getenv("PGSERVICE");
+    }
+
+    if (service != NULL && !named) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"saveitem_database\" uses the service \"%s\" "
+                           "without host= or hostaddr=: the host it names "
+                           "would be resolved blockingly in every worker; "
+                           "give host= (a socket directory, an address, or "
+                           "a name, resolved without blocking) or hostaddr= "
+                           "in the conninfo", service);
+        goto done;
     }
 
     db->display.len = p - buf;

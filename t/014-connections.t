@@ -124,3 +124,16 @@ invalid parameter "prepare=maybe"
 --- must_die
 --- error_log
 invalid parameter "lifetime=soon"
+
+
+
+=== TEST 6: a service without host= is refused: its host would block a worker
+--- http_config
+    saveitem_database "service=ingest dbname=saveitem";
+--- config
+    location = /items {
+        saveitem t14.items;
+    }
+--- must_die
+--- error_log
+"saveitem_database" uses the service "ingest" without host= or hostaddr=: the host it names would be resolved blockingly in every worker
