@@ -26,6 +26,7 @@ typedef struct {
     ngx_msec_t                    query_timeout;
     ngx_uint_t                    batch_rows;
     size_t                        batch_bytes;
+    ngx_uint_t                    idempotency;  /* takes Idempotency-Key */
     u_char                       *file;
     ngx_uint_t                    line;
 } ngx_http_saveitem_loc_conf_t;
@@ -64,7 +65,9 @@ static void ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job);
 static ngx_int_t ngx_http_saveitem_answer(ngx_http_request_t *r,
     ngx_http_saveitem_facts_t *f);
 static ngx_int_t ngx_http_saveitem_answer_pk(ngx_http_request_t *r,
-    ngx_str_t *pk, ngx_uint_t number);
+    ngx_str_t *pk, ngx_uint_t number, ngx_uint_t replayed);
+static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
+    ngx_str_t *key);
 static ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
 
@@ -101,7 +104,7 @@ static ngx_conf_post_handler_pt  ngx_http_saveitem_query_timeout_p =
 static ngx_command_t  ngx_http_saveitem_commands[] = {
 
     { ngx_string("saveitem"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE123,
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
       ngx_http_saveitem,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -197,6 +200,15 @@ static ngx_http_saveitem_answer_t
 
     /* INVALID_JSON */
     { NGX_HTTP_BAD_REQUEST, "invalid_json", NULL },
+
+    /* INVALID_KEY */
+    { NGX_HTTP_BAD_REQUEST, "invalid_idempotency_key",
+      "the Idempotency-Key header must be 1 to 255 visible ASCII characters, "
+      "once" },
+
+    /* KEY_REUSED */
+    { NGX_HTTP_SAVEITEM_UNPROCESSABLE, "idempotency_key_reused",
+      "the Idempotency-Key was used before with another document" },
 
     /* QUEUE_FULL */
     { NGX_HTTP_SERVICE_UNAVAILABLE, "queue_full",
@@ -363,7 +375,7 @@ static ngx_int_t
 ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
 {
     ngx_int_t                      rc;
-    ngx_str_t                      body;
+    ngx_str_t                      body, key;
     ngx_http_cleanup_t            *cln;
     saveitem_json_error_t          json;
     ngx_http_saveitem_job_t       *job;
@@ -403,10 +415,25 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ngx_str_null(&key);
+
+    if (slcf->idempotency && ngx_http_saveitem_key(r, &key) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "saveitem: invalid Idempotency-Key header");
+
+        ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+        f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+        f.reason = NGX_HTTP_SAVEITEM_R_INVALID_KEY;
+
+        return ngx_http_saveitem_answer(r, &f);
+    }
+
     job = ngx_http_saveitem_job_get(slcf->db->pool);
     if (job == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    job->key = key;
 
     job->data = ctx;
     job->handler = ngx_http_saveitem_job_handler;
@@ -505,6 +532,64 @@ ngx_http_saveitem_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+/*
+ * The Idempotency-Key header, at most once; nginx keeps header values
+ * null-terminated, as libpq takes them.  NGX_DECLINED: present but not a
+ * key.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_key(ngx_http_request_t *r, ngx_str_t *key)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *found;
+
+    found = NULL;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("Idempotency-Key") - 1
+            || ngx_strncasecmp(h[i].key.data, (u_char *) "Idempotency-Key",
+                               sizeof("Idempotency-Key") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        if (found != NULL) {
+            return NGX_DECLINED;
+        }
+
+        found = &h[i];
+    }
+
+    if (found == NULL) {
+        return NGX_OK;
+    }
+
+    if (!saveitem_key_is_valid(found->value.data, found->value.len)) {
+        return NGX_DECLINED;
+    }
+
+    *key = found->value;
+
+    return NGX_OK;
+}
+
+
 /* the request ends first: let go of the job (the pool says what follows) */
 
 static void
@@ -551,7 +636,8 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
         rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
 
     } else {
-        rc = ngx_http_saveitem_answer_pk(r, &ctx->pk, job->pk_number);
+        rc = ngx_http_saveitem_answer_pk(r, &ctx->pk, job->pk_number,
+                                         job->facts.replayed);
     }
 
 done:
@@ -704,10 +790,22 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 
 static ngx_int_t
 ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
-    ngx_uint_t number)
+    ngx_uint_t number, ngx_uint_t replayed)
 {
-    size_t      len;
-    ngx_buf_t  *b;
+    size_t            len;
+    ngx_buf_t        *b;
+    ngx_table_elt_t  *h;
+
+    if (replayed) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Idempotent-Replayed");
+        ngx_str_set(&h->value, "true");
+    }
 
     len = sizeof("{\"pk\": \"\"}\n") - 1
           + (number ? pk->len : saveitem_json_escape(NULL, pk->data, pk->len));
@@ -928,14 +1026,17 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 }
 
 
-/* saveitem <table> [column=<name>] [returning=<name>]; */
+/*
+ * saveitem <table> [column=<name>] [returning=<name>]
+ *          [idempotency=<name>];
+ */
 
 static char *
 ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_saveitem_loc_conf_t *slcf = conf;
 
-    ngx_str_t                      *value, table, column, returning;
+    ngx_str_t                      *value, table, column, returning, idem;
     ngx_uint_t                      i;
     ngx_http_saveitem_stmt_t       *stmt;
     ngx_http_core_loc_conf_t       *clcf;
@@ -953,6 +1054,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     ngx_str_set(&column, "\"data\"");
     ngx_str_set(&returning, "\"id\"");
+    ngx_str_null(&idem);
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -962,6 +1064,17 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
             if (ngx_http_saveitem_quote(cf, &value[i], 1, &column) != NGX_OK)
             {
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "idempotency=", 12) == 0) {
+            value[i].data += 12;
+            value[i].len -= 12;
+
+            if (ngx_http_saveitem_quote(cf, &value[i], 1, &idem) != NGX_OK) {
                 return NGX_CONF_ERROR;
             }
 
@@ -994,7 +1107,8 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     for (i = 0; i < smcf->stmts.nelts; i++) {
         if (ngx_http_saveitem_streq(&stmt[i].table, &table)
             && ngx_http_saveitem_streq(&stmt[i].column, &column)
-            && ngx_http_saveitem_streq(&stmt[i].returning, &returning))
+            && ngx_http_saveitem_streq(&stmt[i].returning, &returning)
+            && ngx_http_saveitem_streq(&stmt[i].idem, &idem))
         {
             break;
         }
@@ -1011,9 +1125,11 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         stmt->table = table;
         stmt->column = column;
         stmt->returning = returning;
+        stmt->idem = idem;
     }
 
     slcf->stmt = i;
+    slcf->idempotency = (idem.len > 0);
     slcf->file = cf->conf_file->file.name.data;
     slcf->line = cf->conf_file->line;
 

@@ -82,6 +82,8 @@ typedef enum {
     NGX_HTTP_SAVEITEM_R_METHOD,          /* not a POST */
     NGX_HTTP_SAVEITEM_R_MEDIA_TYPE,      /* not JSON */
     NGX_HTTP_SAVEITEM_R_INVALID_JSON,
+    NGX_HTTP_SAVEITEM_R_INVALID_KEY,     /* Idempotency-Key */
+    NGX_HTTP_SAVEITEM_R_KEY_REUSED,      /* with another document */
     NGX_HTTP_SAVEITEM_R_QUEUE_FULL,
     NGX_HTTP_SAVEITEM_R_QUEUE_TIMEOUT,
     NGX_HTTP_SAVEITEM_R_UNREACHABLE,     /* no connection could be made */
@@ -108,20 +110,27 @@ typedef struct {
     const char                   *detail;     /* the server's words */
     ngx_msec_t                    retry_after;
     saveitem_json_error_t        *json;
+    unsigned                      replayed:1; /* stored before, same key */
 } ngx_http_saveitem_facts_t;
 
 
 /*
  * An INSERT, as 1, 2, ... rows: the text and name of each, null-terminated;
- * [1] is the plain single-row statement.  Made once, at configuration.
+ * [1] is the plain single-row statement.  With idempotency=, the same with
+ * a key for each row (sql_key): a key already stored with the same
+ * document returns its row again, with another document nothing.  Made
+ * once, at configuration.
  */
 
 typedef struct {
     ngx_str_t                     table;      /* quoted */
     ngx_str_t                     column;     /* quoted */
     ngx_str_t                     returning;  /* quoted */
+    ngx_str_t                     idem;       /* quoted, or empty */
     ngx_str_t                    *sql;        /* [rows] */
     ngx_str_t                    *name;       /* [rows] */
+    ngx_str_t                    *sql_key;    /* [rows], with keys */
+    ngx_str_t                    *name_key;   /* [rows] */
 } ngx_http_saveitem_stmt_t;
 
 
@@ -188,6 +197,7 @@ struct ngx_http_saveitem_job_s {
     ngx_msec_t                    queued_until;  /* absolute */
     u_char                       *body;       /* null-terminated */
     size_t                        body_len;
+    ngx_str_t                     key;        /* null-terminated, or empty */
     ngx_uint_t                    batch_rows; /* 1: never with others */
     size_t                        batch_bytes;
 

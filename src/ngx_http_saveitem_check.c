@@ -972,3 +972,67 @@ saveitem_pk_is_number(const unsigned char *p, size_t len)
 
     return i == len;
 }
+
+
+/* an Idempotency-Key: 1 to 255 visible ASCII characters */
+
+int
+saveitem_key_is_valid(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    if (len < 1 || len > 255) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] < 0x21 || p[i] > 0x7e) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+/*
+ * Two keys as the key column may give them back: a uuid column prints its
+ * own form (lower case, with hyphens, no braces), so keys are compared
+ * without case, hyphens and braces.  Two keys equal in this sense never
+ * share a statement, so that the mapping stays one to one.
+ */
+
+int
+saveitem_key_equal(const unsigned char *a, size_t alen,
+    const unsigned char *b, size_t blen)
+{
+    size_t         i, j;
+    unsigned char  ca, cb;
+
+    i = 0;
+    j = 0;
+
+    for ( ;; ) {
+        while (i < alen && (a[i] == '-' || a[i] == '{' || a[i] == '}')) {
+            i++;
+        }
+
+        while (j < blen && (b[j] == '-' || b[j] == '{' || b[j] == '}')) {
+            j++;
+        }
+
+        if (i == alen || j == blen) {
+            return i == alen && j == blen;
+        }
+
+        ca = (a[i] >= 'A' && a[i] <= 'Z') ? a[i] + 32 : a[i];
+        cb = (b[j] >= 'A' && b[j] <= 'Z') ? b[j] + 32 : b[j];
+
+        if (ca != cb) {
+            return 0;
+        }
+
+        i++;
+        j++;
+    }
+}

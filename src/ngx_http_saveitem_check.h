@@ -45,6 +45,9 @@ size_t saveitem_quote_ident(unsigned char *dst, const unsigned char *src,
 size_t saveitem_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len);
 int saveitem_pk_is_number(const unsigned char *p, size_t len);
+int saveitem_key_is_valid(const unsigned char *p, size_t len);
+int saveitem_key_equal(const unsigned char *a, size_t alen,
+    const unsigned char *b, size_t blen);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_CHECK_H_INCLUDED_ */

@@ -30,6 +30,15 @@ static void ngx_http_saveitem_db_list_add(u_char **p, u_char *last,
     ngx_str_t *item);
 static ngx_int_t ngx_http_saveitem_db_list_copy(ngx_conf_t *cf,
     ngx_str_t *dst, u_char *buf, u_char *last);
+static ngx_int_t ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf,
+    ngx_http_saveitem_stmt_t *stmt, ngx_uint_t i, ngx_uint_t batch_max);
+static ngx_int_t ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
+    ngx_http_saveitem_stmt_t *st, ngx_str_t *sql, const char *role,
+    ngx_msec_t deadline);
+static ngx_int_t ngx_http_saveitem_db_check_key(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
+    ngx_http_saveitem_stmt_t *st, const char *role, ngx_msec_t deadline);
 static PGresult *ngx_http_saveitem_db_run(PGconn *pg, const char *sql,
     ngx_uint_t prepare, ngx_msec_t deadline);
 static ngx_int_t ngx_http_saveitem_db_wait(PGconn *pg, ngx_uint_t write,
@@ -866,6 +875,93 @@ ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
             *p = '\0';
             stmt[i].name[n].len = p - stmt[i].name[n].data;
         }
+
+        if (stmt[i].idem.len
+            && ngx_http_saveitem_db_stmts_key(cf, &stmt[i], i,
+                                              smcf->batch_max)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * With idempotency=: each row with its key.  A key that is new inserts
+ * its row; a key stored with the same document (as jsonb) returns that
+ * row again, marked (the row version written by the no-op update carries
+ * our transaction as its xmax); a key stored with another document
+ * returns nothing.  The key comes back with each row: rows map to
+ * requests by key, never two equal keys in one statement.  DO UPDATE,
+ * not DO NOTHING: a concurrent copy waits for the first and then sees
+ * its row, which a separate SELECT in the same statement would not.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
+    ngx_uint_t i, ngx_uint_t batch_max)
+{
+    u_char      *p;
+    size_t       len;
+    ngx_uint_t   n, k;
+
+    stmt->sql_key = ngx_pcalloc(cf->pool, (batch_max + 1) * sizeof(ngx_str_t));
+    stmt->name_key = ngx_pcalloc(cf->pool,
+                                 (batch_max + 1) * sizeof(ngx_str_t));
+    if (stmt->sql_key == NULL || stmt->name_key == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (n = 1; n <= batch_max; n++) {
+
+        len = sizeof("INSERT INTO  AS saveitem_row (, ) VALUES  "
+                     "ON CONFLICT () DO UPDATE SET  = EXCLUDED. "
+                     "WHERE saveitem_row.::jsonb = EXCLUDED.::jsonb "
+                     "RETURNING saveitem_row.::text, saveitem_row., "
+                     "saveitem_row.xmax <> 0") - 1
+              + stmt->table.len + 3 * stmt->column.len
+              + 5 * stmt->idem.len + stmt->returning.len
+              + n * (sizeof(",($, $)") - 1 + 2 * NGX_INT_T_LEN);
+
+        p = ngx_pnalloc(cf->pool, len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        stmt->sql_key[n].data = p;
+
+        p = ngx_sprintf(p, "INSERT INTO %V AS saveitem_row (%V, %V) VALUES ",
+                        &stmt->table, &stmt->column, &stmt->idem);
+
+        for (k = 1; k <= n; k++) {
+            p = ngx_sprintf(p, "%s($%ui, $%ui)", k == 1 ? "" : ",",
+                            2 * k - 1, 2 * k);
+        }
+
+        p = ngx_sprintf(p, " ON CONFLICT (%V) DO UPDATE SET %V = EXCLUDED.%V "
+                        "WHERE saveitem_row.%V::jsonb = EXCLUDED.%V::jsonb "
+                        "RETURNING saveitem_row.%V::text, saveitem_row.%V, "
+                        "saveitem_row.xmax <> 0",
+                        &stmt->idem, &stmt->idem, &stmt->idem,
+                        &stmt->column, &stmt->column, &stmt->idem,
+                        &stmt->returning);
+
+        *p = '\0';
+        stmt->sql_key[n].len = p - stmt->sql_key[n].data;
+
+        p = ngx_pnalloc(cf->pool, sizeof("saveitem__k") - 1
+                                  + 2 * NGX_INT_T_LEN + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        stmt->name_key[n].data = p;
+        p = ngx_sprintf(p, "saveitem_%ui_k%ui", i, n);
+        *p = '\0';
+        stmt->name_key[n].len = p - stmt->name_key[n].data;
     }
 
     return NGX_OK;
@@ -887,15 +983,14 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
     ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db)
 {
     PGconn                     *pg;
-    PGresult                   *res;
     ngx_int_t                   rc;
     ngx_msec_t                  deadline;
-    ngx_uint_t                  i, n, checked;
+    ngx_uint_t                  i, k, n, checked;
     const char                 *keywords[NGX_HTTP_SAVEITEM_PARAMS + 1];
     const char                 *values[NGX_HTTP_SAVEITEM_PARAMS + 1];
-    const char                 *sqlstate, *why, *role;
+    const char                 *why, *role;
     ngx_http_saveitem_use_t    *use;
-    ngx_http_saveitem_stmt_t   *stmt;
+    ngx_http_saveitem_stmt_t   *stmt, *st;
     PostgresPollingStatusType   status;
     u_char                      err[NGX_MAX_ERROR_STR];
 
@@ -952,15 +1047,6 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
 
     role = PQuser(pg);
 
-    /* a lock is reported, not waited for */
-
-    res = ngx_http_saveitem_db_run(pg, "SET lock_timeout = 1000; "
-                                   "SET statement_timeout = 2000", 0,
-                                   deadline);
-    if (res != NULL) {
-        PQclear(res);
-    }
-
     rc = NGX_OK;
     checked = 0;
 
@@ -970,57 +1056,37 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
             continue;
         }
 
-        res = ngx_http_saveitem_db_run(pg,
-                                    (char *) stmt[use[i].stmt].sql[1].data,
-                                    1, deadline);
+        for (k = 0; k < 2; k++) {
+            st = &stmt[use[i].stmt];
 
-        if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
-            checked++;
-            PQclear(res);
-            continue;
-        }
+            if (k == 1 && st->idem.len == 0) {
+                break;
+            }
 
-        sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+            switch (ngx_http_saveitem_db_check_sql(cf, pg, db, &use[i], st,
+                                                   k ? &st->sql_key[1]
+                                                     : &st->sql[1],
+                                                   role, deadline))
+            {
+            case NGX_OK:
+                checked++;
+                break;
 
-        if (sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0) {
-            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
-                          "\"saveitem\" in %s:%ui: PostgreSQL (%V) refuses "
-                          "%V: %s (checked as role \"%s\")", use[i].file,
-                          use[i].line, &db->display, &stmt[use[i].stmt].sql[1],
-                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-                          role);
-            rc = NGX_ERROR;
-            PQclear(res);
-            continue;
-        }
+            case NGX_ERROR:
+                rc = NGX_ERROR;
+                break;
 
-        if (res != NULL && PQresultStatus(res) == PGRES_FATAL_ERROR
-            && sqlstate != NULL)
-        {
-            why = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+            case NGX_ABORT:
+                /* the connection is in an unknown state: no more checks */
+                goto done;
 
-        } else {
-            ngx_time_update();
-
-            why = (ngx_current_msec >= deadline)
-                  ? "no answer in time"
-                  : (char *) ngx_http_saveitem_db_error(pg, err, sizeof(err));
-        }
-
-        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
-                      "saveitem: could not check %V.%V on %V now: %s "
-                      "(as role \"%s\")", &stmt[use[i].stmt].table,
-                      &stmt[use[i].stmt].column, &db->display,
-                      why ? why : "unknown error", role);
-
-        if (res != NULL) {
-            PQclear(res);
-
-        } else {
-            /* the connection is in an unknown state: no more checks */
-            break;
+            default: /* NGX_DECLINED: could not check, said so */
+                break;
+            }
         }
     }
+
+done:
 
     if (checked) {
         ngx_log_error(NGX_LOG_INFO, cf->log, 0,
@@ -1029,6 +1095,193 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
     }
 
     PQfinish(pg);
+
+    return rc;
+}
+
+
+/*
+ * One statement checked: parsed and planned by the server (PREPARE of the
+ * unnamed statement), in a transaction of its own whose lock and
+ * statement timeouts go with it (nothing is left on a pooled server
+ * connection).  NGX_OK: it takes it; NGX_ERROR: it refuses it (class 42),
+ * said as [emerg]; NGX_DECLINED: could not tell now, said as [warn];
+ * NGX_ABORT: the same, and the connection is of no more use.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
+    ngx_http_saveitem_stmt_t *st, ngx_str_t *sql, const char *role,
+    ngx_msec_t deadline)
+{
+    PGresult    *res;
+    ngx_int_t    rc;
+    const char  *sqlstate, *why;
+    u_char       err[NGX_MAX_ERROR_STR];
+
+    /* a lock is reported, not waited for */
+
+    res = ngx_http_saveitem_db_run(pg, "BEGIN; SET LOCAL lock_timeout = 1000; "
+                                   "SET LOCAL statement_timeout = 2000", 0,
+                                   deadline);
+    if (res == NULL) {
+        why = NULL;
+        rc = NGX_ABORT;
+        goto failed;
+    }
+
+    PQclear(res);
+
+    res = ngx_http_saveitem_db_run(pg, (char *) sql->data, 1, deadline);
+
+    if (res != NULL && PQresultStatus(res) == PGRES_COMMAND_OK) {
+        PQclear(res);
+        rc = NGX_OK;
+
+        if (sql == &st->sql_key[1]) {
+            rc = ngx_http_saveitem_db_check_key(cf, pg, db, use, st, role,
+                                                deadline);
+            if (rc == NGX_ABORT) {
+                why = NULL;
+                goto failed;
+            }
+        }
+
+        goto rollback;
+    }
+
+    sqlstate = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+
+    if (sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem\" in %s:%ui: PostgreSQL (%V) refuses "
+                      "%V: %s (checked as role \"%s\")", use->file,
+                      use->line, &db->display, sql,
+                      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY), role);
+        PQclear(res);
+        rc = NGX_ERROR;
+        goto rollback;
+    }
+
+    if (res == NULL) {
+        why = NULL;
+        rc = NGX_ABORT;
+        goto failed;
+    }
+
+    why = (sqlstate != NULL)
+          ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "saveitem: could not check %V.%V on %V now: %s "
+                  "(as role \"%s\")", &st->table, &st->column,
+                  &db->display, why ? why : "unknown error", role);
+
+    PQclear(res);
+    rc = NGX_DECLINED;
+
+rollback:
+
+    res = ngx_http_saveitem_db_run(pg, "ROLLBACK", 0, deadline);
+
+    if (res == NULL) {
+        return NGX_ABORT;
+    }
+
+    PQclear(res);
+
+    return rc;
+
+failed:
+
+    ngx_time_update();
+
+    if (why == NULL) {
+        why = (ngx_current_msec >= deadline)
+              ? "no answer in time"
+              : (char *) ngx_http_saveitem_db_error(pg, err, sizeof(err));
+    }
+
+    ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                  "saveitem: could not check %V.%V on %V now: %s "
+                  "(as role \"%s\")", &st->table, &st->column,
+                  &db->display, why, role);
+
+    return rc;
+}
+
+
+/*
+ * ON CONFLICT (key) needs a unique index on the key column alone; PREPARE
+ * does not find out (the arbiter index is chosen when the statement is
+ * planned), the catalog does
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_check_key(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
+    ngx_http_saveitem_stmt_t *st, const char *role, ngx_msec_t deadline)
+{
+    char      *table, *column;
+    u_char    *p;
+    PGresult  *res;
+    ngx_int_t  rc;
+    u_char     sql[NGX_MAX_ERROR_STR];
+
+    table = PQescapeLiteral(pg, (char *) st->table.data, st->table.len);
+    column = PQescapeLiteral(pg, (char *) st->idem.data, st->idem.len);
+
+    if (table == NULL || column == NULL) {
+        rc = NGX_ABORT;
+        goto done;
+    }
+
+    p = ngx_snprintf(sql, sizeof(sql) - 1,
+                     "SELECT count(*) FROM pg_index i JOIN pg_attribute a "
+                     "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                     "WHERE i.indrelid = %s::regclass AND i.indnkeyatts = 1 "
+                     "AND i.indisunique AND i.indpred IS NULL "
+                     "AND i.indexprs IS NULL "
+                     "AND '\"' || replace(a.attname, '\"', '\"\"') || '\"' "
+                     "= %s", table, column);
+    *p = '\0';
+
+    res = ngx_http_saveitem_db_run(pg, (char *) sql, 0, deadline);
+
+    if (res == NULL || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        if (res != NULL) {
+            PQclear(res);
+        }
+
+        rc = NGX_ABORT;
+        goto done;
+    }
+
+    if (ngx_strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem\" in %s:%ui: the idempotency column %V of "
+                      "%V has no unique index of its own on PostgreSQL (%V), "
+                      "which INSERT ... ON CONFLICT (%V) needs (checked as "
+                      "role \"%s\")", use->file, use->line, &st->idem,
+                      &st->table, &db->display, &st->idem, role);
+        rc = NGX_ERROR;
+
+    } else {
+        rc = NGX_OK;
+    }
+
+    PQclear(res);
+
+done:
+
+    if (table != NULL) {
+        PQfreemem(table);
+    }
+
+    if (column != NULL) {
+        PQfreemem(column);
+    }
 
     return rc;
 }

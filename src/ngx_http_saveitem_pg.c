@@ -100,6 +100,7 @@ typedef struct {
     ngx_http_saveitem_expect_e    type;
     ngx_uint_t                    arg;        /* statement, or jobs */
     ngx_uint_t                    seen;       /* results so far */
+    ngx_uint_t                    keyed;      /* rows come with their keys */
 } ngx_http_saveitem_expect_t;
 
 
@@ -126,8 +127,9 @@ struct ngx_http_saveitem_conn_s {
 
     ngx_msec_t                    statement_timeout;  /* 0: unknown */
     PGresult                     *setup_err;
-    u_char                       *prepared;   /* [stmt * batch_max + rows] */
-    const char                  **params;     /* [batch_max] */
+    u_char                       *prepared;   /* [(stmt * 2 + keyed)
+                                                  * (batch_max + 1) + rows] */
+    const char                  **params;     /* [2 * batch_max] */
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
@@ -170,7 +172,7 @@ static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t share);
 static void ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg);
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg, ngx_uint_t keyed);
 static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
@@ -180,6 +182,10 @@ static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
 static ngx_int_t ngx_http_saveitem_insert_result(
     ngx_http_saveitem_conn_t *sc, ngx_http_saveitem_expect_t *e,
     PGresult *res);
+static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
+static ngx_int_t ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
 static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
@@ -690,9 +696,9 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     db = pool->db;
 
     sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
-                    + ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
+                    + 2 * ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
                       * sizeof(const char *)
-                    + pool->nstmts * (pool->batch_max + 1), pool->log);
+                    + pool->nstmts * 2 * (pool->batch_max + 1), pool->log);
     if (sc == NULL) {
         ngx_http_saveitem_backoff(pool, NGX_HTTP_SAVEITEM_R_NO_CONNECTION);
         return NGX_ERROR;
@@ -700,8 +706,8 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 
     sc->pool = pool;
     sc->params = (const char **) &sc[1];
-    sc->prepared = (u_char *) &sc->params[ngx_max(pool->batch_max,
-                                                  NGX_HTTP_SAVEITEM_PIPELINE)];
+    sc->prepared = (u_char *) &sc->params[2 * ngx_max(pool->batch_max,
+                                                NGX_HTTP_SAVEITEM_PIPELINE)];
     sc->log = *pool->log;
     sc->log.handler = ngx_http_saveitem_conn_log;
     sc->log.data = sc;
@@ -1215,9 +1221,11 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     u_char                    *last;
     size_t                     bytes;
     ngx_msec_t                 st;
-    ngx_uint_t                 n, i, k, max, idx, rows, pipeline;
-    ngx_queue_t               *q, *next;
-    ngx_http_saveitem_job_t   *first, *job;
+    ngx_str_t                 *name, *sql;
+    ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
+    ngx_uint_t                 nparams;
+    ngx_queue_t               *q, *next, *kq;
+    ngx_http_saveitem_job_t   *first, *job, *other;
     ngx_http_saveitem_stmt_t  *stmt;
     const char                *setp;
     ngx_http_saveitem_pool_t  *pool;
@@ -1229,6 +1237,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                            ngx_http_saveitem_job_t, queue);
 
     pipeline = (first->batch_rows == 1);
+    keyed = (first->key.len > 0);
     max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
                    : ngx_min(first->batch_rows, pool->batch_max);
     bytes = 0;
@@ -1245,9 +1254,31 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             && (job->stmt != first->stmt
                 || job->timeout != first->timeout
                 || (job->batch_rows == 1) != pipeline
+                || (job->key.len > 0) != keyed
                 || (!pipeline && bytes + job->body_len > first->batch_bytes)))
         {
             continue;
+        }
+
+        /* never two equal keys in one statement (21000), nor in a pipeline */
+
+        if (keyed && n > 0) {
+            for (kq = ngx_queue_head(&sc->jobs);
+                 kq != ngx_queue_sentinel(&sc->jobs);
+                 kq = ngx_queue_next(kq))
+            {
+                other = ngx_queue_data(kq, ngx_http_saveitem_job_t, queue);
+
+                if (saveitem_key_equal(other->key.data, other->key.len,
+                                       job->key.data, job->key.len))
+                {
+                    break;
+                }
+            }
+
+            if (kq != ngx_queue_sentinel(&sc->jobs)) {
+                continue;
+            }
         }
 
         ngx_queue_remove(q);
@@ -1263,7 +1294,15 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
         ngx_queue_insert_tail(&sc->jobs, &job->queue);
 
-        sc->params[n++] = (const char *) job->body;
+        if (keyed) {
+            sc->params[2 * n] = (const char *) job->body;
+            sc->params[2 * n + 1] = (const char *) job->key.data;
+
+        } else {
+            sc->params[n] = (const char *) job->body;
+        }
+
+        n++;
         bytes += job->body_len;
     }
 
@@ -1302,7 +1341,10 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     sc->timedout = 0;
 
     stmt = &pool->stmts[first->stmt];
-    idx = first->stmt * (pool->batch_max + 1) + n;
+    idx = (first->stmt * 2 + keyed) * (pool->batch_max + 1) + n;
+    name = keyed ? &stmt->name_key[n] : &stmt->name[n];
+    sql = keyed ? &stmt->sql_key[n] : &stmt->sql[n];
+    nparams = keyed ? 2 * n : n;
 
     /*
      * The server aborts a statement itself just before the module's own
@@ -1334,18 +1376,18 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 goto failed;
             }
 
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st);
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
             sc->statement_timeout = st;
         }
 
         if (!sc->prepared[idx]) {
-            if (!PQsendPrepare(sc->pg, (char *) stmt->name[n].data,
-                               (char *) stmt->sql[n].data, (int) n, NULL))
+            if (!PQsendPrepare(sc->pg, (char *) name->data,
+                               (char *) sql->data, (int) nparams, NULL))
             {
                 goto failed;
             }
 
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx);
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx, 0);
             sc->prepared[idx] = 1;
         }
 
@@ -1353,19 +1395,20 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < rows; i += n) {
-        if (!PQsendQueryPrepared(sc->pg, (char *) stmt->name[n].data, (int) n,
-                                 &sc->params[i], NULL, NULL, 0))
+        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, (int) nparams,
+                                 &sc->params[keyed ? 2 * i : i], NULL, NULL,
+                                 0))
         {
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, keyed);
 
         /* from here on, the server may commit these rows */
 
@@ -1378,7 +1421,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
     goto sent;
@@ -1405,15 +1448,16 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
 
-        if (!PQsendQueryParams(sc->pg, (char *) stmt->sql[n].data, (int) n,
-                               NULL, &sc->params[i], NULL, NULL, 0))
+        if (!PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
+                               NULL, &sc->params[keyed ? 2 * i : i], NULL,
+                               NULL, 0))
         {
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, keyed);
 
         for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
@@ -1424,7 +1468,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
 sent:
@@ -1457,7 +1501,7 @@ failed:
 
 static void
 ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg)
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg, ngx_uint_t keyed)
 {
     ngx_http_saveitem_expect_t  *e;
 
@@ -1466,6 +1510,7 @@ ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
     e->type = type;
     e->arg = arg;
     e->seen = 0;
+    e->keyed = keyed;
 
     sc->nexpect++;
 }
@@ -1695,7 +1740,7 @@ static void
 ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
-    ngx_uint_t                 rows;
+    ngx_uint_t                 v, rows;
     ngx_http_saveitem_stmt_t  *stmt;
 
     if (PQresultStatus(res) == PGRES_COMMAND_OK
@@ -1717,14 +1762,16 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
         return;
     }
 
-    stmt = &sc->pool->stmts[e->arg / (sc->pool->batch_max + 1)];
+    v = e->arg / (sc->pool->batch_max + 1);
+    stmt = &sc->pool->stmts[v / 2];
     rows = e->arg % (sc->pool->batch_max + 1);
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
                   "saveitem: PostgreSQL refused %s: %s",
                   e->type == NGX_HTTP_SAVEITEM_SET
                   ? "SET statement_timeout"
-                  : (char *) stmt->sql[rows].data,
+                  : (char *) ((v % 2) ? stmt->sql_key[rows].data
+                                      : stmt->sql[rows].data),
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -1741,14 +1788,12 @@ static ngx_int_t
 ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
-    int                        len;
-    Oid                        type;
-    u_char                    *value;
-    ngx_uint_t                 i, taken;
-    const char                *sqlstate;
-    ngx_queue_t               *q;
-    ngx_http_saveitem_job_t   *job;
-    ngx_http_saveitem_reason_e reason;
+    Oid                         type;
+    ngx_uint_t                  i, taken;
+    const char                 *sqlstate;
+    ngx_queue_t                *q;
+    ngx_http_saveitem_job_t    *job;
+    ngx_http_saveitem_reason_e  reason;
 
     if (e->seen > 1) {
         ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
@@ -1770,6 +1815,17 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     case PGRES_TUPLES_OK:
 
+        if (e->keyed) {
+            if (ngx_http_saveitem_keyed_result(sc, e, res, q) != NGX_OK) {
+                PQclear(res);
+                return NGX_ERROR;
+            }
+
+            sc->nsettled += e->arg;
+            PQclear(res);
+            return NGX_OK;
+        }
+
         if ((ngx_uint_t) PQntuples(res) != e->arg || PQnfields(res) != 1) {
             /* a trigger may have skipped the row */
             break;
@@ -1780,27 +1836,10 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-            len = PQgetlength(res, i, 0);
-            value = (u_char *) PQgetvalue(res, i, 0);
-
-            if ((size_t) len <= sizeof(job->pk_buf)) {
-                job->pk.data = job->pk_buf;
-
-            } else {
-                job->pk.data = ngx_alloc(len, &sc->log);
-                if (job->pk.data == NULL) {
-                    PQclear(res);
-                    return NGX_ERROR;
-                }
+            if (ngx_http_saveitem_job_pk(sc, job, res, i, 0, type) != NGX_OK) {
+                PQclear(res);
+                return NGX_ERROR;
             }
-
-            job->pk.len = ngx_cpymem(job->pk.data, value, len) - job->pk.data;
-
-            job->pk_number = (type == INT8OID || type == INT4OID
-                              || type == INT2OID || type == OIDOID
-                              || type == NUMERICOID)
-                             && saveitem_pk_is_number(job->pk.data,
-                                                      job->pk.len);
         }
 
         sc->nsettled += e->arg;
@@ -1889,6 +1928,96 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     sc->nsettled += e->arg;
     PQclear(res);
+
+    return NGX_OK;
+}
+
+
+/* the key of row i, column col, for a job */
+
+static ngx_int_t
+ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type)
+{
+    int      len;
+    u_char  *value;
+
+    len = PQgetlength(res, i, col);
+    value = (u_char *) PQgetvalue(res, i, col);
+
+    if ((size_t) len <= sizeof(job->pk_buf)) {
+        job->pk.data = job->pk_buf;
+
+    } else {
+        job->pk.data = ngx_alloc(len, &sc->log);
+        if (job->pk.data == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    job->pk.len = ngx_cpymem(job->pk.data, value, len) - job->pk.data;
+
+    job->pk_number = (type == INT8OID || type == INT4OID
+                      || type == INT2OID || type == OIDOID
+                      || type == NUMERICOID)
+                     && saveitem_pk_is_number(job->pk.data, job->pk.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Rows with idempotency keys: (key, primary key, replayed), mapped to the
+ * jobs by key (no two equal keys in one statement).  A job whose key did
+ * not come back has it stored with another document: not stored.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q)
+{
+    int                       r, nrows;
+    Oid                       type;
+    u_char                   *key;
+    ngx_uint_t                i;
+    ngx_http_saveitem_job_t  *job;
+
+    if (PQnfields(res) != 3) {
+        ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                      "saveitem: INSERT with keys returned %d columns",
+                      PQnfields(res));
+        return NGX_ERROR;
+    }
+
+    nrows = PQntuples(res);
+    type = PQftype(res, 1);
+
+    for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        for (r = 0; r < nrows; r++) {
+            key = (u_char *) PQgetvalue(res, r, 0);
+
+            if (saveitem_key_equal(key, PQgetlength(res, r, 0),
+                                   job->key.data, job->key.len))
+            {
+                break;
+            }
+        }
+
+        if (r == nrows) {
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_KEY_REUSED;
+            continue;
+        }
+
+        if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        job->facts.replayed = (PQgetvalue(res, r, 2)[0] == 't');
+    }
 
     return NGX_OK;
 }
@@ -2025,6 +2154,7 @@ ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
 static void
 ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 {
+    ngx_uint_t                replayed;
     ngx_queue_t              *q, retry;
     ngx_http_saveitem_job_t  *job;
 
@@ -2043,8 +2173,10 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
         }
 
         if (!job->failed) {
+            replayed = job->facts.replayed;
             ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
             job->facts.outcome = NGX_HTTP_SAVEITEM_STORED;
+            job->facts.replayed = replayed;
         }
 
         ngx_http_saveitem_job_done(job);

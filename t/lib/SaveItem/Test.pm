@@ -130,7 +130,8 @@ sub check_pk_log {
 
 
 # Concurrent clients, for what one connection at a time cannot show: after
-# $delay seconds, one client per document POSTs it to $uri at once; each
+# $delay seconds, one client per document POSTs it to $uri at once (with
+# the header lines in @$headers, if any); each
 # appends "document <TAB> status <TAB> body <TAB> Retry-After <TAB> seconds
 # from connect to answer" to $out.  Returns at once;
 # burst_results() waits for them and reads the answers.
@@ -138,7 +139,7 @@ sub check_pk_log {
 my %Bursts;
 
 sub burst {
-    my ($uri, $docs, $out, $delay) = @_;
+    my ($uri, $docs, $out, $delay, $headers) = @_;
 
     unlink $out;
 
@@ -161,7 +162,7 @@ sub burst {
 
         if ($kid == 0) {
             my $start = Time::HiRes::time();
-            my ($status, $body, $retry) = post($uri, $doc);
+            my ($status, $body, $retry) = post($uri, $doc, $headers);
             my $took = sprintf('%.3f', Time::HiRes::time() - $start);
             open my $fh, '>>', $out or die "cannot write $out: $!";
             flock($fh, 2);
@@ -179,7 +180,9 @@ sub burst {
 
 
 sub post {
-    my ($uri, $doc) = @_;
+    my ($uri, $doc, $headers) = @_;
+
+    $headers = join '', map { "$_\r\n" } @{ $headers || [] };
 
     my $sock = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                      PeerPort => $ENV{TEST_NGINX_SERVER_PORT}
@@ -188,7 +191,7 @@ sub post {
                                      Timeout => 10)
         or return ('', "connect: $!");
 
-    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\n"
+    print $sock "POST $uri HTTP/1.1\r\nHost: localhost\r\n$headers"
                 . "Content-Type: application/json\r\nConnection: close\r\n"
                 . "Content-Length: " . length($doc) . "\r\n\r\n$doc";
 
