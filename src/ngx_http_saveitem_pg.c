@@ -1789,7 +1789,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
     Oid                         type;
-    ngx_uint_t                  i, taken;
+    ngx_uint_t                  i, taken, half;
     const char                 *sqlstate;
     ngx_queue_t                *q;
     ngx_http_saveitem_job_t    *job;
@@ -1851,18 +1851,28 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
         if (e->arg > 1 && ngx_http_saveitem_retryable(sqlstate)) {
-            /* one document may be guilty: each gets a statement alone */
+
+            /*
+             * One document may be guilty: the rows are sent again in two
+             * halves, and a half that fails again is halved again, so the
+             * innocent are stored in a few statements, not one by one.
+             * A statement timeout costs a whole timeout at each level:
+             * then one statement each, pipelined, the slow one alone.
+             */
+
+            half = ngx_strcmp(sqlstate, "57014") == 0 ? 1 : (e->arg + 1) / 2;
 
             ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
                           "saveitem: a statement of %ui rows failed (%s), "
-                          "retrying them one by one",
-                          e->arg, PQresultErrorField(res,
-                                                     PG_DIAG_MESSAGE_PRIMARY));
+                          "retrying them %s", e->arg,
+                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                          half == 1 ? "one by one" : "in halves");
 
             for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
                 job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
                 job->failed = 1;
                 job->retry = 1;
+                job->batch_rows = half;
 
                 /* what to answer if its time runs out before the retry */
 
@@ -2063,6 +2073,7 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
         if (retry) {
             job->failed = 1;
             job->retry = 1;
+            job->batch_rows = (sc->nsettled + 1) / 2;
             continue;
         }
 
@@ -2188,7 +2199,8 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 
 /*
  * Jobs whose statement failed before its commit go back to the head of
- * the queue, each to be sent alone, with what is left of their
+ * the queue, in their order, in statements of at most the rows set when
+ * they failed (half of what failed), with what is left of their
  * queue_timeout; those whose request has gone are not retried (their
  * body went with the request): not stored.
  */
@@ -2234,7 +2246,6 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
         }
 
         job->retried = 1;
-        job->batch_rows = 1;
         ngx_http_saveitem_job_wait(pool, job, 1);
     }
 }

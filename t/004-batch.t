@@ -170,7 +170,7 @@ POST /items
 {"sleep": 0.6}
 --- wait: 1
 --- error_log
-failed (new row for relation "items" violates check constraint "items_data_check"), retrying them one by one
+failed (new row for relation "items" violates check constraint "items_data_check"), retrying them in halves
 saveitem: PostgreSQL error 23514
 
 
@@ -190,7 +190,7 @@ POST /items
 {"sleep": 0.6}
 --- wait: 1
 --- error_log
-failed (division by zero), retrying them one by one
+failed (division by zero), retrying them in halves
 saveitem: INSERT returned PGRES_TUPLES_OK with 0 rows
 
 
