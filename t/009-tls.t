@@ -20,7 +20,7 @@ our $Stall;
 system('bash', $Tls, 'start') == 0 or die "util/tls.sh start failed\n";
 
 END {
-    if ($$ == $Parent) {
+    if (defined $Parent && $$ == $Parent) {
         if ($Stall) {
             kill 'TERM', $Stall;
             waitpid($Stall, 0);
