@@ -7,7 +7,8 @@
 #   build   compile the module against Debian's nginx-dev tree
 #   pg      a throwaway PostgreSQL 15 cluster (util/pg.sh)
 #   run     build + pg (util/run.sh)
-#   test    build + pg + prove and the Perl libraries of the test runner
+#   test    build + pg + prove and the Perl libraries of the test runner,
+#           openssl and pgbouncer (t/009-tls.t, t/010-pgbouncer.t)
 #   ci      test + what the rest of `make test` needs (valgrind, clang and
 #           its sanitizer and libFuzzer runtimes, python3)
 #   bench   the benchmark tools (see bench_pkgs below)
@@ -54,8 +55,11 @@ test_pkgs()
     build_pkgs
     pg_pkgs
     echo perl libtest-base-perl libtest-longstring-perl libtext-diff-perl \
-         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps \
-         dnsmasq-base
+         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps
+    # t/009-tls.t makes its certificates; t/010-pgbouncer.t runs PgBouncer
+    # (its service stays stopped: apt_get's policy-rc.d); t/015-dns.t
+    # serves a name with dnsmasq
+    echo openssl pgbouncer dnsmasq-base
 
     if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ]; then
         echo valgrind

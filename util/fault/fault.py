@@ -29,7 +29,21 @@ mid-body and while their statement runs), timeout (1 % of the documents
 slower than saveitem_query_timeout), eagain-tcp and eagain-unix (the
 LD_PRELOAD shim of util/shim on the libpq socket: EAGAIN and short
 reads and writes; every request must be stored), eagain-terminate and
-eagain-restart (the shim, and a fault on top).
+eagain-restart (the shim, and a fault on top), failover (a primary and its
+synchronous standby made with pg_basebackup -R, the conninfo naming both
+with target_session_attrs=read-write; the primary killed with SIGKILL, the
+standby promoted a moment later with its inherited
+synchronous_standby_names cleared, as failover tools do), switchover (the
+same pair; the primary made read-only by a reload, so that the module's
+open connections meet 25006, then the standby promoted).  For these two,
+also: every key a client got is on the new primary; no 200 while no
+server was writable, 503s then; the first 200 within 2 s of the
+promotion; in a switchover, some 25006 answers, and every row of the old
+primary on the new one.  failover-frozen runs only when named
+(EXTRA_SCENARIOS): the primary hangs (SIGSTOP) instead of dying, and the
+module's connect_timeout bounds the whole multi-host connect, so the
+frozen first host uses it all and the promoted standby is never tried:
+it fails until the timeout applies per host, as libpq's own does.
 
 Environment (set by util/fault/run): SAVEITEM_FAULT_SO, SAVEITEM_FAULT_SHIM,
 SAVEITEM_PG_PORT, SAVEITEM_PG_DIR, and the SAVEITEM_FAULT_* knobs.
@@ -41,6 +55,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,6 +78,9 @@ OUT = os.environ.get("SAVEITEM_FAULT_DIR", "/tmp/saveitem-fault")
 RATE = float(os.environ.get("SAVEITEM_FAULT_RATE", "300"))
 CLIENTS = int(os.environ.get("SAVEITEM_FAULT_CLIENTS", "16"))
 SEED = int(os.environ.get("SAVEITEM_FAULT_SEED", "1"))
+HA_PORTS = (lib.port("fault-ha-primary", "SAVEITEM_FAULT_HA_PRIMARY_PORT"),
+            lib.port("fault-ha-standby", "SAVEITEM_FAULT_HA_STANDBY_PORT"))
+HA_DIR = os.environ.get("SAVEITEM_FAULT_HA_DIR", "/tmp/saveitem-fault-ha")
 
 APP = "saveitem_fault"
 QUERY_TIMEOUT = 1.5          # saveitem_query_timeout
@@ -73,6 +91,9 @@ RECOVERY_LIMIT = 2.0         # seconds after the fault
 RECOVERY_WINDOW = 0.5        # throughput measured over this
 RECOVERY_FRACTION = 0.5      # of the baseline
 PING_LIMIT = 1.0
+PROMOTION_LIMIT = 2.0
+POOL = 4                     # saveitem_database pool=
+WORKERS = 2                  # worker_processes        # seconds from promotion to the first 200
 REUSE_CLOSED_MAX = 0.01      # of the requests sent, at least 3
 
 # name: (fault, shim on the libpq socket: None, "tcp" or "unix")
@@ -88,6 +109,13 @@ SCENARIOS = {
     "eagain-unix": ("eagain", "unix"),
     "eagain-terminate": ("terminate", "unix"),
     "eagain-restart": ("restart", "tcp"),
+    "failover": ("failover", None),
+    "switchover": ("switchover", None),
+}
+
+# run only when named: they fail with today's module (see the header)
+EXTRA_SCENARIOS = {
+    "failover-frozen": ("failover_frozen", None),
 }
 
 # what a document's "pad" is made of: escapes, multi-byte characters
@@ -95,11 +123,112 @@ ALPHABET = ("abcdefghijklmnopqrstuvwxyz0123456789 " * 3
             + "\"\\/\n\t\r\b\f'<>&%$#{}[],:" + "é€ж中𝄞😀\u2028\u00a0")
 
 
-def pg_ctl(*args):
+def pg_ctl(*args, cluster=PG):
+    return as_postgres("pg_ctl", "-D", cluster.data, *args)
+
+
+def as_postgres(prog, *args):
+    """a PostgreSQL program run as the clusters' owner"""
     return subprocess.run(["runuser", "-u", "postgres", "--",
-                           os.path.join(lib.PG_BIN, "pg_ctl"), "-D", PG.data]
-                          + list(args), cwd="/", stdout=subprocess.PIPE,
+                           os.path.join(lib.PG_BIN, prog)] + list(args),
+                          cwd="/", stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=120)
+
+
+class Pair:
+    """a primary (a util/pg.sh cluster) and its synchronous standby
+    (pg_basebackup -R), on loopback ports of their own"""
+
+    def __init__(self):
+        self.primary = lib.Cluster(HA_PORTS[0],
+                                   os.path.join(HA_DIR, "primary"))
+        self.standby = lib.Cluster(HA_PORTS[1],
+                                   os.path.join(HA_DIR, "standby"))
+        self.frozen = []            # processes stopped with SIGSTOP
+
+    def conninfo(self):
+        """both servers; libpq takes the first that accepts writes"""
+        return ("host=127.0.0.1,127.0.0.1 port=%d,%d dbname=saveitem "
+                "user=postgres target_session_attrs=read-write"
+                % HA_PORTS)
+
+    @staticmethod
+    def ctl(cluster, *args):
+        """pg_ctl on a cluster; Failure when it fails"""
+        r = pg_ctl(*args, cluster=cluster)
+        if r.returncode != 0:
+            raise lib.Failure("pg_ctl %s (%s): %s"
+                              % (args[0], cluster.dir, r.stdout[-500:]))
+
+    @staticmethod
+    def alter(cluster, *settings):
+        """ALTER SYSTEM statements (each alone: not in a transaction), then
+        a reload"""
+        for sql in settings:
+            cluster.psql("ALTER SYSTEM " + sql, timeout=30)
+        cluster.psql("SELECT pg_reload_conf()", timeout=30)
+
+    def start_primary(self):
+        self.stop()
+        self.primary.pg_sh("start")
+
+    def start_standby(self):
+        """the standby, synchronous: a commit on the primary waits for it"""
+        self.alter(self.primary, "SET synchronous_commit = on",
+                   "SET synchronous_standby_names = '*'")
+        sb = self.standby
+        os.makedirs(sb.sock)
+        open(os.path.join(sb.dir, ".saveitem-pg"), "w").close()
+        lib.run(["chown", "-R", "postgres:", sb.dir], timeout=30)
+        r = as_postgres("pg_basebackup", "-D", sb.data, "-h",
+                        self.primary.sock, "-p", str(self.primary.port),
+                        "-U", "postgres", "-R", "-X", "stream", "-c", "fast",
+                        "--no-sync")
+        if r.returncode != 0:
+            raise lib.Failure("pg_basebackup: %s" % r.stdout[-500:])
+        # the primary's port and socket, copied by the backup: the
+        # standby's own
+        conf = os.path.join(sb.data, "saveitem.conf")
+        with open(conf) as f:
+            text = f.read()
+        text = (text.replace("port = %d" % self.primary.port,
+                             "port = %d" % sb.port)
+                .replace(self.primary.sock, sb.sock))
+        with open(conf, "w") as f:
+            f.write(text)
+        self.ctl(sb, "start", "-w", "-t", "60", "-s", "-l",
+                 os.path.join(sb.dir, "postgresql.log"))
+        deadline = time.monotonic() + 30
+        while self.primary.psql(
+                "SELECT count(*) FROM pg_stat_replication "
+                "WHERE sync_state = 'sync'").strip() != "1":
+            if time.monotonic() > deadline:
+                raise lib.Failure("the standby is not synchronous after 30 s")
+            time.sleep(0.1)
+        return sb.psql("SHOW synchronous_standby_names").strip()
+
+    def promote(self):
+        """what a failover tool does: the standby's inherited
+        synchronous_standby_names cleared (promoted alone, every commit
+        would wait for a standby that is not there), then promoted"""
+        self.alter(self.standby, "RESET synchronous_standby_names")
+        self.ctl(self.standby, "promote", "-w", "-t", "30")
+
+    def stop(self):
+        """both stopped at once (immediate), the directory removed; also
+        what a killed run left"""
+        # a frozen primary is fenced: killed, never thawed (it would
+        # take writes again)
+        for pid in self.frozen:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.frozen = []
+        for c in (self.primary, self.standby):
+            if os.path.exists(os.path.join(c.data, "postmaster.pid")):
+                pg_ctl("stop", "-m", "immediate", "-w", cluster=c)
+        shutil.rmtree(HA_DIR, ignore_errors=True)
 
 
 class Record:
@@ -403,7 +532,7 @@ class Nginx(lib.Nginx):
     client_max_body_size 1m;
     client_body_timeout 5s;
 
-    saveitem_database "%(conninfo)s" pool=4 queue=512 queue_timeout=%(qt)dms;
+    saveitem_database "%(conninfo)s" pool=%(pool)d queue=512 queue_timeout=%(qt)dms;
     saveitem_query_timeout %(qto)dms;
     saveitem_batch %(batch)s;
 
@@ -419,8 +548,8 @@ class Nginx(lib.Nginx):
         }
     }""" % {"conninfo": self.conninfo, "batch": self.batch,
            "table": self.table, "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
-           "qto": QUERY_TIMEOUT * 1000}
-        self.write(lib.nginx_conf(self.prefix, SO, http,
+           "qto": QUERY_TIMEOUT * 1000, "pool": POOL}
+        self.write(lib.nginx_conf(self.prefix, SO, http, workers=WORKERS,
                                   main="user root;\n"
                                   "worker_shutdown_timeout 10s;"))
         # a sanitizer build: its runtime first, reports to files
@@ -439,7 +568,7 @@ class Scenario:
         self.name = name
         self.batch = batch
         self.quick = quick
-        self.fault, self.shim = SCENARIOS[name]
+        self.fault, self.shim = {**SCENARIOS, **EXTRA_SCENARIOS}[name]
         self.key = "%s-%s" % (name, batch)
         self.table = "fault.%s_%s" % (name.replace("-", "_"), batch)
         self.failures = []
@@ -452,6 +581,11 @@ class Scenario:
         self.recovery = None
         self.terminated = 0
         self.rng = random.Random("%d-%s" % (SEED, self.key))
+        self.db = PG                # where the rows are: a Cluster
+        self.pair = Pair() if self.fault in ("failover", "switchover",
+                                             "failover_frozen") else None
+        self.promoted = None        # (start, end) of the promotion
+        self.nowrite = None         # (t0, t1): no server took writes
 
     def fail(self, msg):
         self.failures.append(msg)
@@ -466,7 +600,7 @@ class Scenario:
         return 3.0
 
     def setup_table(self):
-        PG.psql("""SET client_min_messages = warning;
+        self.db.psql("""SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS fault;
 CREATE OR REPLACE FUNCTION fault.act() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
@@ -483,6 +617,9 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
 """ % {"t": self.table})
 
     def conninfo(self):
+        if self.pair:
+            return ("%s application_name=%s connect_timeout=2"
+                    % (self.pair.conninfo(), APP))
         if self.shim == "tcp":
             return ("hostaddr=127.0.0.1 port=%d dbname=saveitem user=postgres"
                     " application_name=%s connect_timeout=2" % (PG.port, APP))
@@ -610,6 +747,65 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         load.slow = 0.0
         self.fault_end = time.monotonic()
 
+    async def fault_failover(self, load, nginx):
+        """the primary dies (SIGKILL to the postmaster and every backend,
+        as a crashed machine); a moment later, the time a failover tool
+        takes to decide, the standby is promoted"""
+        pids = self.pair.primary.pids()
+        self.fault_start = time.monotonic()
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        await asyncio.sleep(1.0 if self.quick else 2.0)
+        await self.promote()
+        self.notes.append("%d processes of the primary killed" % len(pids))
+
+    async def fault_failover_frozen(self, load, nginx):
+        """the primary hangs (SIGSTOP: its port still completes TCP
+        handshakes, nothing answers), the standby is promoted; the frozen
+        primary stays frozen (fenced) to the end"""
+        pids = self.pair.primary.pids()
+        self.fault_start = time.monotonic()
+        self.pair.frozen = pids
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        await asyncio.sleep(1.0 if self.quick else 2.0)
+        await self.promote()
+
+    async def fault_switchover(self, load, nginx):
+        """the primary stays up but read-only (a reload: the module's open
+        connections stay and meet 25006 on their next INSERT), then the
+        standby is promoted"""
+        self.fault_start = time.monotonic()
+        primary = self.pair.primary
+        await asyncio.to_thread(self.pair.alter, primary,
+                                "SET default_transaction_read_only = on")
+        # the postmaster rereads its files when signalled, then signals
+        # the backends: a new session seeing the setting says it is done;
+        # each open session applies it before its next command
+        deadline = time.monotonic() + 10
+        while (await asyncio.to_thread(
+                primary.psql, "SHOW default_transaction_read_only")
+               ).strip() != "on":
+            if time.monotonic() > deadline:
+                raise lib.Failure("the primary is not read-only after 10 s")
+            await asyncio.sleep(0.05)
+        readonly = time.monotonic() + 0.1
+        await asyncio.sleep(1.0 if self.quick else 2.0)
+        await self.promote(readonly)
+
+    async def promote(self, nowrite=None):
+        """the standby promoted; from now on, rows are read there"""
+        t0 = time.monotonic()
+        self.nowrite = (nowrite or self.fault_start, t0)
+        self.down = self.nowrite
+        await asyncio.to_thread(self.pair.promote)
+        self.fault_end = time.monotonic()
+        self.promoted = (t0, self.fault_end)
+        self.db = self.pair.standby
+
     async def fault_eagain(self, load, nginx):
         # the shim works all along: the "fault" is a stretch of the run
         self.fault_start = time.monotonic()
@@ -617,7 +813,31 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         self.fault_end = time.monotonic()
 
     async def run(self):
+        if self.pair:
+            try:
+                await self.run_pair()
+            finally:
+                self.pair.stop()
+        else:
+            await self.run_nginx()
+
+    async def run_pair(self):
+        """the table on the primary, then the standby copied from it"""
+        await asyncio.to_thread(self.pair.start_primary)
+        self.db = self.pair.primary
         self.setup_table()
+        inherited = await asyncio.to_thread(self.pair.start_standby)
+        self.notes.append("standby: synchronous_standby_names '%s' "
+                          "inherited from the primary" % inherited)
+        if inherited != "*":
+            self.fail("the standby did not inherit synchronous_standby_names"
+                      " ('%s'): the failover does not show the pitfall"
+                      % inherited)
+        await self.run_nginx()
+
+    async def run_nginx(self):
+        if not self.pair:
+            self.setup_table()
         nginx = Nginx(self.key, self.table, self.batch, self.conninfo(),
                       self.shim_env())
         try:
@@ -688,7 +908,7 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         recs = load.records
         rows = {}
         by_seq = {}
-        out = PG.psql("SELECT id, data::text FROM %s" % self.table)
+        out = self.db.psql("SELECT id, data::text FROM %s" % self.table)
         for line in out.split("\n"):
             if not line:
                 continue
@@ -839,11 +1059,77 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
                           "PostgreSQL was down" % (len(slow),
                                                    QUEUE_TIMEOUT + 1))
 
+        if self.pair:
+            self.check_pair(load)
+
         self.check_pings(load)
         self.check_recovery(load)
         self.check_log(nginx)
         if self.shim_log:
             self.check_shim()
+
+    def check_pair(self, load):
+        """a failover or switchover: the answers while no server took
+        writes, the time to the first 200 after the promotion, and (the
+        old primary still up) none of its rows missing on the new one"""
+        recs = [r for r in load.records if r.kind == "load"]
+        if self.promoted is None:
+            self.fail("the standby was not promoted")
+            return
+        t0, t1 = self.nowrite
+        during = [r for r in recs if t0 <= r.t0
+                  and r.t1 is not None and r.t1 <= t1]
+        stored = [r for r in during if r.result == "ok"]
+        if stored:
+            self.fail("%d requests got 200 while no server took writes, "
+                      "e.g. pk %s" % (len(stored), stored[0].pk))
+        if not during:
+            self.fail("no request was answered while no server took writes")
+        after = sorted(r.t1 for r in load.records
+                       if r.result == "ok" and r.t1 is not None
+                       and r.t1 >= self.promoted[1])
+        first = after[0] - self.promoted[1] if after else None
+        if first is None or first > PROMOTION_LIMIT:
+            self.fail("no 200 within %.1f s of the promotion (first: %s)"
+                      % (PROMOTION_LIMIT, "none" if first is None
+                         else "%.2f s" % first))
+        readonly = [r for r in load.records
+                    if b'"sqlstate": "25006"' in (r.body or b"")]
+        bad_ro = [r for r in readonly if r.status != 503
+                  or r.result != "error"]
+        if bad_ro:
+            self.fail("%d answers to 25006 were not 503 \"not stored\", "
+                      "e.g. %s %r" % (len(bad_ro), bad_ro[0].status,
+                                      bad_ro[0].body[:120]))
+        if self.fault == "switchover":
+            if not readonly:
+                self.fail("no request met the read-only server (25006)")
+            self.check_old_primary()
+        ok = sum(1 for r in load.records if r.result == "ok")
+        late = [r for r in recs if r.t0 >= self.promoted[1]
+                and r.result != "ok"]
+        self.notes.append(
+            "%d requests, %d 200, %d 503, %d unknown, %d rows; while no "
+            "server took writes (%.2f s): %s; 25006: %d; promotion took "
+            "%.2f s; first 200 %s after it; sent after it and not "
+            "stored: %s" % (
+                len(load.records), ok,
+                sum(1 for r in load.records if r.status == 503),
+                sum(1 for r in load.records if r.result == "unknown"),
+                self.nrows, t1 - t0, status_counts(during), len(readonly),
+                self.promoted[1] - self.promoted[0],
+                "-" if first is None else "%.2f s" % first,
+                status_counts(late) if late else "0"))
+
+    def check_old_primary(self):
+        """every row the read-only old primary holds is on the new one"""
+        sql = "SELECT id, data::text FROM %s ORDER BY id" % self.table
+        old = self.pair.primary.psql(sql).split("\n")
+        new = set(self.db.psql(sql).split("\n"))
+        missing = [line for line in old if line and line not in new]
+        if missing:
+            self.fail("%d rows of the old primary are not on the new one, "
+                      "e.g. %.100s" % (len(missing), missing[0]))
 
     def check_pings(self, load):
         bad = [(t, lat) for t, lat in load.pings
@@ -968,9 +1254,10 @@ LEGEND = ("unknown: stored/answered \"outcome\": \"unknown\"; aborted: "
 async def main_async(args):
     names = args.scenarios or list(SCENARIOS)
     for n in names:
-        if n not in SCENARIOS:
+        if n not in SCENARIOS and n not in EXTRA_SCENARIOS:
             raise SystemExit("unknown scenario %s (%s)"
-                             % (n, " ".join(SCENARIOS)))
+                             % (n, " ".join(list(SCENARIOS)
+                                            + list(EXTRA_SCENARIOS))))
     modes = args.batch.split()
     results = []
     t_all = time.monotonic()

@@ -68,6 +68,12 @@ fault_cleanup()
 
         bash "$SAVEITEM_UTIL/pg.sh" stop 9>&- || true
     fi
+
+    # the failover pair, if fault.py could not stop it (killed)
+    for f in "${SAVEITEM_FAULT_HA_DIR:-/tmp/saveitem-fault-ha}"/*/data/postmaster.pid
+    do
+        stop_pidfile "$f" postgres QUIT 5
+    done
 }
 
 
