@@ -168,6 +168,22 @@ typedef struct {
 } ngx_http_saveitem_main_conf_t;
 
 
+/*
+ * The hosts a connection tries, as given to libpq: comma-separated lists
+ * (NULL: as the conninfo says), n entries.  They stay valid while it
+ * connects: a host that does not answer within connect_timeout is left
+ * out and the others are tried (libpq's own per-host timeout does not
+ * work in non-blocking mode).
+ */
+
+typedef struct {
+    const char                   *host;
+    const char                   *hostaddr;
+    const char                   *port;
+    ngx_uint_t                    n;
+} ngx_http_saveitem_targets_t;
+
+
 /* a statement used with a database somewhere: checked at start */
 
 typedef struct {
@@ -222,8 +238,11 @@ char *ngx_http_saveitem_db_conninfo(ngx_conf_t *cf,
 ngx_int_t ngx_http_saveitem_db_names(ngx_conf_t *cf,
     ngx_http_saveitem_db_t *db);
 ngx_uint_t ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
-    ngx_http_saveitem_hosts_t *hosts, const char **keywords,
+    ngx_http_saveitem_hosts_t *hosts, ngx_uint_t skip,
+    ngx_http_saveitem_targets_t *t, const char **keywords,
     const char **values);
+ngx_int_t ngx_http_saveitem_db_target(ngx_http_saveitem_targets_t *t,
+    PGconn *pg);
 ngx_int_t ngx_http_saveitem_db_resolve_start(ngx_http_saveitem_db_t *db,
     ngx_http_saveitem_resolved_pt handler, void *data, ngx_log_t *log,
     ngx_http_saveitem_hosts_t **hsp);

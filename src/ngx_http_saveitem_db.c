@@ -30,6 +30,7 @@ static void ngx_http_saveitem_db_list_add(u_char **p, u_char *last,
     ngx_str_t *item);
 static ngx_int_t ngx_http_saveitem_db_list_copy(ngx_conf_t *cf,
     ngx_str_t *dst, u_char *buf, u_char *last);
+static const char *ngx_http_saveitem_db_skip(const char *list, ngx_uint_t n);
 static ngx_int_t ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf,
     ngx_http_saveitem_stmt_t *stmt, ngx_uint_t i, ngx_uint_t batch_max);
 static ngx_int_t ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
@@ -747,10 +748,12 @@ ngx_http_saveitem_db_resolved(ngx_resolver_ctx_t *ctx)
 
 ngx_uint_t
 ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
-    ngx_http_saveitem_hosts_t *hs, const char **keywords,
+    ngx_http_saveitem_hosts_t *hs, ngx_uint_t skip,
+    ngx_http_saveitem_targets_t *t, const char **keywords,
     const char **values)
 {
-    ngx_uint_t  n;
+    ngx_uint_t   n;
+    const char  *c;
 
     n = 0;
     keywords[n] = "dbname";
@@ -760,6 +763,8 @@ ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
     keywords[n] = "fallback_application_name";
     values[n++] = "nginx saveitem";
 
+    ngx_memzero(t, sizeof(ngx_http_saveitem_targets_t));
+
     if (hs != NULL) {
         /* each list was written with a leading comma */
 
@@ -767,32 +772,147 @@ ngx_http_saveitem_db_params(ngx_http_saveitem_db_t *db,
         *hs->a = '\0';
         *hs->p = '\0';
 
-        keywords[n] = "host";
-        values[n++] = (const char *) hs->host + 1;
-        keywords[n] = "hostaddr";
-        values[n++] = (const char *) hs->hostaddr + 1;
+        t->host = (const char *) hs->host + 1;
+        t->hostaddr = (const char *) hs->hostaddr + 1;
 
         if (db->ports.data && ngx_strchr(db->ports.data, ',')) {
-            keywords[n] = "port";
-            values[n++] = (const char *) hs->ports + 1;
+            t->port = (const char *) hs->ports + 1;
         }
 
+    } else if (db->hostaddr.len) {
+        t->host = (const char *) db->host.data;
+        t->hostaddr = (const char *) db->hostaddr.data;
+
+        if (db->port.len) {
+            t->port = (const char *) db->port.data;
+        }
+
+    } else if (db->hosts.data && !db->hostaddr_set) {
+        /* sockets and addresses, as written */
+
+        t->host = (const char *) db->hosts.data;
+
+        if (db->ports.data && ngx_strchr(db->ports.data, ',')) {
+            t->port = (const char *) db->ports.data;
+        }
+
+    } else {
+        /* as the conninfo says: libpq's defaults, or its own hostaddr */
+        t->n = 1;
         return n;
     }
 
-    if (db->hostaddr.len) {
-        keywords[n] = "host";
-        values[n++] = (const char *) db->host.data;
-        keywords[n] = "hostaddr";
-        values[n++] = (const char *) db->hostaddr.data;
+    /* the hosts tried already (one that did not answer) are left out */
 
-        if (db->port.len) {
-            keywords[n] = "port";
-            values[n++] = (const char *) db->port.data;
+    t->host = ngx_http_saveitem_db_skip(t->host, skip);
+    t->hostaddr = ngx_http_saveitem_db_skip(t->hostaddr, skip);
+    t->port = ngx_http_saveitem_db_skip(t->port, skip);
+
+    if (t->host == NULL) {
+        return n;
+    }
+
+    t->n = 1;
+
+    for (c = t->host; *c; c++) {
+        if (*c == ',') {
+            t->n++;
         }
     }
 
+    keywords[n] = "host";
+    values[n++] = t->host;
+
+    if (t->hostaddr) {
+        keywords[n] = "hostaddr";
+        values[n++] = t->hostaddr;
+    }
+
+    if (t->port) {
+        keywords[n] = "port";
+        values[n++] = t->port;
+    }
+
     return n;
+}
+
+
+/* a comma-separated list past its first n entries; NULL: none left */
+
+static const char *
+ngx_http_saveitem_db_skip(const char *list, ngx_uint_t n)
+{
+    if (list == NULL) {
+        return NULL;
+    }
+
+    while (n--) {
+        list = ngx_strchr(list, ',');
+
+        if (list == NULL) {
+            return NULL;
+        }
+
+        list++;
+    }
+
+    return list;
+}
+
+
+/*
+ * Which of the targets libpq is trying now: the host, port and address
+ * it reports, matched in order.  NGX_ERROR: none matches.
+ */
+
+ngx_int_t
+ngx_http_saveitem_db_target(ngx_http_saveitem_targets_t *t, PGconn *pg)
+{
+    ngx_str_t    host, addr, port;
+    ngx_uint_t   i;
+    const char  *h, *a, *p;
+
+    h = PQhost(pg);
+    a = PQhostaddr(pg);
+    p = PQport(pg);
+
+    if (t->host == NULL || h == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < t->n; i++) {
+        ngx_http_saveitem_db_list_item(t->host, i, &host);
+
+        if (host.len != ngx_strlen(h)
+            || ngx_strncmp(host.data, h, host.len) != 0)
+        {
+            continue;
+        }
+
+        if (t->hostaddr && a != NULL && a[0] != '\0') {
+            ngx_http_saveitem_db_list_item(t->hostaddr, i, &addr);
+
+            if (addr.len && (addr.len != ngx_strlen(a)
+                             || ngx_strncmp(addr.data, a, addr.len) != 0))
+            {
+                continue;
+            }
+        }
+
+        if (t->port && p != NULL) {
+            ngx_http_saveitem_db_list_item(t->port, i, &port);
+
+            if (port.len && (port.len != ngx_strlen(p)
+                             || ngx_strncmp(port.data, p, port.len) != 0))
+            {
+                continue;
+            }
+        }
+
+        return i;
+    }
+
+    return NGX_ERROR;
 }
 
 
@@ -991,13 +1111,14 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
     const char                 *why, *role;
     ngx_http_saveitem_use_t    *use;
     ngx_http_saveitem_stmt_t   *stmt, *st;
+    ngx_http_saveitem_targets_t targets;
     PostgresPollingStatusType   status;
     u_char                      err[NGX_MAX_ERROR_STR];
 
     use = smcf->uses.elts;
     stmt = smcf->stmts.elts;
 
-    n = ngx_http_saveitem_db_params(db, NULL, keywords, values);
+    n = ngx_http_saveitem_db_params(db, NULL, 0, &targets, keywords, values);
     keywords[n] = NULL;
     values[n] = NULL;
 

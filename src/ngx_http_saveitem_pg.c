@@ -112,7 +112,9 @@ struct ngx_http_saveitem_conn_s {
     ino_t                         ino;
     ngx_log_t                     log;
     ngx_http_saveitem_state_e     state;
-    ngx_http_saveitem_hosts_t    *hosts;      /* while resolving */
+    ngx_http_saveitem_hosts_t    *hosts;      /* resolved, while connecting */
+    ngx_http_saveitem_targets_t   targets;    /* being tried */
+    ngx_uint_t                    skip;       /* hosts that did not answer */
     ngx_msec_t                    started;    /* for saveitem lifetime= */
     ngx_msec_t                    deadline;   /* of what it waits for */
     ngx_msec_t                    timeout;    /* saveitem_query_timeout */
@@ -155,6 +157,7 @@ static ngx_int_t ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_resolved(void *data, ngx_int_t rc,
     const char *err);
 static ngx_int_t ngx_http_saveitem_conn_start(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_connect_timedout(ngx_http_saveitem_conn_t *sc);
 static ngx_uint_t ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc);
 static u_char *ngx_http_saveitem_conn_log(ngx_log_t *log, u_char *buf,
     size_t len);
@@ -769,7 +772,8 @@ ngx_http_saveitem_conn_start(ngx_http_saveitem_conn_t *sc)
 
     db = sc->pool->db;
 
-    n = ngx_http_saveitem_db_params(db, sc->hosts, keywords, values);
+    n = ngx_http_saveitem_db_params(db, sc->hosts, sc->skip, &sc->targets,
+                                    keywords, values);
     keywords[n] = NULL;
     values[n] = NULL;
 
@@ -779,15 +783,8 @@ ngx_http_saveitem_conn_start(ngx_http_saveitem_conn_t *sc)
                    "saveitem connecting to %V%s", &db->display,
                    sc->hosts ? " (resolved now)" : "");
 
-    /* libpq copies what it is given */
-
     pg = PQconnectStartParams(keywords, values, 1);
     sc->pg = pg;
-
-    if (sc->hosts) {
-        ngx_http_saveitem_db_resolve_done(sc->hosts);
-        sc->hosts = NULL;
-    }
 
     if (pg == NULL) {
         ngx_http_saveitem_connect_failed(sc, "out of memory", 1);
@@ -966,7 +963,7 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
     }
 
     if (c->read->timedout) {
-        ngx_http_saveitem_connect_failed(sc, "timed out", 0);
+        ngx_http_saveitem_connect_timedout(sc);
         return;
     }
 
@@ -1032,6 +1029,39 @@ ngx_http_saveitem_connect_handler(ngx_event_t *ev)
 }
 
 
+/*
+ * connect_timeout, for each host: a host that accepts the connection and
+ * then says nothing (a hung primary) is left out and the next ones are
+ * tried from the start, as libpq's blocking connect would do
+ */
+
+static void
+ngx_http_saveitem_connect_timedout(ngx_http_saveitem_conn_t *sc)
+{
+    ngx_int_t  i;
+
+    i = ngx_http_saveitem_db_target(&sc->targets, sc->pg);
+
+    if (i == NGX_ERROR || (ngx_uint_t) i + 1 >= sc->targets.n) {
+        ngx_http_saveitem_connect_failed(sc, "timed out", 0);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                  "saveitem: PostgreSQL at %s port %s did not answer within "
+                  "%M ms, trying the next host", PQhost(sc->pg),
+                  PQport(sc->pg), sc->pool->db->connect_timeout);
+
+    ngx_http_saveitem_unwrap(sc);
+    PQfinish(sc->pg);
+    sc->pg = NULL;
+
+    sc->skip += i + 1;
+
+    (void) ngx_http_saveitem_conn_start(sc);
+}
+
+
 static void
 ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
 {
@@ -1049,6 +1079,11 @@ ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc)
 
     if (sc->c->read->timer_set) {
         ngx_del_timer(sc->c->read);
+    }
+
+    if (sc->hosts) {
+        ngx_http_saveitem_db_resolve_done(sc->hosts);
+        sc->hosts = NULL;
     }
 
     ngx_log_debug2(NGX_LOG_DEBUG_HTTP, &sc->log, 0,

@@ -5,6 +5,13 @@ use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx::Socket 'no_plan';
 use SaveItem::Test;
+use IO::Socket::INET;
+
+# a first host that accepts TCP connections and never says a word
+our $Hung = IO::Socket::INET->new(Listen => 5, LocalAddr => '127.0.0.1',
+                                  LocalPort => 0, ReuseAddr => 1)
+    or die "cannot listen: $!";
+$ENV{TEST_NGINX_HUNG_PORT} = $Hung->sockport;
 
 setup_tables(<<'_SQL_');
 SET client_min_messages = warning;
@@ -137,3 +144,23 @@ invalid parameter "lifetime=soon"
 --- must_die
 --- error_log
 "saveitem_database" uses the service "ingest" without host= or hostaddr=: the host it names would be resolved blockingly in every worker
+
+
+
+=== TEST 7: a first host that hangs: after connect_timeout, the next one
+--- http_config
+    saveitem_database "host=127.0.0.1,$TEST_NGINX_PG_SOCKET port=$TEST_NGINX_HUNG_PORT,$TEST_NGINX_PG_PORT dbname=saveitem user=postgres connect_timeout=2";
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+--- config
+    location = /items {
+        saveitem t14.items;
+    }
+--- request
+POST /items
+{"hung": "first"}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- error_log eval
+qr/\[warn\] .*saveitem: PostgreSQL at 127\.0\.0\.1 port \d+ did not answer within 2000 ms, trying the next host/
+--- timeout: 6
+
