@@ -27,6 +27,7 @@ typedef struct {
     ngx_uint_t                    batch_rows;
     size_t                        batch_bytes;
     ngx_uint_t                    idempotency;  /* takes Idempotency-Key */
+    ngx_uint_t                    bulk;         /* documents; 0: off */
     u_char                       *file;
     ngx_uint_t                    line;
 } ngx_http_saveitem_loc_conf_t;
@@ -37,6 +38,7 @@ typedef struct {
     ngx_http_saveitem_job_t      *job;
     ngx_str_t                     pk;
     u_char                        sqlstate[6];
+    unsigned                      lines:1;    /* an NDJSON body */
 } ngx_http_saveitem_ctx_t;
 
 
@@ -68,6 +70,10 @@ static ngx_int_t ngx_http_saveitem_answer_pk(ngx_http_request_t *r,
     ngx_str_t *pk, ngx_uint_t number, ngx_uint_t replayed);
 static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
     ngx_str_t *key);
+static ngx_int_t ngx_http_saveitem_bulk(ngx_http_request_t *r,
+    ngx_http_saveitem_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_saveitem_answer_pks(ngx_http_request_t *r,
+    ngx_str_t *pks);
 static ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
 
@@ -104,7 +110,7 @@ static ngx_conf_post_handler_pt  ngx_http_saveitem_query_timeout_p =
 static ngx_command_t  ngx_http_saveitem_commands[] = {
 
     { ngx_string("saveitem"),
-      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1234,
+      NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
       ngx_http_saveitem,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
@@ -206,6 +212,14 @@ static ngx_http_saveitem_answer_t
       "the Idempotency-Key header must be 1 to 255 visible ASCII characters, "
       "once" },
 
+    /* BULK_KEY */
+    { NGX_HTTP_BAD_REQUEST, "invalid_idempotency_key",
+      "an Idempotency-Key is not taken with a bulk body" },
+
+    /* TOO_MANY */
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "too_many_documents",
+      "the body holds more documents than this location takes at once" },
+
     /* KEY_REUSED */
     { NGX_HTTP_SAVEITEM_UNPROCESSABLE, "idempotency_key_reused",
       "the Idempotency-Key was used before with another document" },
@@ -266,11 +280,13 @@ static ngx_http_saveitem_answer_t
 static ngx_int_t
 ngx_http_saveitem_handler(ngx_http_request_t *r)
 {
-    u_char                   *p;
-    ngx_int_t                 rc;
-    ngx_table_elt_t          *h;
-    ngx_http_saveitem_ctx_t  *ctx;
-    u_char                    type[256];
+    u_char                        *p;
+    ngx_int_t                      rc;
+    ngx_uint_t                     lines;
+    ngx_table_elt_t               *h;
+    ngx_http_saveitem_ctx_t       *ctx;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+    u_char                         type[256];
 
     if (r->method != NGX_HTTP_POST) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -290,8 +306,16 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
 
     h = r->headers_in.content_type;
 
-    if (h != NULL
-        && !saveitem_content_type_is_json(h->value.data, h->value.len))
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+    lines = 0;
+
+    if (h != NULL && slcf->bulk
+        && saveitem_content_type_is_ndjson(h->value.data, h->value.len))
+    {
+        lines = 1;
+
+    } else if (h != NULL
+               && !saveitem_content_type_is_json(h->value.data, h->value.len))
     {
         /* the client's bytes, escaped as nginx escapes them in its log */
 
@@ -311,6 +335,7 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
     }
 
     ctx->request = r;
+    ctx->lines = lines;
     ngx_http_set_ctx(r, ctx, ngx_http_saveitem_module);
 
     rc = ngx_http_read_client_request_body(r, ngx_http_saveitem_body_handler);
@@ -391,6 +416,12 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "saveitem body: %uz bytes", body.len);
 
+    if (slcf->bulk && (ctx->lines || saveitem_json_is_array(body.data,
+                                                              body.len)))
+    {
+        return ngx_http_saveitem_bulk(r, ctx, &body);
+    }
+
     rc = saveitem_json_check(body.data, body.len, &json);
 
     switch (rc) {
@@ -463,6 +494,178 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     ctx->job = job;
 
     /* notice a client that goes away while the statement runs */
+
+    r->read_event_handler = ngx_http_test_reading;
+
+    return NGX_DONE;
+}
+
+
+/*
+ * A bulk body: a JSON array, or NDJSON, of at most "bulk=" documents,
+ * each judged as a single document is; one job stores them all in one
+ * statement, or none.  NDJSON becomes an array (one copy).
+ */
+
+static ngx_int_t
+ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
+    ngx_str_t *body)
+{
+    u_char                        *p, *array;
+    size_t                         start, end, size;
+    ngx_int_t                      rc;
+    ngx_str_t                      key;
+    ngx_uint_t                     n;
+    saveitem_docs_t                docs;
+    ngx_http_cleanup_t            *cln;
+    saveitem_json_error_t          json;
+    ngx_http_saveitem_job_t       *job;
+    ngx_http_saveitem_facts_t      f;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
+    ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+    f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+
+    ngx_str_null(&key);
+
+    if (slcf->idempotency
+        && (ngx_http_saveitem_key(r, &key) != NGX_OK || key.len))
+    {
+        f.reason = NGX_HTTP_SAVEITEM_R_BULK_KEY;
+        return ngx_http_saveitem_answer(r, &f);
+    }
+
+    n = 0;
+    size = 2;
+
+    if (saveitem_docs_open(&docs, body->data, body->len, ctx->lines) == 0) {
+
+        while ((rc = saveitem_docs_next(&docs, &start, &end)) == 1) {
+
+            if (n == slcf->bulk) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "saveitem: more than %ui documents in a bulk "
+                              "body", slcf->bulk);
+
+                f.reason = NGX_HTTP_SAVEITEM_R_TOO_MANY;
+                return ngx_http_saveitem_answer(r, &f);
+            }
+
+            rc = saveitem_json_check(body->data + start, end - start, &json);
+
+            if (rc == SAVEITEM_JSON_INVALID) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "saveitem: invalid JSON in document %ui of a "
+                              "bulk body, at line %uz, column %uz: %s",
+                              n, json.line, json.column, json.message);
+
+                f.reason = NGX_HTTP_SAVEITEM_R_INVALID_JSON;
+                f.json = &json;
+                f.index = n;
+                f.indexed = 1;
+
+                return ngx_http_saveitem_answer(r, &f);
+            }
+
+            if (rc != SAVEITEM_JSON_OK && rc != SAVEITEM_JSON_DEFER) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            size += end - start + 1;
+            n++;
+        }
+
+        if (rc == 0) {
+            goto valid;
+        }
+    }
+
+    /* not an array of documents around them: where it stops being one */
+
+    saveitem_json_locate(body->data, body->len, docs.pos, &json);
+    ngx_cpystrn((u_char *) json.message,
+                (u_char *) "a bulk body must be a JSON array of documents",
+                SAVEITEM_JSON_MESSAGE_LEN);
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "saveitem: invalid bulk body at line %uz, column %uz",
+                  json.line, json.column);
+
+    f.reason = NGX_HTTP_SAVEITEM_R_INVALID_JSON;
+    f.json = &json;
+
+    return ngx_http_saveitem_answer(r, &f);
+
+valid:
+
+    if (n == 0) {
+        ngx_str_set(&key, "");
+        return ngx_http_saveitem_answer_pks(r, &key);
+    }
+
+    array = body->data;
+
+    if (ctx->lines) {
+        array = ngx_pnalloc(r->pool, size + 1);
+        if (array == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        p = array;
+        *p++ = '[';
+
+        (void) saveitem_docs_open(&docs, body->data, body->len, 1);
+
+        while (saveitem_docs_next(&docs, &start, &end) == 1) {
+            if (p != array + 1) {
+                *p++ = ',';
+            }
+
+            p = ngx_cpymem(p, body->data + start, end - start);
+        }
+
+        *p++ = ']';
+        *p = '\0';
+        size = p - array;
+
+    } else {
+        size = body->len;
+    }
+
+    job = ngx_http_saveitem_job_get(slcf->db->pool);
+    if (job == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    job->data = ctx;
+    job->handler = ngx_http_saveitem_job_handler;
+    job->log = r->connection->log;
+    job->stmt = slcf->stmt;
+    job->timeout = slcf->query_timeout;
+    job->body = array;
+    job->body_len = size;
+    job->bulk = n;
+    job->batch_rows = slcf->batch_rows;
+    job->batch_bytes = slcf->batch_bytes;
+
+    if (ngx_http_saveitem_job_post(job) != NGX_OK) {
+        f = job->facts;
+        ngx_http_saveitem_job_release(job);
+
+        return ngx_http_saveitem_answer(r, &f);
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        ngx_http_saveitem_job_detach(job);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_saveitem_cleanup;
+    cln->data = ctx;
+    ctx->job = job;
 
     r->read_event_handler = ngx_http_test_reading;
 
@@ -626,6 +829,11 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
         goto done;
     }
 
+    if (job->bulk) {
+        rc = ngx_http_saveitem_answer_pks(r, &job->pks);
+        goto done;
+    }
+
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "saveitem stored, key %V", &job->pk);
 
@@ -733,6 +941,10 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
                + 3 * NGX_SIZE_T_LEN;
     }
 
+    if (f->indexed) {
+        len += sizeof(", \"index\": ") - 1 + NGX_INT_T_LEN;
+    }
+
     if (unknown) {
         len += sizeof(", \"outcome\": \"unknown\"") - 1;
     }
@@ -749,6 +961,10 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 
     if (sqlstate) {
         b->last = ngx_sprintf(b->last, ", \"sqlstate\": \"%5s\"", sqlstate);
+    }
+
+    if (f->indexed) {
+        b->last = ngx_sprintf(b->last, ", \"index\": %ui", f->index);
     }
 
     if (json) {
@@ -828,6 +1044,26 @@ ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
 
     *b->last++ = '}';
     *b->last++ = LF;
+
+    return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
+}
+
+
+/* a bulk body stored: its documents' keys, in order */
+
+static ngx_int_t
+ngx_http_saveitem_answer_pks(ngx_http_request_t *r, ngx_str_t *pks)
+{
+    ngx_buf_t  *b;
+
+    b = ngx_create_temp_buf(r->pool, sizeof("{\"pks\": []}\n") - 1 + pks->len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"pks\": [", sizeof("{\"pks\": [") - 1);
+    b->last = ngx_cpymem(b->last, pks->data, pks->len);
+    b->last = ngx_cpymem(b->last, "]}\n", sizeof("]}\n") - 1);
 
     return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
 }
@@ -1028,7 +1264,7 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
 /*
  * saveitem <table> [column=<name>] [returning=<name>]
- *          [idempotency=<name>];
+ *          [idempotency=<name>] [bulk=<n>];
  */
 
 static char *
@@ -1036,6 +1272,8 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_saveitem_loc_conf_t *slcf = conf;
 
+    ngx_int_t                       n;
+    ngx_uint_t                      bulk;
     ngx_str_t                      *value, table, column, returning, idem;
     ngx_uint_t                      i;
     ngx_http_saveitem_stmt_t       *stmt;
@@ -1055,6 +1293,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     ngx_str_set(&column, "\"data\"");
     ngx_str_set(&returning, "\"id\"");
     ngx_str_null(&idem);
+    bulk = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -1067,6 +1306,21 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "bulk=", 5) == 0) {
+            n = ngx_atoi(value[i].data + 5, value[i].len - 5);
+
+            if (n == NGX_ERROR || n < 1 || n > NGX_HTTP_SAVEITEM_BULK_MAX) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\": bulk must be "
+                                   "1 to %d", &value[i],
+                                   NGX_HTTP_SAVEITEM_BULK_MAX);
+                return NGX_CONF_ERROR;
+            }
+
+            bulk = n;
             continue;
         }
 
@@ -1130,6 +1384,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     slcf->stmt = i;
     slcf->idempotency = (idem.len > 0);
+    slcf->bulk = bulk;
     slcf->file = cf->conf_file->file.name.data;
     slcf->line = cf->conf_file->line;
 

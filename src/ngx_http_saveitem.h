@@ -53,6 +53,7 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 #define NGX_HTTP_SAVEITEM_BATCH_BYTES      (256 * 1024)
 #define NGX_HTTP_SAVEITEM_BATCH_ROWS_MAX   1000
 #define NGX_HTTP_SAVEITEM_LIFETIME         3600000
+#define NGX_HTTP_SAVEITEM_BULK_MAX         1000000
 
 /* the start-up check: at most this long for each step */
 #define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
@@ -83,6 +84,8 @@ typedef enum {
     NGX_HTTP_SAVEITEM_R_MEDIA_TYPE,      /* not JSON */
     NGX_HTTP_SAVEITEM_R_INVALID_JSON,
     NGX_HTTP_SAVEITEM_R_INVALID_KEY,     /* Idempotency-Key */
+    NGX_HTTP_SAVEITEM_R_BULK_KEY,        /* a key with a bulk body */
+    NGX_HTTP_SAVEITEM_R_TOO_MANY,        /* bulk: more than bulk= */
     NGX_HTTP_SAVEITEM_R_KEY_REUSED,      /* with another document */
     NGX_HTTP_SAVEITEM_R_QUEUE_FULL,
     NGX_HTTP_SAVEITEM_R_QUEUE_TIMEOUT,
@@ -110,6 +113,8 @@ typedef struct {
     const char                   *detail;     /* the server's words */
     ngx_msec_t                    retry_after;
     saveitem_json_error_t        *json;
+    ngx_uint_t                    index;      /* bulk: the document at fault */
+    unsigned                      indexed:1;
     unsigned                      replayed:1; /* stored before, same key */
 } ngx_http_saveitem_facts_t;
 
@@ -131,6 +136,10 @@ typedef struct {
     ngx_str_t                    *name;       /* [rows] */
     ngx_str_t                    *sql_key;    /* [rows], with keys */
     ngx_str_t                    *name_key;   /* [rows] */
+    ngx_str_t                     sql_bulk;   /* a JSON array, in order */
+    ngx_str_t                     name_bulk;
+    ngx_str_t                     sql_probe;  /* the same, never committed */
+    ngx_str_t                     name_probe;
 } ngx_http_saveitem_stmt_t;
 
 
@@ -214,6 +223,12 @@ struct ngx_http_saveitem_job_s {
     u_char                       *body;       /* null-terminated */
     size_t                        body_len;
     ngx_str_t                     key;        /* null-terminated, or empty */
+    ngx_uint_t                    bulk;       /* documents in body, a JSON
+                                                 array; 0: one document */
+    ngx_str_t                     pks;        /* bulk: "1,2,..." */
+    ngx_uint_t                    probe_lo;   /* bulk: where the document */
+    ngx_uint_t                    probe_hi;   /* at fault can be */
+    u_char                       *probe;      /* the documents probed */
     ngx_uint_t                    batch_rows; /* 1: never with others */
     size_t                        batch_bytes;
 
@@ -228,6 +243,7 @@ struct ngx_http_saveitem_job_s {
     unsigned                      retry:1;    /* its batch failed */
     unsigned                      retried:1;  /* sent again once */
     unsigned                      sent:1;     /* its sync left, maybe */
+    unsigned                      probing:1;  /* bulk: which one failed */
 };
 
 

@@ -5,6 +5,7 @@
 
 
 #include <string.h>
+#include <strings.h>
 #include <jansson.h>
 
 #include "ngx_http_saveitem_check.h"
@@ -1036,3 +1037,266 @@ saveitem_key_equal(const unsigned char *a, size_t alen,
         j++;
     }
 }
+
+
+#define SAVEITEM_WS(c)                                                        \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+
+static int saveitem_docs_close(saveitem_docs_t *d);
+
+
+/*
+ * A top-level array is "[", documents separated by ",", "]", whitespace
+ * around; a document's extent is found by counting brackets outside
+ * strings.  NDJSON is one document per line ("\n", an optional "\r"
+ * before it), blank lines skipped.  Returns 0, or -1 (d->pos tells where)
+ * when the body is not an array.
+ */
+
+int
+saveitem_docs_open(saveitem_docs_t *d, const unsigned char *p, size_t len,
+    int lines)
+{
+    size_t  i;
+
+    d->start = p;
+    d->len = len;
+    d->lines = lines;
+    d->state = 0;
+    d->pos = 0;
+
+    if (lines) {
+        return 0;
+    }
+
+    for (i = 0; i < len && SAVEITEM_WS(p[i]); i++) { /* void */ }
+
+    if (i == len || p[i] != '[') {
+        d->pos = i;
+        return -1;
+    }
+
+    d->pos = i + 1;
+
+    return 0;
+}
+
+
+/*
+ * The next document: 1 and its extent [*start, *end), 0 at the end, -1
+ * when the array is malformed around its elements (d->pos tells where).
+ */
+
+int
+saveitem_docs_next(saveitem_docs_t *d, size_t *start, size_t *end)
+{
+    int                   depth, instr;
+    size_t                i, e;
+    const unsigned char  *p;
+
+    p = d->start;
+    i = d->pos;
+
+    if (d->state == 2) {
+        return 0;
+    }
+
+    if (d->lines) {
+        for ( ;; ) {
+            if (i >= d->len) {
+                d->state = 2;
+                return 0;
+            }
+
+            for (e = i; e < d->len && p[e] != '\n'; e++) { /* void */ }
+
+            d->pos = (e < d->len) ? e + 1 : e;
+
+            *start = i;
+            *end = (e > i && p[e - 1] == '\r') ? e - 1 : e;
+
+            for (e = *start; e < *end && SAVEITEM_WS(p[e]); e++) { /* void */ }
+
+            if (e < *end) {
+                return 1;
+            }
+
+            i = d->pos;
+        }
+    }
+
+    for ( /* void */ ; i < d->len && SAVEITEM_WS(p[i]); i++) { /* void */ }
+
+    if (i == d->len) {
+        d->pos = i;
+        return -1;
+    }
+
+    if (p[i] == ']' && d->state == 0) {
+        /* [] */
+        goto last;
+    }
+
+    *start = i;
+    depth = 0;
+    instr = 0;
+
+    for ( /* void */ ; i < d->len; i++) {
+
+        if (instr) {
+            if (p[i] == '\\') {
+                i++;
+
+            } else if (p[i] == '"') {
+                instr = 0;
+            }
+
+            continue;
+        }
+
+        if (p[i] == '"') {
+            instr = 1;
+
+        } else if (p[i] == '[' || p[i] == '{') {
+            depth++;
+
+        } else if (p[i] == ']' || p[i] == '}') {
+            if (depth == 0) {
+                break;
+            }
+
+            depth--;
+
+        } else if (p[i] == ',' && depth == 0) {
+            break;
+        }
+    }
+
+    for (e = i; e > *start && SAVEITEM_WS(p[e - 1]); e--) { /* void */ }
+
+    *end = e;
+
+    if (i == d->len || e == *start || (p[i] != ',' && p[i] != ']')) {
+        /* unterminated, an empty element, or "}" where "]" ends it */
+        d->pos = i;
+        return -1;
+    }
+
+    d->state = 1;
+
+    if (p[i] == ',') {
+        d->pos = i + 1;
+        return 1;
+    }
+
+    d->pos = i;
+
+    /* the document, then "]": the array ends here */
+
+    if (saveitem_docs_close(d) != 0) {
+        return -1;
+    }
+
+    return 1;
+
+last:
+
+    d->pos = i;
+
+    return saveitem_docs_close(d) == 0 ? 0 : -1;
+}
+
+
+/* after the closing "]", only whitespace */
+
+static int
+saveitem_docs_close(saveitem_docs_t *d)
+{
+    size_t  i;
+
+    for (i = d->pos + 1; i < d->len && SAVEITEM_WS(d->start[i]); i++) {
+        /* void */
+    }
+
+    if (i < d->len) {
+        d->pos = i;
+        return -1;
+    }
+
+    d->state = 2;
+    d->pos = i;
+
+    return 0;
+}
+
+
+/* application/x-ndjson, application/jsonl (and ;parameters) */
+
+int
+saveitem_content_type_is_ndjson(const unsigned char *p, size_t len)
+{
+    size_t  i, n;
+
+    static const char  *types[] = {
+        "application/x-ndjson", "application/jsonl", "application/x-jsonl",
+        NULL
+    };
+
+    for (i = 0; i < len && (p[i] == ' ' || p[i] == '\t'); i++) { /* void */ }
+
+    p += i;
+    len -= i;
+
+    for (n = 0; n < len && p[n] != ';' && p[n] != ' ' && p[n] != '\t'; n++) {
+        /* void */
+    }
+
+    for (i = 0; types[i]; i++) {
+        if (strlen(types[i]) == n && strncasecmp((const char *) p, types[i], n)
+                                     == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/* the body is a JSON array: its first byte that is not whitespace is "[" */
+
+int
+saveitem_json_is_array(const unsigned char *p, size_t len)
+{
+    size_t  i;
+
+    for (i = 0; i < len && SAVEITEM_WS(p[i]); i++) { /* void */ }
+
+    return i < len && p[i] == '[';
+}
+
+
+/* line, column and position of byte pos, as saveitem_json_check() says */
+
+void
+saveitem_json_locate(const unsigned char *p, size_t len, size_t pos,
+    saveitem_json_error_t *err)
+{
+    size_t  i, line_start;
+
+    err->line = 1;
+    line_start = 0;
+
+    for (i = 0; i < pos && i < len; i++) {
+        if (p[i] == '\n') {
+            err->line++;
+            line_start = i + 1;
+        }
+    }
+
+    err->column = pos - line_start + 1;
+    err->position = pos + 1;
+    err->message[0] = '\0';
+}
+

@@ -46,6 +46,29 @@ size_t saveitem_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len);
 int saveitem_pk_is_number(const unsigned char *p, size_t len);
 int saveitem_key_is_valid(const unsigned char *p, size_t len);
+
+
+/*
+ * The documents of a bulk body, one at a time, without judging them (each
+ * is judged by saveitem_json_check()): the elements of a top-level JSON
+ * array, or the non-blank lines of NDJSON.
+ */
+
+typedef struct {
+    const unsigned char  *start;
+    size_t                len;
+    size_t                pos;      /* next byte; of the error on -1 */
+    int                   lines;    /* NDJSON */
+    int                   state;
+} saveitem_docs_t;
+
+int saveitem_docs_open(saveitem_docs_t *d, const unsigned char *p,
+    size_t len, int lines);
+int saveitem_docs_next(saveitem_docs_t *d, size_t *start, size_t *end);
+int saveitem_content_type_is_ndjson(const unsigned char *p, size_t len);
+int saveitem_json_is_array(const unsigned char *p, size_t len);
+void saveitem_json_locate(const unsigned char *p, size_t len, size_t pos,
+    saveitem_json_error_t *err);
 int saveitem_key_equal(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen);
 

@@ -33,6 +33,8 @@ static ngx_int_t ngx_http_saveitem_db_list_copy(ngx_conf_t *cf,
 static const char *ngx_http_saveitem_db_skip(const char *list, ngx_uint_t n);
 static ngx_int_t ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf,
     ngx_http_saveitem_stmt_t *stmt, ngx_uint_t i, ngx_uint_t batch_max);
+static ngx_int_t ngx_http_saveitem_db_stmts_bulk(ngx_conf_t *cf,
+    ngx_http_saveitem_stmt_t *stmt, ngx_uint_t i);
 static ngx_int_t ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
     ngx_http_saveitem_stmt_t *st, ngx_str_t *sql, const char *role,
@@ -1003,7 +1005,91 @@ ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
         {
             return NGX_ERROR;
         }
+
+        if (ngx_http_saveitem_db_stmts_bulk(cf, &stmt[i], i) != NGX_OK) {
+            return NGX_ERROR;
+        }
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A bulk body: one parameter, a JSON array (however many documents: no
+ * limit of 65535 parameters), its elements inserted in order and their
+ * keys returned in order, all in one statement or none (the count guard,
+ * as for group commit).  The probe inserts some of them and always fails
+ * after (22012, with no row committed), to find which document a
+ * constraint refuses.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_stmts_bulk(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
+    ngx_uint_t i)
+{
+    u_char  *p;
+    size_t   len;
+
+    len = sizeof("WITH saveitem_docs AS (SELECT value, ordinality FROM "
+                 "json_array_elements($1::json) WITH ORDINALITY), "
+                 "saveitem_rows AS (INSERT INTO  () SELECT value FROM "
+                 "saveitem_docs ORDER BY ordinality RETURNING ) SELECT  FROM "
+                 "saveitem_rows WHERE 1 / (SELECT CASE count(*) WHEN "
+                 "$2::bigint THEN 1 ELSE 0 END FROM saveitem_rows) = 1")
+          + stmt->table.len + stmt->column.len + 2 * stmt->returning.len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt->sql_bulk.data = p;
+    p = ngx_sprintf(p, "WITH saveitem_docs AS (SELECT value, ordinality FROM "
+                    "json_array_elements($1::json) WITH ORDINALITY), "
+                    "saveitem_rows AS (INSERT INTO %V (%V) SELECT value FROM "
+                    "saveitem_docs ORDER BY ordinality RETURNING %V) "
+                    "SELECT %V FROM saveitem_rows WHERE 1 / (SELECT CASE "
+                    "count(*) WHEN $2::bigint THEN 1 ELSE 0 END FROM "
+                    "saveitem_rows) = 1%Z", &stmt->table, &stmt->column,
+                    &stmt->returning, &stmt->returning);
+    stmt->sql_bulk.len = p - 1 - stmt->sql_bulk.data;
+
+    len = sizeof("WITH saveitem_docs AS (SELECT value, ordinality FROM "
+                 "json_array_elements($1::json) WITH ORDINALITY), "
+                 "saveitem_rows AS (INSERT INTO  () SELECT value FROM "
+                 "saveitem_docs ORDER BY ordinality RETURNING 1) "
+                 "SELECT 1 / (c - c) FROM (SELECT count(*) AS c FROM "
+                 "saveitem_rows) saveitem_count")
+          + stmt->table.len + stmt->column.len;
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt->sql_probe.data = p;
+    p = ngx_sprintf(p, "WITH saveitem_docs AS (SELECT value, ordinality FROM "
+                    "json_array_elements($1::json) WITH ORDINALITY), "
+                    "saveitem_rows AS (INSERT INTO %V (%V) SELECT value FROM "
+                    "saveitem_docs ORDER BY ordinality RETURNING 1) "
+                    "SELECT 1 / (c - c) FROM (SELECT count(*) AS c FROM "
+                    "saveitem_rows) saveitem_count%Z", &stmt->table,
+                    &stmt->column);
+    stmt->sql_probe.len = p - 1 - stmt->sql_probe.data;
+
+    p = ngx_pnalloc(cf->pool, 2 * (sizeof("saveitem__probe") + NGX_INT_T_LEN));
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    stmt->name_bulk.data = p;
+    p = ngx_sprintf(p, "saveitem_%ui_bulk%Z", i);
+    stmt->name_bulk.len = p - 1 - stmt->name_bulk.data;
+
+    stmt->name_probe.data = p;
+    p = ngx_sprintf(p, "saveitem_%ui_probe%Z", i);
+    stmt->name_probe.len = p - 1 - stmt->name_probe.data;
 
     return NGX_OK;
 }

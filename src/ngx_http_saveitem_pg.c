@@ -39,6 +39,23 @@ typedef enum {
 } ngx_http_saveitem_expect_e;
 
 
+/* what an INSERT's rows are */
+
+typedef enum {
+    NGX_HTTP_SAVEITEM_ROWS = 0,     /* a key each, in order */
+    NGX_HTTP_SAVEITEM_KEYED,        /* (key, pk, replayed), by key */
+    NGX_HTTP_SAVEITEM_BULK,         /* one job, its documents in order */
+    NGX_HTTP_SAVEITEM_PROBE         /* one job: always an error */
+} ngx_http_saveitem_kind_e;
+
+
+/*
+ * The prepared statements of a connection, for each statement: 1 ..
+ * batch_max rows, without and with keys, then bulk and probe
+ */
+#define ngx_http_saveitem_slots(pool)  (2 * ((pool)->batch_max + 1) + 2)
+
+
 /*
  * With saveitem_batch off, a connection that becomes free takes up to this
  * many waiting requests, each its own statement and transaction, as a
@@ -100,7 +117,7 @@ typedef struct {
     ngx_http_saveitem_expect_e    type;
     ngx_uint_t                    arg;        /* statement, or jobs */
     ngx_uint_t                    seen;       /* results so far */
-    ngx_uint_t                    keyed;      /* rows come with their keys */
+    ngx_http_saveitem_kind_e      kind;       /* of an INSERT */
 } ngx_http_saveitem_expect_t;
 
 
@@ -129,8 +146,8 @@ struct ngx_http_saveitem_conn_s {
 
     ngx_msec_t                    statement_timeout;  /* 0: unknown */
     PGresult                     *setup_err;
-    u_char                       *prepared;   /* [(stmt * 2 + keyed)
-                                                  * (batch_max + 1) + rows] */
+    u_char                       *prepared;   /* [stmt * slots + ...] */
+    u_char                        count[NGX_INT_T_LEN + 1];  /* bulk */
     const char                  **params;     /* [2 * batch_max] */
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
@@ -175,7 +192,8 @@ static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t share);
 static void ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg, ngx_uint_t keyed);
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
+    ngx_http_saveitem_kind_e kind);
 static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
@@ -188,6 +206,12 @@ static ngx_int_t ngx_http_saveitem_insert_result(
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
+static ngx_int_t ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job);
+static ngx_int_t ngx_http_saveitem_bulk_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
+static ngx_int_t ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
 static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
@@ -447,6 +471,14 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
         ngx_free(job->pk.data);
     }
 
+    if (job->pks.data != NULL) {
+        ngx_free(job->pks.data);
+    }
+
+    if (job->probe != NULL) {
+        ngx_free(job->probe);
+    }
+
     job->data = NULL;
     ngx_queue_insert_head(&job->pool->free, &job->queue);
 }
@@ -701,7 +733,8 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
                     + 2 * ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
                       * sizeof(const char *)
-                    + pool->nstmts * 2 * (pool->batch_max + 1), pool->log);
+                    + pool->nstmts * ngx_http_saveitem_slots(pool),
+                    pool->log);
     if (sc == NULL) {
         ngx_http_saveitem_backoff(pool, NGX_HTTP_SAVEITEM_R_NO_CONNECTION);
         return NGX_ERROR;
@@ -1258,7 +1291,8 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams;
+    ngx_uint_t                 nparams, slot;
+    ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
     ngx_http_saveitem_stmt_t  *stmt;
@@ -1275,6 +1309,11 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     keyed = (first->key.len > 0);
     max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
                    : ngx_min(first->batch_rows, pool->batch_max);
+
+    if (first->bulk) {
+        /* a bulk body is a statement of its own */
+        max = 1;
+    }
     bytes = 0;
     n = 0;
 
@@ -1290,6 +1329,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 || job->timeout != first->timeout
                 || (job->batch_rows == 1) != pipeline
                 || (job->key.len > 0) != keyed
+                || job->bulk
                 || (!pipeline && bytes + job->body_len > first->batch_bytes)))
         {
             continue;
@@ -1324,8 +1364,11 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             ngx_del_timer(&job->wait);
         }
 
-        /* what a failed try recorded no longer holds */
-        ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
+        /* what a failed try recorded no longer holds (but while probing) */
+
+        if (!job->probing) {
+            ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
+        }
 
         ngx_queue_insert_tail(&sc->jobs, &job->queue);
 
@@ -1364,7 +1407,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         pool->sizes[i]++;
     }
 
-    pool->nrows += rows;
+    pool->nrows += first->bulk ? (first->probing ? 0 : first->bulk) : rows;
     pool->maxrows = ngx_max(pool->maxrows, n);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
@@ -1376,10 +1419,27 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     sc->timedout = 0;
 
     stmt = &pool->stmts[first->stmt];
-    idx = (first->stmt * 2 + keyed) * (pool->batch_max + 1) + n;
-    name = keyed ? &stmt->name_key[n] : &stmt->name[n];
-    sql = keyed ? &stmt->sql_key[n] : &stmt->sql[n];
-    nparams = keyed ? 2 * n : n;
+    slot = first->stmt * ngx_http_saveitem_slots(pool);
+
+    if (first->bulk) {
+        if (ngx_http_saveitem_bulk_params(sc, first) != NGX_OK) {
+            goto failed;
+        }
+
+        kind = first->probing ? NGX_HTTP_SAVEITEM_PROBE
+                              : NGX_HTTP_SAVEITEM_BULK;
+        idx = slot + 2 * (pool->batch_max + 1) + (first->probing ? 1 : 0);
+        name = first->probing ? &stmt->name_probe : &stmt->name_bulk;
+        sql = first->probing ? &stmt->sql_probe : &stmt->sql_bulk;
+        nparams = first->probing ? 1 : 2;
+
+    } else {
+        kind = keyed ? NGX_HTTP_SAVEITEM_KEYED : NGX_HTTP_SAVEITEM_ROWS;
+        idx = slot + keyed * (pool->batch_max + 1) + n;
+        name = keyed ? &stmt->name_key[n] : &stmt->name[n];
+        sql = keyed ? &stmt->sql_key[n] : &stmt->sql[n];
+        nparams = keyed ? 2 * n : n;
+    }
 
     /*
      * The server aborts a statement itself just before the module's own
@@ -1443,7 +1503,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, keyed);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         /* from here on, the server may commit these rows */
 
@@ -1492,7 +1552,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, keyed);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
@@ -1536,7 +1596,8 @@ failed:
 
 static void
 ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg, ngx_uint_t keyed)
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
+    ngx_http_saveitem_kind_e kind)
 {
     ngx_http_saveitem_expect_t  *e;
 
@@ -1545,7 +1606,7 @@ ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
     e->type = type;
     e->arg = arg;
     e->seen = 0;
-    e->keyed = keyed;
+    e->kind = kind;
 
     sc->nexpect++;
 }
@@ -1775,6 +1836,7 @@ static void
 ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
+    ngx_str_t                 *sql;
     ngx_uint_t                 v, rows;
     ngx_http_saveitem_stmt_t  *stmt;
 
@@ -1797,16 +1859,23 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
         return;
     }
 
-    v = e->arg / (sc->pool->batch_max + 1);
-    stmt = &sc->pool->stmts[v / 2];
-    rows = e->arg % (sc->pool->batch_max + 1);
+    stmt = &sc->pool->stmts[e->arg / ngx_http_saveitem_slots(sc->pool)];
+    v = e->arg % ngx_http_saveitem_slots(sc->pool);
+    rows = v % (sc->pool->batch_max + 1);
+
+    if (v >= 2 * (sc->pool->batch_max + 1)) {
+        sql = (v % 2) ? &stmt->sql_probe : &stmt->sql_bulk;
+
+    } else {
+        sql = (v / (sc->pool->batch_max + 1)) ? &stmt->sql_key[rows]
+                                               : &stmt->sql[rows];
+    }
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
                   "saveitem: PostgreSQL refused %s: %s",
                   e->type == NGX_HTTP_SAVEITEM_SET
                   ? "SET statement_timeout"
-                  : (char *) ((v % 2) ? stmt->sql_key[rows].data
-                                      : stmt->sql[rows].data),
+                  : (char *) sql->data,
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -1850,7 +1919,18 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     case PGRES_TUPLES_OK:
 
-        if (e->keyed) {
+        if (e->kind == NGX_HTTP_SAVEITEM_BULK) {
+            if (ngx_http_saveitem_bulk_result(sc, e, res, q) != NGX_OK) {
+                PQclear(res);
+                return NGX_ERROR;
+            }
+
+            sc->nsettled += e->arg;
+            PQclear(res);
+            return NGX_OK;
+        }
+
+        if (e->kind == NGX_HTTP_SAVEITEM_KEYED) {
             if (ngx_http_saveitem_keyed_result(sc, e, res, q) != NGX_OK) {
                 PQclear(res);
                 return NGX_ERROR;
@@ -1882,6 +1962,14 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         return NGX_OK;
 
     case PGRES_FATAL_ERROR:
+
+        if ((e->kind == NGX_HTTP_SAVEITEM_BULK
+             || e->kind == NGX_HTTP_SAVEITEM_PROBE)
+            && ngx_http_saveitem_bulk_error(sc, e, res, q) == NGX_OK)
+        {
+            sc->nsettled += e->arg;
+            return NGX_OK;
+        }
 
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 
@@ -2006,6 +2094,232 @@ ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
                       || type == INT2OID || type == OIDOID
                       || type == NUMERICOID)
                      && saveitem_pk_is_number(job->pk.data, job->pk.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * The parameters of a bulk statement: the JSON array and how many
+ * documents it holds; of a probe: the documents [lo, mid) of it, as an
+ * array of their own
+ */
+
+static ngx_int_t
+ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_job_t *job)
+{
+    u_char           *p;
+    size_t            start, end, from, to;
+    ngx_uint_t        i, mid;
+    saveitem_docs_t   docs;
+
+    if (!job->probing) {
+        p = ngx_sprintf(sc->count, "%ui", job->bulk);
+        *p = '\0';
+
+        sc->params[0] = (const char *) job->body;
+        sc->params[1] = (const char *) sc->count;
+
+        return NGX_OK;
+    }
+
+    mid = job->probe_lo + (job->probe_hi - job->probe_lo) / 2;
+    from = 0;
+    to = 0;
+
+    if (saveitem_docs_open(&docs, job->body, job->body_len, 0) != 0) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < mid; i++) {
+        if (saveitem_docs_next(&docs, &start, &end) != 1) {
+            return NGX_ERROR;
+        }
+
+        if (i == job->probe_lo) {
+            from = start;
+        }
+
+        to = end;
+    }
+
+    if (job->probe) {
+        ngx_free(job->probe);
+    }
+
+    job->probe = ngx_alloc(to - from + 3, &sc->log);
+    if (job->probe == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = job->probe;
+    *p++ = '[';
+    p = ngx_cpymem(p, job->body + from, to - from);
+    *p++ = ']';
+    *p = '\0';
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem probe: documents %ui to %ui of %ui",
+                   job->probe_lo, mid - 1, job->bulk);
+
+    sc->params[0] = (const char *) job->probe;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A bulk body's rows: its documents' keys, in order.  A constraint or a
+ * value that refuses one of them fails the whole statement (nothing is
+ * stored); then probes halve the documents, each in a statement that is
+ * never committed, until the one at fault is known: its index goes into
+ * the answer.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_bulk_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q)
+{
+    int                       r, nrows, len;
+    Oid                       type;
+    u_char                   *p, *value;
+    size_t                    size;
+    ngx_uint_t                number;
+    ngx_http_saveitem_job_t  *job;
+
+    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+    nrows = PQntuples(res);
+
+    if ((ngx_uint_t) nrows != job->bulk || PQnfields(res) != 1) {
+        ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                      "saveitem: a bulk INSERT of %ui documents returned "
+                      "%d rows", job->bulk, nrows);
+        return NGX_ERROR;
+    }
+
+    type = PQftype(res, 0);
+    number = (type == INT8OID || type == INT4OID || type == INT2OID
+              || type == OIDOID || type == NUMERICOID);
+
+    size = 0;
+
+    for (r = 0; r < nrows; r++) {
+        value = (u_char *) PQgetvalue(res, r, 0);
+        len = PQgetlength(res, r, 0);
+
+        size += (number && saveitem_pk_is_number(value, len))
+                ? (size_t) len : saveitem_json_escape(NULL, value, len) + 2;
+        size += 2;
+    }
+
+    job->pks.data = ngx_alloc(size + 1, &sc->log);
+    if (job->pks.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = job->pks.data;
+
+    for (r = 0; r < nrows; r++) {
+        value = (u_char *) PQgetvalue(res, r, 0);
+        len = PQgetlength(res, r, 0);
+
+        if (r) {
+            *p++ = ',';
+            *p++ = ' ';
+        }
+
+        if (number && saveitem_pk_is_number(value, len)) {
+            p = ngx_cpymem(p, value, len);
+
+        } else {
+            *p++ = '"';
+            p += saveitem_json_escape(p, value, len);
+            *p++ = '"';
+        }
+    }
+
+    job->pks.len = p - job->pks.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A bulk statement failed, or a probe came back (always an error: 22012
+ * when its documents went in, the first error otherwise).  NGX_OK: the
+ * job's facts are set (retry: probe again); NGX_DECLINED: not a failure
+ * a document can be at fault for: the usual error path.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q)
+{
+    ngx_uint_t                mid;
+    const char               *sqlstate;
+    ngx_http_saveitem_job_t  *job;
+
+    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    if (sqlstate == NULL) {
+        return NGX_DECLINED;
+    }
+
+    if (e->kind == NGX_HTTP_SAVEITEM_BULK) {
+
+        /* data (22) or integrity (23): one document can be at fault */
+
+        if (job->bulk < 2 || job->data == NULL
+            || (ngx_strncmp(sqlstate, "22", 2) != 0
+                && ngx_strncmp(sqlstate, "23", 2) != 0)
+            || ngx_strcmp(sqlstate, "22012") == 0)
+        {
+            return NGX_DECLINED;
+        }
+
+        /* the first answer, kept for when the one at fault is known */
+
+        (void) ngx_http_saveitem_job_error(sc, job, res, 1, 0);
+
+        ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                      "saveitem: a bulk body of %ui documents failed (%s), "
+                      "probing for the one at fault", job->bulk, sqlstate);
+
+        job->probing = 1;
+        job->probe_lo = 0;
+        job->probe_hi = job->bulk;
+        job->retry = 1;
+
+        return NGX_OK;
+    }
+
+    /* a probe */
+
+    mid = job->probe_lo + (job->probe_hi - job->probe_lo) / 2;
+
+    if (ngx_strcmp(sqlstate, "22012") == 0) {
+        job->probe_lo = mid;
+
+    } else {
+        job->probe_hi = mid;
+    }
+
+    PQclear(res);
+
+    job->failed = 1;
+
+    if (job->probe_hi - job->probe_lo > 1) {
+        job->retry = 1;
+        return NGX_OK;
+    }
+
+    job->retry = 0;
+    job->probing = 0;
+    job->facts.index = job->probe_lo;
+    job->facts.indexed = 1;
 
     return NGX_OK;
 }
@@ -2261,7 +2575,7 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
             continue;
         }
 
-        if (job->res) {
+        if (job->res && !job->probing) {
             PQclear(job->res);
             job->res = NULL;
             job->facts.detail = NULL;

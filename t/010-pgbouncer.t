@@ -104,6 +104,8 @@ workers(4);
 master_on();
 worker_connections(1024);
 no_shuffle();
+# the block of two requests checks, after each, the log they made
+check_accum_error_log();
 run_tests();
 
 my (%status, %keys, %want);
