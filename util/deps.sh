@@ -7,7 +7,10 @@
 #   build   compile the module against Debian's nginx-dev tree
 #   pg      a throwaway PostgreSQL 15 cluster (util/pg.sh)
 #   run     build + pg (util/run.sh)
-#   test    build + pg + prove and the Perl libraries of the test runner
+#   test    build + pg + prove and the Perl libraries of the test runner,
+#           and prometheus (prometheus and promtool: t/012-metrics.t scrapes
+#           saveitem_status and checks conf/prometheus/; the package's
+#           service is not started, see apt_get in util/lib.sh)
 #   ci      test + what the rest of `make test` needs (valgrind, clang and
 #           its sanitizer and libFuzzer runtimes, python3)
 #   bench   the benchmark tools (see bench_pkgs below)
@@ -54,7 +57,8 @@ test_pkgs()
     build_pkgs
     pg_pkgs
     echo perl libtest-base-perl libtest-longstring-perl libtext-diff-perl \
-         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps
+         liblist-moreutils-perl liburi-perl libhttp-message-perl curl procps \
+         prometheus
 
     if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ]; then
         echo valgrind
