@@ -118,7 +118,7 @@ typedef struct {
 static ngx_int_t ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone,
     void *data);
 static ngx_int_t ngx_http_saveitem_metrics_label(ngx_conf_t *cf,
-    ngx_str_t *display, ngx_uint_t n, ngx_str_t *label);
+    ngx_http_saveitem_db_t **dbp, ngx_uint_t n, ngx_str_t *label);
 static void ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m);
 static void ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
     ngx_uint_t slot);
@@ -245,8 +245,7 @@ ngx_http_saveitem_metrics_conf(ngx_conf_t *cf,
     dbp = smcf->dbs.elts;
 
     for (i = 0; i < smcf->dbs.nelts; i++) {
-        if (ngx_http_saveitem_metrics_label(cf, &dbp[i]->display, i,
-                                            &m->labels[i])
+        if (ngx_http_saveitem_metrics_label(cf, dbp, i, &m->labels[i])
             != NGX_OK)
         {
             return NGX_ERROR;
@@ -281,21 +280,19 @@ ngx_http_saveitem_metrics_conf(ngx_conf_t *cf,
 
 /*
  * The label of a database: its description without secrets, escaped as
- * Prometheus wants label values; a second database with the same
- * description (another password, say) gets " #n" after it.
+ * Prometheus wants label values; the second database with the same
+ * description (another password, say) gets " #2" after it, and so on.
  */
 
 static ngx_int_t
-ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_str_t *display,
+ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_http_saveitem_db_t **dbp,
     ngx_uint_t n, ngx_str_t *label)
 {
-    u_char                        *p;
-    ngx_uint_t                     i, same;
-    ngx_http_saveitem_db_t       **dbp;
-    ngx_http_saveitem_main_conf_t *smcf;
+    u_char      *p;
+    ngx_str_t   *display;
+    ngx_uint_t   i, same;
 
-    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
-    dbp = smcf->dbs.elts;
+    display = &dbp[n]->display;
     same = 0;
 
     for (i = 0; i < n; i++) {
@@ -303,7 +300,7 @@ ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_str_t *display,
             && ngx_strncmp(dbp[i]->display.data, display->data,
                            display->len) == 0)
         {
-            same = 1;
+            same++;
         }
     }
 
@@ -335,7 +332,7 @@ ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_str_t *display,
     }
 
     if (same) {
-        p = ngx_sprintf(p, " #%ui", n + 1);
+        p = ngx_sprintf(p, " #%ui", same + 1);
     }
 
     label->len = p - label->data;

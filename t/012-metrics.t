@@ -291,18 +291,24 @@ qr/^saveitem_rows_total\{database="[^"]+"\} 3$/m,
         saveitem t12.items;
     }
 
+    location = /other {
+        saveitem_database "$TEST_NGINX_DB application_name=t12";
+        saveitem t12.items;
+    }
+
     location = /metrics {
         saveitem_status;
     }
 --- request eval
-["POST /items\n{\"m\": 6}", "POST /down\n{\"m\": 6}", "GET /metrics"]
+["POST /items\n{\"m\": 6}", "POST /down\n{\"m\": 6}",
+ "POST /other\n{\"m\": 6}", "GET /metrics"]
 --- error_code eval
-[200, 503, 200]
+[200, 503, 200, 200]
 --- response_body_like eval
-[qr/pk/, qr/database_unavailable/,
-qr/^saveitem_requests_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+",code="503"\} 1\n(?:.*\n)*saveitem_rows_total\{database="user=postgres dbname=saveitem [^"]+"\} 1\n(?:.*\n)*saveitem_rows_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+"\} 0\n(?:.*\n)*saveitem_connect_failures_total\{database="user=postgres [^"]+"\} 0\nsaveitem_connect_failures_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+"\} 1\n/m]
+[qr/pk/, qr/database_unavailable/, qr/pk/,
+qr/^saveitem_requests_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+",code="503"\} 1\nsaveitem_requests_total\{database="user=postgres dbname=saveitem [^"#]+ #2",code="200"\} 1\n(?:.*\n)*saveitem_rows_total\{database="user=postgres dbname=saveitem [^"#]+"\} 1\nsaveitem_rows_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+"\} 0\nsaveitem_rows_total\{database="user=postgres dbname=saveitem [^"#]+ #2"\} 1\n(?:.*\n)*saveitem_connect_failures_total\{database="user=postgres [^"#]+"\} 0\nsaveitem_connect_failures_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 port=\d+"\} 1\n/m]
 --- response_body_unlike eval
-[qr/sekret/, qr/sekret/, qr/sekret/]
+[qr/sekret/, qr/sekret/, qr/sekret/, qr/sekret|application_name/]
 
 
 
