@@ -65,6 +65,7 @@ USER 10001:10001
 EXPOSE 8080
 STOPSIGNAL SIGQUIT
 
+# healthy: GET /ready (saveitem_ready) says the database can take a write
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/usr/local/bin/saveitem-healthcheck"]
 

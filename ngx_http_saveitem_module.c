@@ -18,6 +18,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_saveitem.h"
+#include "ngx_http_saveitem_metrics.h"
 
 
 typedef struct {
@@ -30,6 +31,7 @@ typedef struct {
     ngx_uint_t                    bulk;         /* documents; 0: off */
     u_char                       *file;
     ngx_uint_t                    line;
+    ngx_flag_t                    ready;      /* saveitem_ready */
 } ngx_http_saveitem_loc_conf_t;
 
 
@@ -42,7 +44,20 @@ typedef struct {
 } ngx_http_saveitem_ctx_t;
 
 
+/* a saveitem_ready probe that waits for a connection being opened */
+
+typedef struct {
+    ngx_http_request_t           *request;
+    ngx_event_t                   poll;
+    ngx_msec_t                    deadline;
+} ngx_http_saveitem_ready_t;
+
+
 #define NGX_HTTP_SAVEITEM_UNPROCESSABLE  422
+
+/* saveitem_ready: how often a waiting probe looks, and its extra time */
+#define NGX_HTTP_SAVEITEM_READY_POLL     25
+#define NGX_HTTP_SAVEITEM_READY_SLACK    500
 
 
 /* what to answer for a reason; NULL message: see the answer function */
@@ -68,6 +83,8 @@ static ngx_int_t ngx_http_saveitem_answer(ngx_http_request_t *r,
     ngx_http_saveitem_facts_t *f);
 static ngx_int_t ngx_http_saveitem_answer_pk(ngx_http_request_t *r,
     ngx_str_t *pk, ngx_uint_t number, ngx_uint_t replayed);
+static ngx_int_t ngx_http_saveitem_retry_after(ngx_http_request_t *r,
+    ngx_msec_t ms);
 static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static ngx_int_t ngx_http_saveitem_bulk(ngx_http_request_t *r,
@@ -76,6 +93,15 @@ static ngx_int_t ngx_http_saveitem_answer_pks(ngx_http_request_t *r,
     ngx_str_t *pks);
 static ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r,
     ngx_uint_t status, ngx_buf_t *b);
+
+static ngx_int_t ngx_http_saveitem_ready_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_saveitem_ready_probe(ngx_http_saveitem_ready_t *rd,
+    ngx_http_saveitem_facts_t *f);
+static void ngx_http_saveitem_ready_poll(ngx_event_t *ev);
+static void ngx_http_saveitem_ready_cleanup(void *data);
+static ngx_int_t ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
+    ngx_http_saveitem_facts_t *f);
+static ngx_int_t ngx_http_saveitem_log_handler(ngx_http_request_t *r);
 
 static ngx_int_t ngx_http_saveitem_pk_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -91,6 +117,10 @@ static char *ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd,
 static char *ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_saveitem_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_saveitem_ready(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post,
     void *data);
@@ -136,6 +166,20 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_saveitem_loc_conf_t, query_timeout),
       &ngx_http_saveitem_query_timeout_p },
+
+    { ngx_string("saveitem_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_saveitem_status,
+      0,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_ready"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_saveitem_ready,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
 
       ngx_null_command
 };
@@ -869,7 +913,6 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
     ngx_buf_t                   *b;
     ngx_uint_t                   status, level, unknown;
     const char                  *error, *sqlstate;
-    ngx_table_elt_t             *h;
     saveitem_json_error_t       *json;
     ngx_http_saveitem_answer_t  *a;
 
@@ -982,25 +1025,41 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
     *b->last++ = '}';
     *b->last++ = LF;
 
-    if (status == NGX_HTTP_SERVICE_UNAVAILABLE && !unknown) {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
-        if (h->value.data == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Retry-After");
-        h->value.len = ngx_sprintf(h->value.data, "%M",
-                                   ngx_max((f->retry_after + 999) / 1000, 1))
-                       - h->value.data;
+    if (status == NGX_HTTP_SERVICE_UNAVAILABLE
+        && !unknown
+        && ngx_http_saveitem_retry_after(r, f->retry_after) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     return ngx_http_saveitem_output(r, status, b);
+}
+
+
+/* in whole seconds, at least 1 */
+
+static ngx_int_t
+ngx_http_saveitem_retry_after(ngx_http_request_t *r, ngx_msec_t ms)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->value.data = ngx_pnalloc(r->pool, NGX_TIME_T_LEN);
+    if (h->value.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Retry-After");
+    h->value.len = ngx_sprintf(h->value.data, "%M",
+                               ngx_max((ms + 999) / 1000, 1))
+                   - h->value.data;
+
+    return NGX_OK;
 }
 
 
@@ -1095,6 +1154,224 @@ ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * saveitem_ready: can the location's database take a write now?  A
+ * connection open in this worker's pool says yes at once, with no
+ * statement; otherwise the pool opens one and the probe looks again
+ * every few milliseconds, until it is open, fails, or connect_timeout
+ * has passed.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_ready_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                      rc;
+    ngx_http_cleanup_t            *cln;
+    ngx_http_saveitem_facts_t      f;
+    ngx_http_saveitem_ready_t     *rd;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
+    rd = ngx_pcalloc(r->pool, sizeof(ngx_http_saveitem_ready_t));
+    if (rd == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rd->request = r;
+    rd->deadline = ngx_current_msec + slcf->db->connect_timeout
+                   + NGX_HTTP_SAVEITEM_READY_SLACK;
+
+    if (ngx_http_saveitem_ready_probe(rd, &f) == NGX_OK) {
+        return ngx_http_saveitem_answer_ready(r, &f);
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    cln->handler = ngx_http_saveitem_ready_cleanup;
+    cln->data = rd;
+
+    rd->poll.handler = ngx_http_saveitem_ready_poll;
+    rd->poll.data = rd;
+    rd->poll.log = r->connection->log;
+
+    ngx_add_timer(&rd->poll, NGX_HTTP_SAVEITEM_READY_POLL);
+
+    /* a client that leaves ends the probe (its cleanup stops the timer) */
+
+    if (!r->discard_body) {
+        r->read_event_handler = ngx_http_test_reading;
+    }
+
+    r->main->count++;
+
+    return NGX_DONE;
+}
+
+
+/* NGX_OK: f says whether the pool is ready, and if not, why; NGX_AGAIN */
+
+static ngx_int_t
+ngx_http_saveitem_ready_probe(ngx_http_saveitem_ready_t *rd,
+    ngx_http_saveitem_facts_t *f)
+{
+    ngx_int_t                      rc;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(rd->request, ngx_http_saveitem_module);
+
+    ngx_memzero(f, sizeof(ngx_http_saveitem_facts_t));
+
+    rc = ngx_http_saveitem_pool_ready(slcf->db->pool, f);
+
+    if (rc == NGX_OK) {
+        f->reason = NGX_HTTP_SAVEITEM_R_STORED;
+        return NGX_OK;
+    }
+
+    if (rc == NGX_AGAIN) {
+        if ((ngx_msec_int_t) (rd->deadline - ngx_current_msec) > 0) {
+            return NGX_AGAIN;
+        }
+
+        f->reason = NGX_HTTP_SAVEITEM_R_UNREACHABLE;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_ready_poll(ngx_event_t *ev)
+{
+    ngx_int_t                   rc;
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r;
+    ngx_http_saveitem_facts_t   f;
+    ngx_http_saveitem_ready_t  *rd;
+
+    rd = ev->data;
+    r = rd->request;
+    c = r->connection;
+
+    if (ngx_http_saveitem_ready_probe(rd, &f) == NGX_AGAIN) {
+        ngx_add_timer(ev, NGX_HTTP_SAVEITEM_READY_POLL);
+        return;
+    }
+
+    rc = ngx_http_saveitem_answer_ready(r, &f);
+
+    ngx_http_finalize_request(r, rc);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_saveitem_ready_cleanup(void *data)
+{
+    ngx_http_saveitem_ready_t *rd = data;
+
+    if (rd->poll.timer_set) {
+        ngx_del_timer(&rd->poll);
+    }
+}
+
+
+/*
+ * The answer of saveitem_ready: {"ready": true}, or 503 with the message
+ * of the reason's answer and Retry-After
+ */
+
+static ngx_int_t
+ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
+    ngx_http_saveitem_facts_t *f)
+{
+    size_t                       len, mlen;
+    ngx_buf_t                   *b;
+    ngx_http_saveitem_answer_t  *a;
+
+    if (f->reason == NGX_HTTP_SAVEITEM_R_STORED) {
+        len = sizeof("{\"ready\": true}\n") - 1;
+
+        b = ngx_create_temp_buf(r->pool, len);
+        if (b == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        b->last = ngx_cpymem(b->last, "{\"ready\": true}\n", len);
+
+        return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
+    }
+
+    a = &ngx_http_saveitem_answers[f->reason];
+
+    if (a->status != NGX_HTTP_SERVICE_UNAVAILABLE || a->message == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "saveitem: no ready answer for reason %d", f->reason);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "saveitem: not ready: %s", a->message);
+
+    mlen = ngx_strlen(a->message);
+    len = sizeof("{\"ready\": false, \"reason\": \"\"}\n") - 1
+          + saveitem_json_escape(NULL, (u_char *) a->message, mlen);
+
+    b = ngx_create_temp_buf(r->pool, len);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->last, "{\"ready\": false, \"reason\": \"",
+                         sizeof("{\"ready\": false, \"reason\": \"") - 1);
+    b->last += saveitem_json_escape(b->last, (u_char *) a->message, mlen);
+    b->last = ngx_cpymem(b->last, "\"}\n", sizeof("\"}\n") - 1);
+
+    if (ngx_http_saveitem_retry_after(r, f->retry_after) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_saveitem_output(r, NGX_HTTP_SERVICE_UNAVAILABLE, b);
+}
+
+
+/*
+ * Every request of a saveitem location is counted here, by the status it
+ * got, whoever chose it: the answer function, nginx (413, a 500 before
+ * any answer), or the client that left first (499)
+ */
+
+static ngx_int_t
+ngx_http_saveitem_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
+    if (slcf->stmt != NGX_CONF_UNSET) {
+        ngx_http_saveitem_metrics_request(slcf->db->counters,
+                                          r->err_status ? r->err_status
+                                          : r->headers_out.status);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -1223,6 +1500,14 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_SAVEITEM_BATCH_ROWS);
     ngx_conf_merge_size_value(conf->batch_bytes, prev->batch_bytes,
                               NGX_HTTP_SAVEITEM_BATCH_BYTES);
+
+    if (conf->ready && conf->db == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem_ready\" in %s:%ui needs a "
+                      "\"saveitem_database\" in its location, server or "
+                      "http block", conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->stmt == NGX_CONF_UNSET) {
         return NGX_CONF_OK;
@@ -1486,6 +1771,44 @@ ngx_http_saveitem_batch(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+/* saveitem_status; */
+
+static char *
+ngx_http_saveitem_status(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_saveitem_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/* saveitem_ready; */
+
+static char *
+ngx_http_saveitem_ready(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (slcf->ready) {
+        return "is duplicate";
+    }
+
+    slcf->ready = 1;
+    slcf->file = cf->conf_file->file.name.data;
+    slcf->line = cf->conf_file->line;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_saveitem_ready_handler;
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name, size_t max_parts,
     ngx_str_t *quoted)
@@ -1712,10 +2035,31 @@ static ngx_int_t
 ngx_http_saveitem_init(ngx_conf_t *cf)
 {
     ngx_uint_t                      i;
+    ngx_http_handler_pt            *h;
     ngx_http_saveitem_db_t        **dbp;
+    ngx_http_core_main_conf_t      *cmcf;
     ngx_http_saveitem_main_conf_t  *smcf;
 
     smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
+
+    if (smcf->dbs.nelts == 0) {
+        return NGX_OK;
+    }
+
+    /* the counters of saveitem_status, and where requests are counted */
+
+    if (ngx_http_saveitem_metrics_conf(cf, smcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_saveitem_log_handler;
 
     if (smcf->uses.nelts == 0) {
         return NGX_OK;
@@ -1770,7 +2114,7 @@ ngx_http_saveitem_init_process(ngx_cycle_t *cycle)
         }
     }
 
-    return NGX_OK;
+    return ngx_http_saveitem_metrics_init_process(cycle, smcf);
 }
 
 
@@ -1794,4 +2138,6 @@ ngx_http_saveitem_exit_process(ngx_cycle_t *cycle)
             ngx_http_saveitem_pool_done(dbp[i]->pool);
         }
     }
+
+    ngx_http_saveitem_metrics_exit_process(cycle, smcf);
 }

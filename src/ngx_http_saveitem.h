@@ -27,6 +27,8 @@
  *                                  state machine; reports facts, never
  *                                  HTTP statuses
  *   src/ngx_http_saveitem_check.c  pure checks on bytes
+ *   src/ngx_http_saveitem_metrics.c counters for saveitem_status, in
+ *                                  shared memory
  */
 
 
@@ -34,6 +36,9 @@ typedef struct ngx_http_saveitem_db_s       ngx_http_saveitem_db_t;
 typedef struct ngx_http_saveitem_pool_s     ngx_http_saveitem_pool_t;
 typedef struct ngx_http_saveitem_job_s      ngx_http_saveitem_job_t;
 typedef struct ngx_http_saveitem_hosts_s    ngx_http_saveitem_hosts_t;
+
+typedef struct ngx_http_saveitem_counters_s  ngx_http_saveitem_counters_t;
+typedef struct ngx_http_saveitem_metrics_s   ngx_http_saveitem_metrics_t;
 
 typedef void (*ngx_http_saveitem_done_pt)(ngx_http_saveitem_job_t *job);
 
@@ -162,6 +167,7 @@ struct ngx_http_saveitem_db_s {
     ngx_msec_t                    resolver_timeout;
     ngx_http_core_loc_conf_t     *clcf;       /* where it was declared */
     ngx_http_saveitem_pool_t     *pool;       /* this worker's */
+    ngx_http_saveitem_counters_t *counters;   /* in shared memory */
     u_char                       *file;
     ngx_uint_t                    line;
     unsigned                      prepare:1;  /* named statements */
@@ -174,6 +180,7 @@ typedef struct {
     ngx_array_t                   stmts;      /* ngx_http_saveitem_stmt_t */
     ngx_uint_t                    batch_max;  /* rows, over all locations */
     ngx_array_t                   uses;       /* ngx_http_saveitem_use_t */
+    ngx_http_saveitem_metrics_t  *metrics;
 } ngx_http_saveitem_main_conf_t;
 
 
@@ -270,6 +277,16 @@ ngx_int_t ngx_http_saveitem_db_check(ngx_conf_t *cf,
 u_char *ngx_http_saveitem_db_error(PGconn *pg, u_char *buf, size_t len);
 
 
+/* a pool's gauges, for saveitem_status */
+
+typedef struct {
+    ngx_uint_t                    waiting;
+    ngx_uint_t                    connecting;
+    ngx_uint_t                    idle;
+    ngx_uint_t                    busy;
+} ngx_http_saveitem_pool_stat_t;
+
+
 /* src/ngx_http_saveitem_pg.c */
 
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
@@ -280,6 +297,10 @@ ngx_http_saveitem_job_t *ngx_http_saveitem_job_get(
 ngx_int_t ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_pool_stat(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_pool_stat_t *st);
+ngx_int_t ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_facts_t *f);
 
 
 extern ngx_module_t  ngx_http_saveitem_module;

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 
 #include "ngx_http_saveitem.h"
+#include "ngx_http_saveitem_metrics.h"
 
 
 typedef enum {
@@ -1164,6 +1165,8 @@ ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
                   "saveitem: could not connect to PostgreSQL (%V): %s",
                   &pool->db->display, reason);
 
+    ngx_http_saveitem_metrics_connect_failed(pool->db->counters);
+
     pool->nconnecting--;
     ngx_http_saveitem_close(sc);
 
@@ -1409,6 +1412,8 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     pool->nrows += first->bulk ? (first->probing ? 0 : first->bulk) : rows;
     pool->maxrows = ngx_max(pool->maxrows, n);
+
+    ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, n);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->c->idle = 0;
@@ -1972,6 +1977,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         }
 
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        ngx_http_saveitem_metrics_error(sc->pool->db->counters, sqlstate);
 
         if (e->arg > 1 && ngx_http_saveitem_retryable(sqlstate)) {
 
@@ -2400,6 +2406,9 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
         return;
     }
 
+    ngx_http_saveitem_metrics_error(sc->pool->db->counters,
+                                    PQresultErrorField(res, PG_DIAG_SQLSTATE));
+
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
                   "saveitem: PostgreSQL failed at commit: %s (SQLSTATE %s)",
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
@@ -2520,6 +2529,14 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 
     ngx_queue_init(&retry);
 
+    /* a statement's sync: its time since it was sent (deadline - timeout) */
+
+    if (sc->nsettled) {
+        ngx_http_saveitem_metrics_result(sc->pool->db->counters,
+                                         ngx_current_msec
+                                         - (sc->deadline - sc->timeout));
+    }
+
     while (sc->nsettled) {
         q = ngx_queue_head(&sc->jobs);
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
@@ -2537,6 +2554,7 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
             ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
             job->facts.outcome = NGX_HTTP_SAVEITEM_STORED;
             job->facts.replayed = replayed;
+            ngx_http_saveitem_metrics_stored(sc->pool->db->counters);
         }
 
         ngx_http_saveitem_job_done(job);
@@ -2800,4 +2818,77 @@ ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc)
     pool->nconns--;
 
     ngx_free(sc);
+}
+
+
+/* a pool's gauges, for saveitem_status */
+
+void
+ngx_http_saveitem_pool_stat(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_pool_stat_t *st)
+{
+    st->waiting = pool->nwaiting;
+    st->connecting = pool->nconnecting;
+    st->idle = pool->nidle;
+    st->busy = pool->nconns - pool->nidle - pool->nconnecting;
+}
+
+
+/*
+ * For saveitem_ready: can the pool take a write now?  NGX_OK: a
+ * connection is open (idle or busy; the first idle one is checked as
+ * before a statement).  NGX_AGAIN: one is being opened, started here if
+ * none was: ask again.  NGX_DECLINED: none can be had now, f says why
+ * and for how long.  No statement is sent.
+ */
+
+ngx_int_t
+ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_facts_t *f)
+{
+    ngx_queue_t               *q;
+    ngx_http_saveitem_conn_t  *sc;
+
+    f->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+
+    if (pool->exiting || ngx_exiting) {
+        f->reason = NGX_HTTP_SAVEITEM_R_EXITING;
+        return NGX_DECLINED;
+    }
+
+    while (!ngx_queue_empty(&pool->idle)) {
+        q = ngx_queue_head(&pool->idle);
+        sc = ngx_queue_data(q, ngx_http_saveitem_conn_t, queue);
+
+        if (ngx_http_saveitem_alive(sc) == NGX_OK) {
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
+                      "saveitem: idle PostgreSQL connection was closed "
+                      "by the server");
+        ngx_http_saveitem_close(sc);
+    }
+
+    if (pool->nconns > pool->nconnecting) {
+        return NGX_OK;
+    }
+
+    if (pool->nconnecting == 0 && !pool->retry.timer_set) {
+        (void) ngx_http_saveitem_connect(pool);
+    }
+
+    if (pool->nconnecting) {
+        return NGX_AGAIN;
+    }
+
+    /* it failed at once, or the pool waits before the next try */
+
+    f->reason = pool->down ? pool->down : NGX_HTTP_SAVEITEM_R_UNREACHABLE;
+
+    if (pool->retry.timer_set) {
+        f->retry_after = pool->retry.timer.key - ngx_current_msec;
+    }
+
+    return NGX_DECLINED;
 }

@@ -8,7 +8,11 @@
 #   pg      a throwaway PostgreSQL 15 cluster (util/pg.sh)
 #   run     build + pg (util/run.sh)
 #   test    build + pg + prove and the Perl libraries of the test runner,
-#           openssl and pgbouncer (t/009-tls.t, t/010-pgbouncer.t)
+#           openssl and pgbouncer (t/009-tls.t, t/010-pgbouncer.t),
+#           dnsmasq-base (t/015-dns.t), prometheus (prometheus and promtool:
+#           t/012-metrics.t scrapes saveitem_status and checks
+#           conf/prometheus/; the package's service is not started, see
+#           apt_get in util/lib.sh)
 #   ci      test + what the rest of `make test` needs (valgrind, clang and
 #           its sanitizer and libFuzzer runtimes, python3)
 #   bench   the benchmark tools (see bench_pkgs below)
@@ -59,7 +63,8 @@ test_pkgs()
     # t/009-tls.t makes its certificates; t/010-pgbouncer.t runs PgBouncer
     # (its service stays stopped: apt_get's policy-rc.d); t/015-dns.t
     # serves a name with dnsmasq
-    echo openssl pgbouncer dnsmasq-base
+    # t/012-metrics.t runs Prometheus
+    echo openssl pgbouncer dnsmasq-base prometheus
 
     if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ]; then
         echo valgrind

@@ -1,0 +1,939 @@
+
+/*
+ * Copyright (C) The ngx_http_saveitem_module authors
+ */
+
+
+/*
+ * Counters for saveitem_status, in Prometheus' text format (0.0.4).
+ *
+ * One shared-memory zone, "saveitem_status", holds a block of counters
+ * per database, found again by its label when nginx reloads: the zone is
+ * declared with the same name, size and tag, so nginx hands the old one
+ * to the new cycle, and the counters go on (as stub_status's do).
+ * Workers add to them atomically: no lock, no allocation.
+ *
+ * Gauges (waiting requests, connections) are each worker's own: a worker
+ * claims a slot at start, writes its pools' figures there every tick, and
+ * zeroes it at exit; a worker that died without exiting leaves its slot
+ * to the next worker that starts.  The reader sums the slots.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_saveitem_metrics.h"
+
+
+/* workers alive at once, old ones of a reload included */
+#define NGX_HTTP_SAVEITEM_METRICS_SLOTS    128
+
+/* statuses 100 to 599 */
+#define NGX_HTTP_SAVEITEM_METRICS_CODES    500
+
+/* SQLSTATE classes, two of [0-9A-Z]; and one for anything else */
+#define NGX_HTTP_SAVEITEM_METRICS_CLASSES  (36 * 36 + 1)
+
+#define NGX_HTTP_SAVEITEM_METRICS_ROWS     12
+#define NGX_HTTP_SAVEITEM_METRICS_TIMES    14
+
+/* how often a worker writes its gauges */
+#define NGX_HTTP_SAVEITEM_METRICS_TICK     200
+
+/* at least; the same size across reloads keeps the counters */
+#define NGX_HTTP_SAVEITEM_METRICS_ZONE     (1024 * 1024)
+
+
+typedef struct {
+    ngx_atomic_t                  waiting;
+    ngx_atomic_t                  connecting;
+    ngx_atomic_t                  idle;
+    ngx_atomic_t                  busy;
+    ngx_atomic_t                  queue;      /* queue= */
+    ngx_atomic_t                  pool;       /* pool= */
+} ngx_http_saveitem_gauges_t;
+
+
+/* one database, in the zone */
+
+struct ngx_http_saveitem_counters_s {
+    ngx_queue_t                   queue;
+    ngx_str_t                     label;      /* escaped, after the block */
+
+    ngx_atomic_t                  requests[NGX_HTTP_SAVEITEM_METRICS_CODES];
+    ngx_atomic_t                  rows;       /* stored */
+    ngx_atomic_t                  rows_sent;  /* in statements sent */
+    ngx_atomic_t                  sizes[NGX_HTTP_SAVEITEM_METRICS_ROWS];
+    ngx_atomic_t                  times[NGX_HTTP_SAVEITEM_METRICS_TIMES];
+    ngx_atomic_t                  time_sum;   /* ms */
+    ngx_atomic_t                  connect_failures;
+    ngx_atomic_t                  errors[NGX_HTTP_SAVEITEM_METRICS_CLASSES];
+
+    ngx_http_saveitem_gauges_t    slots[NGX_HTTP_SAVEITEM_METRICS_SLOTS];
+};
+
+
+typedef struct {
+    ngx_queue_t                   counters;   /* every block ever made */
+    ngx_atomic_t                  pids[NGX_HTTP_SAVEITEM_METRICS_SLOTS];
+} ngx_http_saveitem_metrics_sh_t;
+
+
+struct ngx_http_saveitem_metrics_s {
+    ngx_http_saveitem_metrics_sh_t  *sh;
+    ngx_slab_pool_t                 *shpool;
+    ngx_http_saveitem_main_conf_t   *smcf;
+    ngx_str_t                       *labels;  /* [smcf->dbs.nelts] */
+    ngx_event_t                      tick;    /* this worker's */
+    ngx_int_t                        slot;    /* this worker's; -1: none */
+};
+
+
+typedef enum {
+    NGX_HTTP_SAVEITEM_M_REQUESTS = 0,
+    NGX_HTTP_SAVEITEM_M_ROWS,
+    NGX_HTTP_SAVEITEM_M_STATEMENTS,
+    NGX_HTTP_SAVEITEM_M_ROWS_HIST,
+    NGX_HTTP_SAVEITEM_M_TIMES_HIST,
+    NGX_HTTP_SAVEITEM_M_CONNECT_FAILURES,
+    NGX_HTTP_SAVEITEM_M_ERRORS,
+    NGX_HTTP_SAVEITEM_M_CONNECTIONS,
+    NGX_HTTP_SAVEITEM_M_GAUGE
+} ngx_http_saveitem_what_e;
+
+
+/* a metric family: its name, type, help, and where its values are */
+
+typedef struct {
+    char                         *name;
+    char                         *type;
+    char                         *help;
+    ngx_http_saveitem_what_e      what;
+    size_t                        offset;     /* of a gauge */
+} ngx_http_saveitem_family_t;
+
+
+static ngx_int_t ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone,
+    void *data);
+static ngx_int_t ngx_http_saveitem_metrics_label(ngx_conf_t *cf,
+    ngx_http_saveitem_db_t **dbp, ngx_uint_t n, ngx_str_t *label);
+static void ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m);
+static void ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
+    ngx_uint_t slot);
+static void ngx_http_saveitem_metrics_tick(ngx_event_t *ev);
+static void ngx_http_saveitem_metrics_publish(ngx_http_saveitem_metrics_t *m);
+static u_char *ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
+    ngx_http_saveitem_family_t *fm, ngx_http_saveitem_counters_t *mc);
+static ngx_atomic_uint_t ngx_http_saveitem_metrics_gauge(
+    ngx_http_saveitem_counters_t *mc, size_t offset);
+static u_char *ngx_http_saveitem_metrics_histogram(u_char *p, u_char *last,
+    const char *name, ngx_str_t *label, ngx_atomic_t *buckets,
+    const char **les, ngx_uint_t n, ngx_atomic_uint_t sum, ngx_uint_t ms);
+
+
+/* the upper bounds of the histograms' buckets; the last is +Inf */
+
+static ngx_uint_t  ngx_http_saveitem_metrics_rows_le[] = {
+    1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000
+};
+
+static const char  *ngx_http_saveitem_metrics_rows_les[] = {
+    "1", "2", "4", "8", "16", "32", "64", "128", "256", "512", "1000", "+Inf"
+};
+
+static ngx_msec_t  ngx_http_saveitem_metrics_times_le[] = {
+    1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static const char  *ngx_http_saveitem_metrics_times_les[] = {
+    "0.001", "0.002", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25",
+    "0.5", "1", "2.5", "5", "10", "+Inf"
+};
+
+
+static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
+
+    { "saveitem_requests_total", "counter",
+      "Requests answered in saveitem locations, by HTTP status "
+      "(499: the client left first).",
+      NGX_HTTP_SAVEITEM_M_REQUESTS, 0 },
+
+    { "saveitem_rows_total", "counter",
+      "Rows stored: committed, their keys given (or logged, the client gone).",
+      NGX_HTTP_SAVEITEM_M_ROWS, 0 },
+
+    { "saveitem_statements_total", "counter",
+      "INSERT statements sent.",
+      NGX_HTTP_SAVEITEM_M_STATEMENTS, 0 },
+
+    { "saveitem_statement_rows", "histogram",
+      "Rows per INSERT statement sent.",
+      NGX_HTTP_SAVEITEM_M_ROWS_HIST, 0 },
+
+    { "saveitem_statement_seconds", "histogram",
+      "Time from sending a statement to its commit or error.",
+      NGX_HTTP_SAVEITEM_M_TIMES_HIST, 0 },
+
+    { "saveitem_connect_failures_total", "counter",
+      "Connections to PostgreSQL that could not be opened.",
+      NGX_HTTP_SAVEITEM_M_CONNECT_FAILURES, 0 },
+
+    { "saveitem_errors_total", "counter",
+      "Errors PostgreSQL returned for statements, by SQLSTATE class.",
+      NGX_HTTP_SAVEITEM_M_ERRORS, 0 },
+
+    { "saveitem_waiting", "gauge",
+      "Requests waiting for a connection, over all workers.",
+      NGX_HTTP_SAVEITEM_M_GAUGE,
+      offsetof(ngx_http_saveitem_gauges_t, waiting) },
+
+    { "saveitem_queue_size", "gauge",
+      "Requests that may wait beyond the free connections "
+      "(saveitem_database queue=), over all workers.",
+      NGX_HTTP_SAVEITEM_M_GAUGE,
+      offsetof(ngx_http_saveitem_gauges_t, queue) },
+
+    { "saveitem_pool_size", "gauge",
+      "Connections the pools may open (saveitem_database pool=), "
+      "over all workers.",
+      NGX_HTTP_SAVEITEM_M_GAUGE,
+      offsetof(ngx_http_saveitem_gauges_t, pool) },
+
+    { "saveitem_connections", "gauge",
+      "Connections to PostgreSQL by state, over all workers.",
+      NGX_HTTP_SAVEITEM_M_CONNECTIONS, 0 },
+
+    { NULL, NULL, NULL, 0, 0 }
+};
+
+
+/* a line of one sample, at most, beyond its label */
+#define NGX_HTTP_SAVEITEM_METRICS_LINE                                       \
+    (sizeof("saveitem_statement_seconds_bucket{database=\"\",le=\"+Inf\"} ")  \
+     + NGX_ATOMIC_T_LEN + 8)
+
+/* the HELP and TYPE lines of a family, at most */
+#define NGX_HTTP_SAVEITEM_METRICS_HEAD  400
+
+
+ngx_int_t
+ngx_http_saveitem_metrics_conf(ngx_conf_t *cf,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    size_t                         size;
+    ngx_str_t                      name;
+    ngx_uint_t                     i;
+    ngx_shm_zone_t                *zone;
+    ngx_http_saveitem_db_t       **dbp;
+    ngx_http_saveitem_metrics_t   *m;
+
+    m = ngx_pcalloc(cf->pool, sizeof(ngx_http_saveitem_metrics_t));
+    if (m == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->smcf = smcf;
+    m->slot = -1;
+
+    m->labels = ngx_pcalloc(cf->pool, smcf->dbs.nelts * sizeof(ngx_str_t));
+    if (m->labels == NULL) {
+        return NGX_ERROR;
+    }
+
+    dbp = smcf->dbs.elts;
+
+    for (i = 0; i < smcf->dbs.nelts; i++) {
+        if (ngx_http_saveitem_metrics_label(cf, dbp, i, &m->labels[i])
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    /*
+     * room for the blocks of databases that come and go over reloads (an
+     * old block stays: old workers may still write to it); the same size
+     * for the same number of databases
+     */
+
+    size = 4 * smcf->dbs.nelts * sizeof(ngx_http_saveitem_counters_t);
+    size = ngx_max(ngx_align(size, NGX_HTTP_SAVEITEM_METRICS_ZONE),
+                   NGX_HTTP_SAVEITEM_METRICS_ZONE);
+
+    ngx_str_set(&name, "saveitem_status");
+
+    zone = ngx_shared_memory_add(cf, &name, size, &ngx_http_saveitem_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    zone->init = ngx_http_saveitem_metrics_init_zone;
+    zone->data = m;
+
+    smcf->metrics = m;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The label of a database: its description without secrets, escaped as
+ * Prometheus wants label values; the second database with the same
+ * description (another password, say) gets " #2" after it, and so on.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_http_saveitem_db_t **dbp,
+    ngx_uint_t n, ngx_str_t *label)
+{
+    u_char      *p;
+    ngx_str_t   *display;
+    ngx_uint_t   i, same;
+
+    display = &dbp[n]->display;
+    same = 0;
+
+    for (i = 0; i < n; i++) {
+        if (dbp[i]->display.len == display->len
+            && ngx_strncmp(dbp[i]->display.data, display->data,
+                           display->len) == 0)
+        {
+            same++;
+        }
+    }
+
+    p = ngx_pnalloc(cf->pool, 2 * display->len + sizeof(" #") + NGX_INT_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    label->data = p;
+
+    for (i = 0; i < display->len; i++) {
+
+        switch (display->data[i]) {
+
+        case '\\':
+        case '"':
+            *p++ = '\\';
+            *p++ = display->data[i];
+            break;
+
+        case '\n':
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+
+        default:
+            *p++ = display->data[i];
+        }
+    }
+
+    if (same) {
+        p = ngx_sprintf(p, " #%ui", same + 1);
+    }
+
+    label->len = p - label->data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * In the master, at start and at each reload: the zone is new (then it
+ * gets its list and slot table), or the old cycle's, whose blocks are
+ * found again by label.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
+{
+    ngx_http_saveitem_metrics_t *om = data;
+
+    size_t                         size;
+    ngx_uint_t                     i;
+    ngx_queue_t                   *q;
+    ngx_http_saveitem_db_t       **dbp;
+    ngx_http_saveitem_counters_t  *mc;
+    ngx_http_saveitem_metrics_t   *m;
+
+    m = zone->data;
+    m->shpool = (ngx_slab_pool_t *) zone->shm.addr;
+
+    if (om) {
+        m->sh = om->sh;
+
+    } else if (zone->shm.exists) {
+        m->sh = m->shpool->data;
+
+    } else {
+        m->sh = ngx_slab_calloc(m->shpool,
+                                sizeof(ngx_http_saveitem_metrics_sh_t));
+        if (m->sh == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_queue_init(&m->sh->counters);
+        m->shpool->data = m->sh;
+    }
+
+    dbp = m->smcf->dbs.elts;
+
+    for (i = 0; i < m->smcf->dbs.nelts; i++) {
+
+        for (q = ngx_queue_head(&m->sh->counters);
+             q != ngx_queue_sentinel(&m->sh->counters);
+             q = ngx_queue_next(q))
+        {
+            mc = ngx_queue_data(q, ngx_http_saveitem_counters_t, queue);
+
+            if (mc->label.len == m->labels[i].len
+                && ngx_strncmp(mc->label.data, m->labels[i].data,
+                               mc->label.len) == 0)
+            {
+                goto found;
+            }
+        }
+
+        size = sizeof(ngx_http_saveitem_counters_t) + m->labels[i].len;
+
+        mc = ngx_slab_calloc(m->shpool, size);
+        if (mc == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
+                          "saveitem: no room for the counters of database "
+                          "%V in the zone \"saveitem_status\": restart nginx",
+                          &dbp[i]->display);
+            return NGX_ERROR;
+        }
+
+        mc->label.data = (u_char *) &mc[1];
+        mc->label.len = m->labels[i].len;
+        ngx_memcpy(mc->label.data, m->labels[i].data, mc->label.len);
+
+        ngx_queue_insert_tail(&m->sh->counters, &mc->queue);
+
+    found:
+
+        dbp[i]->counters = mc;
+    }
+
+    return NGX_OK;
+}
+
+
+/* a worker takes a slot for its gauges, and starts writing them */
+
+ngx_int_t
+ngx_http_saveitem_metrics_init_process(ngx_cycle_t *cycle,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    ngx_uint_t                    i;
+    ngx_http_saveitem_metrics_t  *m;
+
+    m = smcf->metrics;
+
+    if (m == NULL || m->sh == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_saveitem_metrics_reclaim(m);
+
+    for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
+        if (m->sh->pids[i] == 0
+            && ngx_atomic_cmp_set(&m->sh->pids[i], 0,
+                                  (ngx_atomic_uint_t) ngx_pid))
+        {
+            m->slot = i;
+            break;
+        }
+    }
+
+    if (m->slot == -1) {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "saveitem: more than %d workers at once, the gauges "
+                      "of this one are not counted",
+                      NGX_HTTP_SAVEITEM_METRICS_SLOTS);
+        return NGX_OK;
+    }
+
+    m->tick.handler = ngx_http_saveitem_metrics_tick;
+    m->tick.data = m;
+    m->tick.log = cycle->log;
+    m->tick.cancelable = 1;
+
+    ngx_http_saveitem_metrics_publish(m);
+    ngx_add_timer(&m->tick, NGX_HTTP_SAVEITEM_METRICS_TICK);
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_saveitem_metrics_exit_process(ngx_cycle_t *cycle,
+    ngx_http_saveitem_main_conf_t *smcf)
+{
+    ngx_http_saveitem_metrics_t  *m;
+
+    m = smcf->metrics;
+
+    if (m == NULL || m->slot == -1) {
+        return;
+    }
+
+    if (m->tick.timer_set) {
+        ngx_del_timer(&m->tick);
+    }
+
+    ngx_http_saveitem_metrics_zero(m, m->slot);
+    (void) ngx_atomic_cmp_set(&m->sh->pids[m->slot],
+                              (ngx_atomic_uint_t) ngx_pid, 0);
+    m->slot = -1;
+}
+
+
+/* the slots of workers that died without exiting (the master restarts them) */
+
+static void
+ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  pid;
+
+    for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
+        pid = m->sh->pids[i];
+
+        if (pid == 0
+            || kill((ngx_pid_t) pid, 0) == 0
+            || ngx_errno != NGX_ESRCH)
+        {
+            continue;
+        }
+
+        ngx_http_saveitem_metrics_zero(m, i);
+        (void) ngx_atomic_cmp_set(&m->sh->pids[i], pid, 0);
+    }
+}
+
+
+static void
+ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
+    ngx_uint_t slot)
+{
+    ngx_queue_t                   *q;
+    ngx_http_saveitem_counters_t  *mc;
+
+    for (q = ngx_queue_head(&m->sh->counters);
+         q != ngx_queue_sentinel(&m->sh->counters);
+         q = ngx_queue_next(q))
+    {
+        mc = ngx_queue_data(q, ngx_http_saveitem_counters_t, queue);
+        ngx_memzero(&mc->slots[slot], sizeof(ngx_http_saveitem_gauges_t));
+    }
+}
+
+
+static void
+ngx_http_saveitem_metrics_tick(ngx_event_t *ev)
+{
+    ngx_http_saveitem_metrics_t  *m;
+
+    m = ev->data;
+
+    ngx_http_saveitem_metrics_publish(m);
+    ngx_add_timer(ev, NGX_HTTP_SAVEITEM_METRICS_TICK);
+}
+
+
+static void
+ngx_http_saveitem_metrics_publish(ngx_http_saveitem_metrics_t *m)
+{
+    ngx_uint_t                      i;
+    ngx_http_saveitem_db_t        **dbp;
+    ngx_http_saveitem_gauges_t     *g;
+    ngx_http_saveitem_pool_stat_t   st;
+
+    if (m->slot == -1) {
+        return;
+    }
+
+    dbp = m->smcf->dbs.elts;
+
+    for (i = 0; i < m->smcf->dbs.nelts; i++) {
+
+        if (dbp[i]->pool == NULL) {
+            continue;
+        }
+
+        ngx_http_saveitem_pool_stat(dbp[i]->pool, &st);
+
+        g = &dbp[i]->counters->slots[m->slot];
+
+        g->waiting = st.waiting;
+        g->connecting = st.connecting;
+        g->idle = st.idle;
+        g->busy = st.busy;
+        g->queue = dbp[i]->queue_size;
+        g->pool = dbp[i]->pool_size;
+    }
+}
+
+
+void
+ngx_http_saveitem_metrics_request(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t status)
+{
+    if (status >= 100 && status < 100 + NGX_HTTP_SAVEITEM_METRICS_CODES) {
+        (void) ngx_atomic_fetch_add(&mc->requests[status - 100], 1);
+    }
+}
+
+
+/* "statements" statements of "rows" rows each */
+
+void
+ngx_http_saveitem_metrics_sent(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t statements, ngx_uint_t rows)
+{
+    ngx_uint_t  i;
+
+    for (i = 0;
+         i < NGX_HTTP_SAVEITEM_METRICS_ROWS - 1
+         && rows > ngx_http_saveitem_metrics_rows_le[i];
+         i++)
+    {
+        /* void */
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->sizes[i], statements);
+    (void) ngx_atomic_fetch_add(&mc->rows_sent, statements * rows);
+}
+
+
+/* a statement's commit (or error) arrived, ms after it was sent */
+
+void
+ngx_http_saveitem_metrics_result(ngx_http_saveitem_counters_t *mc,
+    ngx_msec_t ms)
+{
+    ngx_uint_t  i;
+
+    for (i = 0;
+         i < NGX_HTTP_SAVEITEM_METRICS_TIMES - 1
+         && ms > ngx_http_saveitem_metrics_times_le[i];
+         i++)
+    {
+        /* void */
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->times[i], 1);
+    (void) ngx_atomic_fetch_add(&mc->time_sum, ms);
+}
+
+
+void
+ngx_http_saveitem_metrics_stored(ngx_http_saveitem_counters_t *mc)
+{
+    (void) ngx_atomic_fetch_add(&mc->rows, 1);
+}
+
+
+void
+ngx_http_saveitem_metrics_connect_failed(ngx_http_saveitem_counters_t *mc)
+{
+    (void) ngx_atomic_fetch_add(&mc->connect_failures, 1);
+}
+
+
+void
+ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
+    const char *sqlstate)
+{
+    ngx_uint_t  i, k, c;
+
+    k = 0;
+
+    for (i = 0; sqlstate != NULL && i < 2; i++) {
+        c = (u_char) sqlstate[i];
+
+        if (c >= '0' && c <= '9') {
+            k = k * 36 + c - '0';
+
+        } else if (c >= 'A' && c <= 'Z') {
+            k = k * 36 + c - 'A' + 10;
+
+        } else {
+            break;
+        }
+    }
+
+    if (i < 2) {
+        k = NGX_HTTP_SAVEITEM_METRICS_CLASSES - 1;
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->errors[k], 1);
+}
+
+
+/*
+ * saveitem_status: every family with its HELP and TYPE lines, then its
+ * samples for each database of this configuration.  The reader only
+ * reads the zone; the answer is built in one buffer from r->pool.
+ */
+
+ngx_int_t
+ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
+{
+    size_t                          size;
+    ngx_int_t                       rc;
+    ngx_buf_t                      *b;
+    ngx_uint_t                      i, k, lines;
+    ngx_chain_t                     out;
+    ngx_http_saveitem_db_t        **dbp;
+    ngx_http_saveitem_family_t     *fm;
+    ngx_http_saveitem_counters_t   *mc;
+    ngx_http_saveitem_main_conf_t  *smcf;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_saveitem_module);
+
+    if (smcf->metrics != NULL) {
+        /* this worker's gauges as they are now */
+        ngx_http_saveitem_metrics_publish(smcf->metrics);
+    }
+
+    /* the size: the heads, and the lines that have a value */
+
+    size = 0;
+
+    for (fm = ngx_http_saveitem_families; fm->name; fm++) {
+        size += NGX_HTTP_SAVEITEM_METRICS_HEAD;
+    }
+
+    dbp = smcf->dbs.elts;
+
+    for (i = 0; i < smcf->dbs.nelts; i++) {
+        mc = dbp[i]->counters;
+
+        lines = NGX_HTTP_SAVEITEM_METRICS_ROWS + NGX_HTTP_SAVEITEM_METRICS_TIMES
+                + 4 + 10;
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CODES; k++) {
+            lines += (mc->requests[k] != 0);
+        }
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CLASSES; k++) {
+            lines += (mc->errors[k] != 0);
+        }
+
+        size += lines * (NGX_HTTP_SAVEITEM_METRICS_LINE + mc->label.len);
+    }
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* a code or a class counted for the first time since: cut, if need be */
+
+    for (fm = ngx_http_saveitem_families; fm->name; fm++) {
+        b->last = ngx_slprintf(b->last, b->end, "# HELP %s %s\n# TYPE %s %s\n",
+                               fm->name, fm->help, fm->name, fm->type);
+
+        for (i = 0; i < smcf->dbs.nelts; i++) {
+            b->last = ngx_http_saveitem_metrics_samples(b->last, b->end, fm,
+                                                        dbp[i]->counters);
+        }
+    }
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_type_lowcase = NULL;
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* the samples of one family for one database */
+
+static u_char *
+ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
+    ngx_http_saveitem_family_t *fm, ngx_http_saveitem_counters_t *mc)
+{
+    ngx_uint_t         k;
+    ngx_atomic_uint_t  v;
+    u_char             class[3];
+
+    static const char  *states[] = { "connecting", "idle", "busy" };
+    static const char  *digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+    static size_t       offsets[] = {
+        offsetof(ngx_http_saveitem_gauges_t, connecting),
+        offsetof(ngx_http_saveitem_gauges_t, idle),
+        offsetof(ngx_http_saveitem_gauges_t, busy)
+    };
+
+    switch (fm->what) {
+
+    case NGX_HTTP_SAVEITEM_M_REQUESTS:
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CODES; k++) {
+            v = mc->requests[k];
+
+            if (v) {
+                p = ngx_slprintf(p, last, "%s{database=\"%V\",code=\"%ui\"} "
+                                 "%uA\n", fm->name, &mc->label, k + 100, v);
+            }
+        }
+
+        return p;
+
+    case NGX_HTTP_SAVEITEM_M_ERRORS:
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CLASSES; k++) {
+            v = mc->errors[k];
+
+            if (v == 0) {
+                continue;
+            }
+
+            if (k == NGX_HTTP_SAVEITEM_METRICS_CLASSES - 1) {
+                ngx_cpystrn(class, (u_char *) "??", sizeof(class));
+
+            } else {
+                class[0] = digits[k / 36];
+                class[1] = digits[k % 36];
+                class[2] = '\0';
+            }
+
+            p = ngx_slprintf(p, last, "%s{database=\"%V\","
+                             "sqlstate_class=\"%s\"} %uA\n",
+                             fm->name, &mc->label, class, v);
+        }
+
+        return p;
+
+    case NGX_HTTP_SAVEITEM_M_ROWS_HIST:
+        return ngx_http_saveitem_metrics_histogram(p, last, fm->name,
+                   &mc->label, mc->sizes, ngx_http_saveitem_metrics_rows_les,
+                   NGX_HTTP_SAVEITEM_METRICS_ROWS, mc->rows_sent, 0);
+
+    case NGX_HTTP_SAVEITEM_M_TIMES_HIST:
+        return ngx_http_saveitem_metrics_histogram(p, last, fm->name,
+                   &mc->label, mc->times, ngx_http_saveitem_metrics_times_les,
+                   NGX_HTTP_SAVEITEM_METRICS_TIMES, mc->time_sum, 1);
+
+    case NGX_HTTP_SAVEITEM_M_CONNECTIONS:
+
+        for (k = 0; k < 3; k++) {
+            p = ngx_slprintf(p, last, "%s{database=\"%V\",state=\"%s\"} %uA\n",
+                             fm->name, &mc->label, states[k],
+                             ngx_http_saveitem_metrics_gauge(mc, offsets[k]));
+        }
+
+        return p;
+
+    case NGX_HTTP_SAVEITEM_M_STATEMENTS:
+
+        for (v = 0, k = 0; k < NGX_HTTP_SAVEITEM_METRICS_ROWS; k++) {
+            v += mc->sizes[k];
+        }
+
+        break;
+
+    case NGX_HTTP_SAVEITEM_M_ROWS:
+        v = mc->rows;
+        break;
+
+    case NGX_HTTP_SAVEITEM_M_CONNECT_FAILURES:
+        v = mc->connect_failures;
+        break;
+
+    default: /* a gauge */
+        v = ngx_http_saveitem_metrics_gauge(mc, fm->offset);
+        break;
+    }
+
+    return ngx_slprintf(p, last, "%s{database=\"%V\"} %uA\n",
+                        fm->name, &mc->label, v);
+}
+
+
+/* the sum of a gauge over the workers' slots */
+
+static ngx_atomic_uint_t
+ngx_http_saveitem_metrics_gauge(ngx_http_saveitem_counters_t *mc,
+    size_t offset)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  sum;
+
+    sum = 0;
+
+    for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
+        sum += *(ngx_atomic_t *) ((u_char *) &mc->slots[i] + offset);
+    }
+
+    return sum;
+}
+
+
+/*
+ * Cumulative buckets from the counts of each, and a count that is their
+ * total, so that the +Inf bucket and the count always agree; ms: the sum
+ * is in milliseconds, printed in seconds
+ */
+
+static u_char *
+ngx_http_saveitem_metrics_histogram(u_char *p, u_char *last,
+    const char *name, ngx_str_t *label, ngx_atomic_t *buckets,
+    const char **les, ngx_uint_t n, ngx_atomic_uint_t sum, ngx_uint_t ms)
+{
+    ngx_uint_t         i;
+    ngx_atomic_uint_t  count;
+
+    count = 0;
+
+    for (i = 0; i < n; i++) {
+        count += buckets[i];
+        p = ngx_slprintf(p, last, "%s_bucket{database=\"%V\",le=\"%s\"} %uA\n",
+                         name, label, les[i], count);
+    }
+
+    if (ms) {
+        p = ngx_slprintf(p, last, "%s_sum{database=\"%V\"} %uA.%03uA\n",
+                         name, label, sum / 1000, sum % 1000);
+
+    } else {
+        p = ngx_slprintf(p, last, "%s_sum{database=\"%V\"} %uA\n",
+                         name, label, sum);
+    }
+
+    return ngx_slprintf(p, last, "%s_count{database=\"%V\"} %uA\n",
+                        name, label, count);
+}
