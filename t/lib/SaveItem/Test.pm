@@ -22,6 +22,7 @@ use Test::Nginx::Socket ();
 use JSON::PP ();
 use IO::Socket::INET;
 use IO::Select;
+use List::Util ();
 use POSIX ();
 use Time::HiRes ();
 
@@ -54,7 +55,8 @@ Test::Nginx::Socket::add_block_preprocessor(sub {
     my $hooks = $block->after_response;
 
     if (defined $hooks
-        && (ref $hooks ne 'ARRAY' || grep { defined && ref ne 'CODE' } @$hooks))
+        && (ref $hooks ne 'ARRAY'
+            || grep { defined && ref ne 'CODE' } @$hooks))
     {
         die $block->name . ": --- after_response eval must give an array "
             . "of code refs (or undef), one per request\n";
@@ -284,8 +286,11 @@ sub wait_nginx {
 
             my $sel = IO::Select->new($sock);
             my $res = '';
+            my $left = sub {
+                List::Util::max(0, $deadline - Time::HiRes::time());
+            };
 
-            while ($sel->can_read($deadline - Time::HiRes::time())) {
+            while ($sel->can_read($left->())) {
                 my $n = sysread($sock, $res, 4096, length $res);
                 last if !$n;
             }
