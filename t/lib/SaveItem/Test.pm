@@ -188,6 +188,7 @@ sub burst {
     # $delay counts from nginx answering, not from its start
     wait_nginx();
 
+    my $start = Time::HiRes::time() + ($delay || 0);
     my $pid = fork() // die "fork: $!";
 
     if ($pid) {
@@ -198,14 +199,18 @@ sub burst {
     # the launcher: no Test::Builder ending in the children
     Test::More->builder->no_ending(1);
 
-    select(undef, undef, undef, $delay || 0);
-
+    # the clients are forked at once and wait for $start together: forking
+    # them one by one at $start spread them over a second or more on a
+    # loaded machine, the last ones after the block's nginx had gone
     my @kids;
 
     for my $doc (@$docs) {
         my $kid = fork() // die "fork: $!";
 
         if ($kid == 0) {
+            my $left = $start - Time::HiRes::time();
+            Time::HiRes::sleep($left) if $left > 0;
+
             my ($status, $body, $retry) = post($uri, $doc);
             open my $fh, '>>', $out or die "cannot write $out: $!";
             flock($fh, 2);
