@@ -89,10 +89,11 @@ static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static ngx_int_t ngx_http_saveitem_bulk(ngx_http_request_t *r,
     ngx_http_saveitem_ctx_t *ctx, ngx_str_t *body);
+static ngx_int_t ngx_http_saveitem_post(ngx_http_request_t *r,
+    ngx_http_saveitem_ctx_t *ctx, ngx_str_t *body, ngx_str_t *key,
+    ngx_uint_t bulk);
 static ngx_int_t ngx_http_saveitem_answer_pks(ngx_http_request_t *r,
     ngx_str_t *pks);
-static ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_buf_t *b);
 
 static ngx_int_t ngx_http_saveitem_ready_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_saveitem_ready_probe(ngx_http_saveitem_ready_t *rd,
@@ -445,9 +446,7 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
 {
     ngx_int_t                      rc;
     ngx_str_t                      body, key;
-    ngx_http_cleanup_t            *cln;
     saveitem_json_error_t          json;
-    ngx_http_saveitem_job_t       *job;
     ngx_http_saveitem_facts_t      f;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
@@ -503,20 +502,40 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
         return ngx_http_saveitem_answer(r, &f);
     }
 
+    return ngx_http_saveitem_post(r, ctx, &body, &key, 0);
+}
+
+
+/*
+ * The job of a request: queued on its location's pool, detached by the
+ * request's cleanup if the request ends first; its handler answers.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_post(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
+    ngx_str_t *body, ngx_str_t *key, ngx_uint_t bulk)
+{
+    ngx_http_cleanup_t            *cln;
+    ngx_http_saveitem_job_t       *job;
+    ngx_http_saveitem_facts_t      f;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
     job = ngx_http_saveitem_job_get(slcf->db->pool);
     if (job == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    job->key = key;
 
     job->data = ctx;
     job->handler = ngx_http_saveitem_job_handler;
     job->log = r->connection->log;
     job->stmt = slcf->stmt;
     job->timeout = slcf->query_timeout;
-    job->body = body.data;
-    job->body_len = body.len;
+    job->body = body->data;
+    job->body_len = body->len;
+    job->key = *key;
+    job->bulk = bulk;
     job->batch_rows = slcf->batch_rows;
     job->batch_bytes = slcf->batch_bytes;
 
@@ -561,9 +580,7 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
     ngx_str_t                      key;
     ngx_uint_t                     n;
     saveitem_docs_t                docs;
-    ngx_http_cleanup_t            *cln;
     saveitem_json_error_t          json;
-    ngx_http_saveitem_job_t       *job;
     ngx_http_saveitem_facts_t      f;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
@@ -678,42 +695,10 @@ valid:
         size = body->len;
     }
 
-    job = ngx_http_saveitem_job_get(slcf->db->pool);
-    if (job == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
+    body->data = array;
+    body->len = size;
 
-    job->data = ctx;
-    job->handler = ngx_http_saveitem_job_handler;
-    job->log = r->connection->log;
-    job->stmt = slcf->stmt;
-    job->timeout = slcf->query_timeout;
-    job->body = array;
-    job->body_len = size;
-    job->bulk = n;
-    job->batch_rows = slcf->batch_rows;
-    job->batch_bytes = slcf->batch_bytes;
-
-    if (ngx_http_saveitem_job_post(job) != NGX_OK) {
-        f = job->facts;
-        ngx_http_saveitem_job_release(job);
-
-        return ngx_http_saveitem_answer(r, &f);
-    }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        ngx_http_saveitem_job_detach(job);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_saveitem_cleanup;
-    cln->data = ctx;
-    ctx->job = job;
-
-    r->read_event_handler = ngx_http_test_reading;
-
-    return NGX_DONE;
+    return ngx_http_saveitem_post(r, ctx, body, &key, n);
 }
 
 
@@ -1032,7 +1017,7 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_saveitem_output(r, status, b);
+    return ngx_http_saveitem_output(r, status, NULL, b);
 }
 
 
@@ -1104,7 +1089,7 @@ ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
     *b->last++ = '}';
     *b->last++ = LF;
 
-    return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
+    return ngx_http_saveitem_output(r, NGX_HTTP_OK, NULL, b);
 }
 
 
@@ -1124,20 +1109,29 @@ ngx_http_saveitem_answer_pks(ngx_http_request_t *r, ngx_str_t *pks)
     b->last = ngx_cpymem(b->last, pks->data, pks->len);
     b->last = ngx_cpymem(b->last, "]}\n", sizeof("]}\n") - 1);
 
-    return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
+    return ngx_http_saveitem_output(r, NGX_HTTP_OK, NULL, b);
 }
 
 
-static ngx_int_t
+/* every answer the module writes: one buffer (type NULL: JSON) */
+
+ngx_int_t
 ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_buf_t *b)
+    ngx_str_t *type, ngx_buf_t *b)
 {
     ngx_int_t    rc;
     ngx_chain_t  out;
 
     r->headers_out.status = status;
     r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type, "application/json");
+
+    if (type == NULL) {
+        ngx_str_set(&r->headers_out.content_type, "application/json");
+
+    } else {
+        r->headers_out.content_type = *type;
+    }
+
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_type_lowcase = NULL;
 
@@ -1316,7 +1310,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
 
         b->last = ngx_cpymem(b->last, "{\"ready\": true}\n", len);
 
-        return ngx_http_saveitem_output(r, NGX_HTTP_OK, b);
+        return ngx_http_saveitem_output(r, NGX_HTTP_OK, NULL, b);
     }
 
     a = &ngx_http_saveitem_answers[f->reason];
@@ -1348,7 +1342,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_saveitem_output(r, NGX_HTTP_SERVICE_UNAVAILABLE, b);
+    return ngx_http_saveitem_output(r, NGX_HTTP_SERVICE_UNAVAILABLE, NULL, b);
 }
 
 

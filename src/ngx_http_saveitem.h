@@ -254,6 +254,12 @@ struct ngx_http_saveitem_job_s {
 };
 
 
+/* ngx_http_saveitem_module.c */
+
+ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, ngx_buf_t *b);
+
+
 /* src/ngx_http_saveitem_db.c */
 
 char *ngx_http_saveitem_db_conninfo(ngx_conf_t *cf,

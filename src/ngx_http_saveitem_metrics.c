@@ -688,8 +688,8 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
     size_t                          size;
     ngx_int_t                       rc;
     ngx_buf_t                      *b;
+    ngx_str_t                       type;
     ngx_uint_t                      i, k, lines;
-    ngx_chain_t                     out;
     ngx_http_saveitem_db_t        **dbp;
     ngx_http_saveitem_family_t     *fm;
     ngx_http_saveitem_counters_t   *mc;
@@ -756,26 +756,9 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
         }
     }
 
-    r->headers_out.status = NGX_HTTP_OK;
-    r->headers_out.content_length_n = b->last - b->pos;
-    ngx_str_set(&r->headers_out.content_type,
-                "text/plain; version=0.0.4; charset=utf-8");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
+    ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
 
-    b->last_buf = (r == r->main) ? 1 : 0;
-    b->last_in_chain = 1;
-
-    rc = ngx_http_send_header(r);
-
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
+    return ngx_http_saveitem_output(r, NGX_HTTP_OK, &type, b);
 }
 
 
