@@ -470,7 +470,6 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     switch (rc) {
 
     case SAVEITEM_JSON_OK:
-    case SAVEITEM_JSON_DEFER:
         break;
 
     case SAVEITEM_JSON_INVALID:

@@ -4,6 +4,7 @@
  */
 
 
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 #include <jansson.h>
@@ -13,16 +14,71 @@
 
 static void saveitem_json_message(saveitem_json_error_t *err,
     const char *text);
+static void saveitem_json_locate(saveitem_json_error_t *err,
+    const unsigned char *p, size_t at);
 static size_t saveitem_utf8_len(const unsigned char *p);
-static int saveitem_json_scan(const unsigned char *p, size_t len);
-static const unsigned char *saveitem_json_string(const unsigned char *p,
-    const unsigned char *end);
-static const unsigned char *saveitem_json_number(const unsigned char *p,
-    const unsigned char *end);
+static int saveitem_json_scan(const unsigned char *p, size_t len,
+    size_t *at);
+static int saveitem_json_string(const unsigned char **pp,
+    const unsigned char *end, uint64_t *len);
+static int saveitem_json_number(const unsigned char **pp,
+    const unsigned char *end, uint64_t *bytes);
 static const unsigned char *saveitem_json_escape_u(const unsigned char *p,
     const unsigned char *end, unsigned *cp);
 static size_t saveitem_utf8_len_in(const unsigned char *p,
     const unsigned char *end);
+
+
+/*
+ * What jsonb can store, measured against PostgreSQL 15 with psql (the
+ * boundaries are in t/011-hostile.t): jsonb's parser recurses (54001 past about
+ * 10,000 levels with the default max_stack_depth); a numeric keeps at most
+ * 131072 digits before the point and 16383 after (22003); numeric_in()
+ * refuses an exponent of 1073741823 (INT_MAX / 2) or more whatever the
+ * digits; a jsonb string and the whole converted value hold at most
+ * 2^28 - 1 bytes (54000); an array past 2^24 elements and an object past
+ * 2^23 members (duplicates counted) make the parser ask for 1 GB (XX000).
+ */
+
+#define SAVEITEM_JSON_MAX_DEPTH   2048      /* jansson's own limit */
+#define SAVEITEM_JSONB_MAX_LEN    0x0fffffff
+#define SAVEITEM_JSONB_MAX_ELEMS  16777216
+#define SAVEITEM_JSONB_MAX_PAIRS  8388608
+#define SAVEITEM_NUMERIC_MAX_EXP  1073741823
+#define SAVEITEM_NUMERIC_MAX_E    131071    /* weight 32767, base 10000 */
+#define SAVEITEM_NUMERIC_MAX_SCALE  16383
+
+#define SAVEITEM_JSON_OBJECT      0x80000000   /* in count[]: an object */
+
+#define saveitem_json_ws(c)                                                  \
+    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
+
+#define saveitem_json_digit(c)  ((c) >= '0' && (c) <= '9')
+
+/* floor(e / 4) */
+#define saveitem_numeric_weight(e)  ((e) >= 0 ? (e) / 4 : -((3 - (e)) / 4))
+
+
+static const char  *saveitem_json_reasons[] = {
+    "",
+    "unexpected end of input",
+    "unexpected data after the JSON value",
+    "syntax error",
+    "invalid UTF-8",
+    "invalid escape",
+    "\"\\u0000\" cannot be stored in PostgreSQL",
+    "control character in a string",
+    "too deeply nested",
+    "number too large for PostgreSQL: more than 131072 digits before "
+        "the decimal point",
+    "number with more than 16383 digits after the decimal point: "
+        "PostgreSQL cannot store it",
+    "exponent out of PostgreSQL's range",
+    "string longer than PostgreSQL's jsonb limit of 268435455 bytes",
+    "document larger than PostgreSQL's jsonb limit of 268435455 bytes",
+    "array with more than 16777216 elements: PostgreSQL cannot store it",
+    "object with more than 8388608 members: PostgreSQL cannot store it"
+};
 
 
 /*
@@ -77,17 +133,20 @@ saveitem_content_type_is_json(const unsigned char *p, size_t len)
 
 
 /*
- * Every document that jsonb accepts must pass: scalars at the top level
- * too; numbers that jansson cannot hold (integers past 64 bits, 1e400) are
- * left for PostgreSQL to judge.  A NUL byte cannot travel as a libpq text
- * parameter and "\u0000" cannot be stored in jsonb: both are rejected here.
+ * The validator decides: a document passes when it is one JSON value that
+ * PostgreSQL's jsonb stores, and nothing else does.  What it refuses gets
+ * the position of the offending token; for a syntax error jansson words the
+ * message and gives the position, as before, unless a number it cannot hold
+ * (1e400: valid, and stored) stops it first.  A NUL byte cannot travel as a
+ * libpq text parameter and "\u0000" cannot be stored in jsonb.
  */
 
 int
 saveitem_json_check(const unsigned char *p, size_t len,
     saveitem_json_error_t *err)
 {
-    size_t         i, line, column;
+    int            reason;
+    size_t         at;
     json_t        *root;
     json_error_t   e;
     const char    *nul;
@@ -95,42 +154,32 @@ saveitem_json_check(const unsigned char *p, size_t len,
     nul = memchr(p, '\0', len);
 
     if (nul != NULL) {
-        line = 1;
-        column = 1;
-
-        for (i = 0; i < (size_t) (nul - (const char *) p); i++) {
-            if (p[i] == '\n') {
-                line++;
-                column = 1;
-
-            } else if ((p[i] & 0xc0) != 0x80) {
-                column++;
-            }
-        }
-
-        err->line = line;
-        err->column = column;
-        err->position = i;
+        saveitem_json_locate(err, p, (const unsigned char *) nul - p);
         saveitem_json_message(err, "NUL byte in the body");
 
         return SAVEITEM_JSON_INVALID;
     }
 
-    /*
-     * A document that the scanner below takes is valid JSON that jsonb
-     * accepts (numbers of any size included): no tree is built.  Anything
-     * else goes to jansson for its verdict and the position of the error.
-     */
+    reason = saveitem_json_scan(p, len, &at);
 
-    if (saveitem_json_scan(p, len)) {
+    if (reason == SAVEITEM_SCAN_OK) {
         return SAVEITEM_JSON_OK;
+    }
+
+    if (reason >= SAVEITEM_SCAN_LIMITS) {
+        goto own;
     }
 
     root = json_loadb((const char *) p, len, JSON_DECODE_ANY, &e);
 
     if (root != NULL) {
+        /* cannot happen: the fuzzer checks that the two agree */
         json_decref(root);
-        return SAVEITEM_JSON_OK;
+        goto own;
+    }
+
+    if (json_error_code(&e) == json_error_numeric_overflow) {
+        goto own;
     }
 
     err->line = e.line > 0 ? (size_t) e.line : 1;
@@ -138,9 +187,6 @@ saveitem_json_check(const unsigned char *p, size_t len,
     err->position = e.position > 0 ? (size_t) e.position : 0;
 
     switch (json_error_code(&e)) {
-
-    case json_error_numeric_overflow:
-        return SAVEITEM_JSON_DEFER;
 
     case json_error_out_of_memory:
         saveitem_json_message(err, "out of memory");
@@ -182,6 +228,41 @@ saveitem_json_check(const unsigned char *p, size_t len,
     }
 
     return SAVEITEM_JSON_INVALID;
+
+own:
+
+    saveitem_json_locate(err, p, at);
+    saveitem_json_message(err, len ? saveitem_json_reasons[reason]
+                                   : "empty body");
+
+    return SAVEITEM_JSON_INVALID;
+}
+
+
+/* line and column (1-based, in characters) of the byte at offset at */
+
+static void
+saveitem_json_locate(saveitem_json_error_t *err, const unsigned char *p,
+    size_t at)
+{
+    size_t  i, line, column;
+
+    line = 1;
+    column = 1;
+
+    for (i = 0; i < at; i++) {
+        if (p[i] == '\n') {
+            line++;
+            column = 1;
+
+        } else if ((p[i] & 0xc0) != 0x80) {
+            column++;
+        }
+    }
+
+    err->line = line;
+    err->column = column;
+    err->position = at;
 }
 
 
@@ -269,28 +350,35 @@ saveitem_utf8_len(const unsigned char *p)
 }
 
 
-#define SAVEITEM_JSON_MAX_DEPTH  2048      /* jansson's own limit */
-
-#define saveitem_json_ws(c)                                                  \
-    ((c) == ' ' || (c) == '\t' || (c) == '\n' || (c) == '\r')
-
-
 /*
- * A JSON validator that allocates nothing: 1 when p is one JSON value
- * (RFC 8259) as jansson would take it: UTF-8, no "\u0000", no lone
- * surrogate, at most 2048 levels deep; 0 otherwise.  Numbers of any size
- * pass (jsonb's numeric holds them).
+ * A JSON validator that allocates nothing: SAVEITEM_SCAN_OK when p is one
+ * JSON value (RFC 8259 as jansson reads it: UTF-8, no lone surrogate) that
+ * jsonb stores (see above), otherwise the reason, and in *at the offset of
+ * the offending byte (a syntax error) or token (what jsonb cannot hold).
+ *
+ * size bounds the length of the jsonb PostgreSQL builds (convertToJsonb()):
+ * a container is a 4-byte header, then a 4-byte JEntry per element (two per
+ * member), then the data; strings are their bytes, numerics their varlena,
+ * numerics and containers are aligned on 4 bytes (counted as 3), a scalar
+ * at the top is an array of one.  It can only overcount: duplicate keys,
+ * which PostgreSQL drops, and padding.
  */
 
 static int
-saveitem_json_scan(const unsigned char *p, size_t len)
+saveitem_json_scan(const unsigned char *p, size_t len, size_t *at)
 {
+    int                   rc;
     size_t                depth;
-    const unsigned char  *end;
-    unsigned char         stack[SAVEITEM_JSON_MAX_DEPTH / 8 + 1];
+    uint64_t              size, n;
+    uint32_t              count[SAVEITEM_JSON_MAX_DEPTH + 1];
+    const unsigned char  *start, *end, *tok, *q;
 
+    /* p's address is never taken: it stays in a register */
+
+    start = p;
     end = p + len;
     depth = 0;
+    size = 4;
 
 value:
 
@@ -299,33 +387,44 @@ value:
     }
 
     if (p == end) {
-        return 0;
+        tok = p;
+        rc = SAVEITEM_SCAN_END;
+        goto failed;
+    }
+
+    tok = p;
+
+    if (depth && !(count[depth] & SAVEITEM_JSON_OBJECT)
+        && ++count[depth] > SAVEITEM_JSONB_MAX_ELEMS)
+    {
+        rc = SAVEITEM_SCAN_ELEMS;
+        goto failed;
     }
 
     switch (*p) {
 
     case '{':
     case '[':
-        if (++depth > SAVEITEM_JSON_MAX_DEPTH) {
-            return 0;
+        if (depth == SAVEITEM_JSON_MAX_DEPTH) {
+            rc = SAVEITEM_SCAN_DEPTH;
+            goto failed;
         }
 
-        /* a set bit: an object */
-
-        if (*p == '{') {
-            stack[depth / 8] |= (unsigned char) (1 << (depth % 8));
-
-        } else {
-            stack[depth / 8] &= (unsigned char) ~(1 << (depth % 8));
+        if (depth) {
+            size += 4 + 3 + 4;
         }
+
+        count[++depth] = (*p == '{') ? SAVEITEM_JSON_OBJECT : 0;
 
         for (p++; p < end && saveitem_json_ws(*p); p++) { /* void */ }
 
         if (p == end) {
-            return 0;
+            tok = p;
+            rc = SAVEITEM_SCAN_END;
+            goto failed;
         }
 
-        if (stack[depth / 8] & (1 << (depth % 8))) {
+        if (count[depth] & SAVEITEM_JSON_OBJECT) {
             if (*p == '}') {
                 depth--;
                 p++;
@@ -344,56 +443,92 @@ value:
         goto value;
 
     case '"':
-        p = saveitem_json_string(p + 1, end);
+        p++;
+        q = p;
+        rc = saveitem_json_string(&q, end, &n);
+        p = q;
+
+        if (rc != SAVEITEM_SCAN_OK) {
+            tok = (rc == SAVEITEM_SCAN_STRING) ? tok : p;
+            goto failed;
+        }
+
+        size += 4 + n;
         break;
 
     case 't':
         if (end - p < 4 || memcmp(p, "true", 4) != 0) {
-            return 0;
+            rc = SAVEITEM_SCAN_SYNTAX;
+            goto failed;
         }
 
         p += 4;
+        size += 4;
         break;
 
     case 'f':
         if (end - p < 5 || memcmp(p, "false", 5) != 0) {
-            return 0;
+            rc = SAVEITEM_SCAN_SYNTAX;
+            goto failed;
         }
 
         p += 5;
+        size += 4;
         break;
 
     case 'n':
         if (end - p < 4 || memcmp(p, "null", 4) != 0) {
-            return 0;
+            rc = SAVEITEM_SCAN_SYNTAX;
+            goto failed;
         }
 
         p += 4;
+        size += 4;
         break;
 
     default:
-        p = saveitem_json_number(p, end);
-    }
+        q = p;
+        rc = saveitem_json_number(&q, end, &n);
+        p = q;
 
-    if (p == NULL) {
-        return 0;
+        if (rc != SAVEITEM_SCAN_OK) {
+            tok = (rc == SAVEITEM_SCAN_SYNTAX) ? p : tok;
+            goto failed;
+        }
+
+        size += 4 + 3 + n;
     }
 
 next:
+
+    /* after each value: tok is still where it began */
+
+    if (size > SAVEITEM_JSONB_MAX_LEN) {
+        rc = SAVEITEM_SCAN_SIZE;
+        goto failed;
+    }
 
     while (p < end && saveitem_json_ws(*p)) {
         p++;
     }
 
+    tok = p;
+
     if (depth == 0) {
-        return p == end;
+        if (p == end) {
+            return SAVEITEM_SCAN_OK;
+        }
+
+        rc = SAVEITEM_SCAN_TRAILING;
+        goto failed;
     }
 
     if (p == end) {
-        return 0;
+        rc = SAVEITEM_SCAN_END;
+        goto failed;
     }
 
-    if (stack[depth / 8] & (1 << (depth % 8))) {
+    if (count[depth] & SAVEITEM_JSON_OBJECT) {
 
         if (*p == '}') {
             depth--;
@@ -402,7 +537,8 @@ next:
         }
 
         if (*p != ',') {
-            return 0;
+            rc = SAVEITEM_SCAN_SYNTAX;
+            goto failed;
         }
 
         for (p++; p < end && saveitem_json_ws(*p); p++) { /* void */ }
@@ -417,7 +553,8 @@ next:
     }
 
     if (*p != ',') {
-        return 0;
+        rc = SAVEITEM_SCAN_SYNTAX;
+        goto failed;
     }
 
     p++;
@@ -425,52 +562,95 @@ next:
 
 key:
 
-    if (p == end || *p != '"') {
-        return 0;
+    tok = p;
+
+    if (p == end) {
+        rc = SAVEITEM_SCAN_END;
+        goto failed;
     }
 
-    p = saveitem_json_string(p + 1, end);
-
-    if (p == NULL) {
-        return 0;
+    if (*p != '"') {
+        rc = SAVEITEM_SCAN_SYNTAX;
+        goto failed;
     }
+
+    if ((++count[depth] & ~SAVEITEM_JSON_OBJECT) > SAVEITEM_JSONB_MAX_PAIRS) {
+        rc = SAVEITEM_SCAN_PAIRS;
+        goto failed;
+    }
+
+    p++;
+    q = p;
+    rc = saveitem_json_string(&q, end, &n);
+    p = q;
+
+    if (rc != SAVEITEM_SCAN_OK) {
+        tok = (rc == SAVEITEM_SCAN_STRING) ? tok : p;
+        goto failed;
+    }
+
+    size += 4 + n;
 
     while (p < end && saveitem_json_ws(*p)) {
         p++;
     }
 
     if (p == end || *p != ':') {
-        return 0;
+        tok = p;
+        rc = (p == end) ? SAVEITEM_SCAN_END : SAVEITEM_SCAN_SYNTAX;
+        goto failed;
     }
 
     p++;
     goto value;
+
+failed:
+
+    *at = tok - start;
+
+    return rc;
 }
 
 
-/* the rest of a string after its quote: the byte after it, or NULL */
+/*
+ * The rest of a string after its quote: *pp moves past the closing quote,
+ * *len is the length of the string once its escapes are decoded.  On
+ * failure *pp is at the offending byte.
+ */
 
-static const unsigned char *
-saveitem_json_string(const unsigned char *p, const unsigned char *end)
+static int
+saveitem_json_string(const unsigned char **pp, const unsigned char *end,
+    uint64_t *len)
 {
-    size_t    n;
-    unsigned  cp, lo;
+    size_t                n, saved;
+    unsigned              cp, lo;
+    const unsigned char  *p, *start, *esc;
+
+    p = *pp;
+    start = p;
+    saved = 0;
 
     while (p < end) {
 
         if (*p == '"') {
-            return p + 1;
+            *len = (p - start) - saved;
+            *pp = p + 1;
+
+            return (*len > SAVEITEM_JSONB_MAX_LEN) ? SAVEITEM_SCAN_STRING
+                                                   : SAVEITEM_SCAN_OK;
         }
 
         if (*p < 0x20) {
-            return NULL;
+            *pp = p;
+            return SAVEITEM_SCAN_CONTROL;
         }
 
         if (*p >= 0x80) {
             n = saveitem_utf8_len_in(p, end);
 
             if (n == 0) {
-                return NULL;
+                *pp = p;
+                return SAVEITEM_SCAN_UTF8;
             }
 
             p += n;
@@ -482,8 +662,11 @@ saveitem_json_string(const unsigned char *p, const unsigned char *end)
             continue;
         }
 
+        esc = p;
+
         if (++p == end) {
-            return NULL;
+            *pp = p;
+            return SAVEITEM_SCAN_END;
         }
 
         switch (*p) {
@@ -497,35 +680,52 @@ saveitem_json_string(const unsigned char *p, const unsigned char *end)
         case 'r':
         case 't':
             p++;
+            saved++;
             continue;
 
         case 'u':
             break;
 
         default:
-            return NULL;
+            *pp = esc;
+            return SAVEITEM_SCAN_ESCAPE;
         }
 
         p = saveitem_json_escape_u(p + 1, end, &cp);
 
-        if (p == NULL || cp == 0 || (cp >= 0xdc00 && cp <= 0xdfff)) {
-            return NULL;
+        if (p == NULL || (cp >= 0xdc00 && cp <= 0xdfff)) {
+            *pp = esc;
+            return SAVEITEM_SCAN_ESCAPE;
+        }
+
+        if (cp == 0) {
+            *pp = esc;
+            return SAVEITEM_SCAN_U0000;
         }
 
         if (cp >= 0xd800 && cp <= 0xdbff) {
             if (end - p < 2 || p[0] != '\\' || p[1] != 'u') {
-                return NULL;
+                *pp = esc;
+                return SAVEITEM_SCAN_ESCAPE;
             }
 
             p = saveitem_json_escape_u(p + 2, end, &lo);
 
             if (p == NULL || lo < 0xdc00 || lo > 0xdfff) {
-                return NULL;
+                *pp = esc;
+                return SAVEITEM_SCAN_ESCAPE;
             }
+
+            saved += 12 - 4;
+            continue;
         }
+
+        saved += 6 - (cp < 0x80 ? 1 : cp < 0x800 ? 2 : 3);
     }
 
-    return NULL;
+    *pp = p;
+
+    return SAVEITEM_SCAN_END;
 }
 
 
@@ -562,61 +762,162 @@ saveitem_json_escape_u(const unsigned char *p, const unsigned char *end,
 }
 
 
-/* -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)? */
+/*
+ * -? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?, within numeric's
+ * range as numeric_in() reads it (set_var_from_str(), make_result()): the
+ * scale is the digits written after the point less the exponent (zeros
+ * count, 0.0e-16383 overflows); the weight, in base 10000 digits, is that
+ * of the first digit that is not zero.  *pp moves past the number, *bytes
+ * is the size of its varlena; on a syntax error *pp is at the offending
+ * byte, on a range error it stays at the number.
+ */
 
-static const unsigned char *
-saveitem_json_number(const unsigned char *p, const unsigned char *end)
+static int
+saveitem_json_number(const unsigned char **pp, const unsigned char *end,
+    uint64_t *bytes)
 {
-    const unsigned char  *start;
+    int                   neg;
+    int64_t               ni, nf, first, last, x, e, w, scale;
+    const unsigned char  *p, *q, *digits, *point, *stop;
+
+    p = *pp;
 
     if (p < end && *p == '-') {
         p++;
     }
 
-    if (p == end || *p < '0' || *p > '9') {
-        return NULL;
+    if (p == end || !saveitem_json_digit(*p)) {
+        goto syntax;
     }
+
+    digits = p;
 
     if (*p == '0') {
         p++;
 
     } else {
-        while (p < end && *p >= '0' && *p <= '9') {
+        while (p < end && saveitem_json_digit(*p)) {
             p++;
         }
     }
+
+    point = p;
+    nf = 0;
 
     if (p < end && *p == '.') {
-        start = ++p;
+        p++;
 
-        while (p < end && *p >= '0' && *p <= '9') {
+        while (p < end && saveitem_json_digit(*p)) {
             p++;
         }
 
-        if (p == start) {
-            return NULL;
+        nf = p - point - 1;
+
+        if (nf == 0) {
+            goto syntax;
         }
     }
+
+    stop = p;
+
+    if (p == end || (*p != 'e' && *p != 'E')) {
+        if (stop - digits <= 16) {
+            /*
+             * the common case, far from every limit: the short header, and
+             * at most (digits + 6) / 4 base 10000 digits
+             */
+            *bytes = 6 + 2 * ((stop - digits - (nf ? 1 : 0) + 6) / 4);
+            *pp = p;
+            return SAVEITEM_SCAN_OK;
+        }
+    }
+
+    x = 0;
 
     if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
+        neg = 0;
 
         if (p < end && (*p == '+' || *p == '-')) {
+            neg = (*p == '-');
             p++;
         }
 
-        start = p;
+        q = p;
 
-        while (p < end && *p >= '0' && *p <= '9') {
-            p++;
+        for ( /* void */ ; p < end && saveitem_json_digit(*p); p++) {
+            if (x < SAVEITEM_NUMERIC_MAX_EXP) {
+                x = x * 10 + (*p - '0');
+            }
         }
 
-        if (p == start) {
-            return NULL;
+        if (p == q) {
+            goto syntax;
+        }
+
+        if (x >= SAVEITEM_NUMERIC_MAX_EXP) {
+            return SAVEITEM_SCAN_NUM_EXP;
+        }
+
+        if (neg) {
+            x = -x;
         }
     }
 
-    return p;
+    scale = nf - x;
+
+    if (scale > SAVEITEM_NUMERIC_MAX_SCALE) {
+        return SAVEITEM_SCAN_NUM_SCALE;
+    }
+
+    if (scale < 0) {
+        scale = 0;
+    }
+
+    *pp = p;
+
+    /* the first and the last digit that are not zero, short walks */
+
+    for (q = digits; q < stop && (*q == '0' || *q == '.'); q++) {
+        /* void */
+    }
+
+    if (q == stop) {
+        /* zero: no digits, weight 0 */
+        *bytes = (scale <= 63) ? 6 : 8;
+        return SAVEITEM_SCAN_OK;
+    }
+
+    ni = point - digits;
+    first = (q < point) ? q - digits : q - digits - 1;
+
+    for (q = stop - 1; *q == '0' || *q == '.'; q--) {
+        /* void */
+    }
+
+    last = (q < point) ? q - digits : q - digits - 1;
+
+    e = ni - 1 - first + x;
+
+    if (e > SAVEITEM_NUMERIC_MAX_E) {
+        *pp = digits;
+        return SAVEITEM_SCAN_NUM_BIG;
+    }
+
+    /* the short header: scale up to 63, weight from -64 to 63 */
+
+    w = saveitem_numeric_weight(e);
+
+    *bytes = ((scale <= 63 && w >= -64 && w <= 63) ? 6 : 8)
+             + 2 * (w - saveitem_numeric_weight(ni - 1 - last + x) + 1);
+
+    return SAVEITEM_SCAN_OK;
+
+syntax:
+
+    *pp = p;
+
+    return SAVEITEM_SCAN_SYNTAX;
 }
 
 

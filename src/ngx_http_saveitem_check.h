@@ -16,10 +16,28 @@
 #include <stddef.h>
 
 
-#define SAVEITEM_JSON_OK          0
+#define SAVEITEM_JSON_OK          0     /* jsonb stores it */
 #define SAVEITEM_JSON_INVALID     1
-#define SAVEITEM_JSON_DEFER       2     /* valid so far; PostgreSQL judges */
 #define SAVEITEM_JSON_ERROR       3     /* out of memory */
+
+/* why the validator refused a document; from _LIMITS on jsonb's limits */
+#define SAVEITEM_SCAN_OK          0
+#define SAVEITEM_SCAN_END         1
+#define SAVEITEM_SCAN_TRAILING    2
+#define SAVEITEM_SCAN_SYNTAX      3
+#define SAVEITEM_SCAN_UTF8        4
+#define SAVEITEM_SCAN_ESCAPE      5
+#define SAVEITEM_SCAN_U0000       6
+#define SAVEITEM_SCAN_CONTROL     7
+#define SAVEITEM_SCAN_DEPTH       8
+#define SAVEITEM_SCAN_LIMITS      9
+#define SAVEITEM_SCAN_NUM_BIG     9
+#define SAVEITEM_SCAN_NUM_SCALE   10
+#define SAVEITEM_SCAN_NUM_EXP     11
+#define SAVEITEM_SCAN_STRING      12
+#define SAVEITEM_SCAN_SIZE        13
+#define SAVEITEM_SCAN_ELEMS       14
+#define SAVEITEM_SCAN_PAIRS       15
 
 #define SAVEITEM_JSON_MESSAGE_LEN 160
 

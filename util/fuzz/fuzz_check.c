@@ -10,12 +10,16 @@
  * run by util/fuzz/run.  Every input goes through every function, each
  * with an oracle:
  *
- *   saveitem_json_check      OK: jansson parses it (or fails only on a number
- *                            too large for it), no NUL byte in it;
- *                            DEFER: jansson fails with a numeric overflow
- *                            and nothing else; INVALID: jansson fails (or
- *                            a NUL byte), a sane position, a message that
- *                            is valid UTF-8 and never names jansson's flags
+ *   saveitem_json_check      OK exactly when the document is valid and
+ *                            jsonb stores it: no NUL byte, jansson takes it
+ *                            once every number in it is replaced by 0, and
+ *                            every number is within numeric's range as
+ *                            PostgreSQL 15's set_var_from_str() and
+ *                            make_result() compute it (ported below; sizes
+ *                            and counts cannot reach jsonb's limits in
+ *                            8 KB); INVALID: a sane position, a message
+ *                            that is valid UTF-8 and never names jansson's
+ *                            flags
  *   saveitem_content_type_is_json
  *                            agrees with a plain restatement of its rule
  *   saveitem_quote_ident     writes within 2 * len + 4 bytes (an exact
@@ -34,6 +38,7 @@
  */
 
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,52 +110,293 @@ utf8_valid(const unsigned char *p, size_t len)
 }
 
 
+/*
+ * numeric_in() of PostgreSQL 15 on a JSON number, as it decides range:
+ * set_var_from_str() (decimal digits, weight and scale, the exponent's own
+ * limit), the conversion to base 10000 digits, strip_var(), then
+ * make_result()'s check that weight fits int16 and scale 14 bits
+ */
+
+static int
+ref_numeric_ok(const unsigned char *s, size_t len)
+{
+    int             ok;
+    long            dweight, dscale, weight, offset, ndigits, ddigits, i, k;
+    long            exponent, first, last;
+    int             have_dp;
+    char            exp[32];
+    size_t          j, n;
+    unsigned char  *dec;
+
+    dec = calloc(len + 16, 1);
+    CHECK(dec != NULL, "calloc");
+
+    have_dp = 0;
+    dweight = -1;
+    dscale = 0;
+    i = 4;
+    j = (s[0] == '-');
+
+    for ( /* void */ ; j < len; j++) {
+        if (s[j] >= '0' && s[j] <= '9') {
+            dec[i++] = s[j] - '0';
+
+            if (!have_dp) {
+                dweight++;
+
+            } else {
+                dscale++;
+            }
+
+        } else if (s[j] == '.') {
+            have_dp = 1;
+
+        } else {
+            break;
+        }
+    }
+
+    ddigits = i - 4;
+
+    if (j < len) {
+        /* "e": strtol() of the rest; past 18 digits it saturates */
+        n = 0;
+        j++;
+
+        if (s[j] == '+' || s[j] == '-') {
+            exp[n++] = s[j++];
+        }
+
+        while (j < len - 1 && s[j] == '0') {
+            j++;
+        }
+
+        if (len - j > 18) {
+            free(dec);
+            return 0;
+        }
+
+        memcpy(exp + n, s + j, len - j);
+        exp[n + len - j] = '\0';
+
+        exponent = strtol(exp, NULL, 10);
+
+        if (exponent >= INT_MAX / 2 || exponent <= -(INT_MAX / 2)) {
+            free(dec);
+            return 0;
+        }
+
+        dweight += exponent;
+        dscale -= exponent;
+
+        if (dscale < 0) {
+            dscale = 0;
+        }
+    }
+
+    if (dweight >= 0) {
+        weight = (dweight + 1 + 4 - 1) / 4 - 1;
+
+    } else {
+        weight = -((-dweight - 1) / 4 + 1);
+    }
+
+    offset = (weight + 1) * 4 - (dweight + 1);
+    ndigits = (ddigits + offset + 4 - 1) / 4;
+
+    /* base 10000 digits, then strip_var(): only which are zero matters */
+
+    first = -1;
+    last = -1;
+
+    for (k = 0; k < ndigits; k++) {
+        i = 4 - offset + 4 * k;
+
+        if (dec[i] | dec[i + 1] | dec[i + 2] | dec[i + 3]) {
+            if (first < 0) {
+                first = k;
+            }
+
+            last = k;
+        }
+    }
+
+    free(dec);
+
+    if (first < 0) {
+        weight = 0;
+
+    } else {
+        weight -= first;
+    }
+
+    (void) last;
+
+    ok = weight >= -32768 && weight <= 32767 && dscale <= 0x3fff;
+
+    return ok;
+}
+
+
+/* the grammar of a JSON number, restated as a regular expression would */
+
+static int
+ref_is_number(const unsigned char *s, size_t len)
+{
+    size_t  i, k;
+
+    i = (len > 0 && s[0] == '-');
+
+    if (i < len && s[i] == '0') {
+        i++;
+
+    } else {
+        for (k = i; i < len && s[i] >= '0' && s[i] <= '9'; i++) { }
+
+        if (i == k) {
+            return 0;
+        }
+    }
+
+    if (i < len && s[i] == '.') {
+        for (k = ++i; i < len && s[i] >= '0' && s[i] <= '9'; i++) { }
+
+        if (i == k) {
+            return 0;
+        }
+    }
+
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        i += (i < len && (s[i] == '+' || s[i] == '-'));
+
+        for (k = i; i < len && s[i] >= '0' && s[i] <= '9'; i++) { }
+
+        if (i == k) {
+            return 0;
+        }
+    }
+
+    return i == len;
+}
+
+
+/*
+ * The document with each number (outside strings) replaced by "0", for
+ * jansson's verdict on everything else; 0 in *bad when every number is in
+ * numeric's range.  A run of number characters that is no JSON number is
+ * left as it is: the document is invalid either way.
+ */
+
+static unsigned char *
+ref_neutral(const unsigned char *p, size_t len, size_t *out, int *bad)
+{
+    size_t          i, j, k, n;
+    unsigned char  *d;
+
+    d = malloc(len + 1);
+    CHECK(d != NULL, "malloc");
+
+    n = 0;
+    *bad = 0;
+
+    for (i = 0; i < len; /* void */ ) {
+
+        if (p[i] == '"') {
+            d[n++] = p[i++];
+
+            while (i < len && p[i] != '"') {
+                if (p[i] == '\\' && i + 1 < len) {
+                    d[n++] = p[i++];
+                }
+
+                d[n++] = p[i++];
+            }
+
+            if (i < len) {
+                d[n++] = p[i++];
+            }
+
+            continue;
+        }
+
+        if (p[i] != '-' && (p[i] < '0' || p[i] > '9')) {
+            d[n++] = p[i++];
+            continue;
+        }
+
+        for (j = i; j < len && (strchr("0123456789+-.eE", p[j]) != NULL)
+                    && p[j] != '\0'; j++)
+        {
+            /* void */
+        }
+
+        k = ref_is_number(p + i, j - i);
+
+        if (k) {
+            if (!ref_numeric_ok(p + i, j - i)) {
+                *bad = 1;
+            }
+
+            d[n++] = '0';
+
+        } else {
+            memcpy(d + n, p + i, j - i);
+            n += j - i;
+        }
+
+        i = j;
+    }
+
+    *out = n;
+
+    return d;
+}
+
+
 static void
 fuzz_json_check(const unsigned char *data, size_t size)
 {
-    int                     rc;
+    int                     rc, bad, valid;
+    size_t                  n;
     json_t                 *j;
     json_error_t            e;
+    unsigned char          *d;
     saveitem_json_error_t   err;
 
     memset(&err, 0x5a, sizeof(err));
 
     rc = saveitem_json_check(data, size, &err);
 
-    CHECK(rc == SAVEITEM_JSON_OK || rc == SAVEITEM_JSON_INVALID
-          || rc == SAVEITEM_JSON_DEFER, "json_check: unknown return");
+    CHECK(rc == SAVEITEM_JSON_OK || rc == SAVEITEM_JSON_INVALID,
+          "json_check: unknown return");
 
-    j = json_loadb((const char *) data, size, JSON_DECODE_ANY, &e);
-
-    if (rc == SAVEITEM_JSON_OK) {
-        /* numbers jansson cannot hold are valid JSON: the scanner takes them */
-        CHECK(j != NULL || json_error_code(&e) == json_error_numeric_overflow,
-              "json_check: OK but jansson rejects it");
-        CHECK(memchr(data, '\0', size) == NULL, "json_check: OK with a NUL");
-        CHECK(utf8_valid(data, size), "json_check: OK but not UTF-8");
-        if (j) {
-            json_decref(j);
-        }
-
+    if (memchr(data, '\0', size) != NULL) {
+        CHECK(rc == SAVEITEM_JSON_INVALID, "json_check: OK with a NUL");
+        CHECK(strcmp(err.message, "NUL byte in the body") == 0,
+              "json_check: a NUL byte, another message");
         return;
     }
 
-    if (rc == SAVEITEM_JSON_DEFER) {
-        CHECK(j == NULL && json_error_code(&e) == json_error_numeric_overflow,
-              "json_check: DEFER but not a numeric overflow");
-        CHECK(memchr(data, '\0', size) == NULL,
-              "json_check: DEFER with a NUL byte");
+    d = ref_neutral(data, size, &n, &bad);
+    j = json_loadb((const char *) d, n, JSON_DECODE_ANY, &e);
+    valid = (j != NULL);
+    free(d);
+
+    if (j) {
+        json_decref(j);
+    }
+
+    if (rc == SAVEITEM_JSON_OK) {
+        CHECK(valid, "json_check: OK but jansson rejects it (numbers as 0)");
+        CHECK(!bad, "json_check: OK with a number out of numeric's range");
+        CHECK(utf8_valid(data, size), "json_check: OK but not UTF-8");
         return;
     }
 
     /* INVALID */
 
-    CHECK(j == NULL || memchr(data, '\0', size) != NULL,
-          "json_check: INVALID but jansson accepts it");
-
-    if (j) {
-        json_decref(j);
-    }
+    CHECK(!valid || bad, "json_check: INVALID but valid, numbers in range");
 
     CHECK(memchr(err.message, '\0', SAVEITEM_JSON_MESSAGE_LEN) != NULL,
           "json_check: message not terminated");
