@@ -629,7 +629,7 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
                 return ngx_http_saveitem_answer(r, &f);
             }
 
-            if (rc != SAVEITEM_JSON_OK && rc != SAVEITEM_JSON_DEFER) {
+            if (rc != SAVEITEM_JSON_OK) {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR;
             }
 
@@ -644,7 +644,7 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
     /* not an array of documents around them: where it stops being one */
 
-    saveitem_json_locate(body->data, body->len, docs.pos, &json);
+    saveitem_json_locate(&json, body->data, docs.pos);
     ngx_cpystrn((u_char *) json.message,
                 (u_char *) "a bulk body must be a JSON array of documents",
                 SAVEITEM_JSON_MESSAGE_LEN);

@@ -14,8 +14,6 @@
 
 static void saveitem_json_message(saveitem_json_error_t *err,
     const char *text);
-static void saveitem_json_locate(saveitem_json_error_t *err,
-    const unsigned char *p, size_t at);
 static size_t saveitem_utf8_len(const unsigned char *p);
 static int saveitem_json_scan(const unsigned char *p, size_t len,
     size_t *at);
@@ -241,7 +239,7 @@ own:
 
 /* line and column (1-based, in characters) of the byte at offset at */
 
-static void
+void
 saveitem_json_locate(saveitem_json_error_t *err, const unsigned char *p,
     size_t at)
 {
@@ -1575,29 +1573,5 @@ saveitem_json_is_array(const unsigned char *p, size_t len)
     for (i = 0; i < len && SAVEITEM_WS(p[i]); i++) { /* void */ }
 
     return i < len && p[i] == '[';
-}
-
-
-/* line, column and position of byte pos, as saveitem_json_check() says */
-
-void
-saveitem_json_locate(const unsigned char *p, size_t len, size_t pos,
-    saveitem_json_error_t *err)
-{
-    size_t  i, line_start;
-
-    err->line = 1;
-    line_start = 0;
-
-    for (i = 0; i < pos && i < len; i++) {
-        if (p[i] == '\n') {
-            err->line++;
-            line_start = i + 1;
-        }
-    }
-
-    err->column = pos - line_start + 1;
-    err->position = pos + 1;
-    err->message[0] = '\0';
 }
 

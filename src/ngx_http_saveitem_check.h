@@ -85,8 +85,8 @@ int saveitem_docs_open(saveitem_docs_t *d, const unsigned char *p,
 int saveitem_docs_next(saveitem_docs_t *d, size_t *start, size_t *end);
 int saveitem_content_type_is_ndjson(const unsigned char *p, size_t len);
 int saveitem_json_is_array(const unsigned char *p, size_t len);
-void saveitem_json_locate(const unsigned char *p, size_t len, size_t pos,
-    saveitem_json_error_t *err);
+void saveitem_json_locate(saveitem_json_error_t *err, const unsigned char *p,
+    size_t at);
 int saveitem_key_equal(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen);
 

@@ -128,7 +128,7 @@ POST /bulk
 [{"refused": 1}, {"refused": 2}
 --- error_code: 400
 --- response_body_like chomp
-^\{"error": "invalid_json", "message": "a bulk body must be a JSON array of documents", "line": 1, "column": 32, "position": 32\}\n$
+^\{"error": "invalid_json", "message": "a bulk body must be a JSON array of documents", "line": 1, "column": 32, "position": 31\}\n$
 
 
 
