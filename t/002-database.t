@@ -342,10 +342,10 @@ pool and queue are full
         saveitem t2.items;
     }
 --- init
-SaveItem::Test::burst('/items', ['{"bad": 16, "waits": 1}'], $main::QueueOut, 0.2);
+SaveItem::Test::burst('/items', ['{"bad": 16, "waits": 1}'], $main::QueueOut, 0.5);
 --- request
 POST /items
-{"sleep": 1, "timeout": "queue"}
+{"sleep": 1.5, "timeout": "queue"}
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- error_log
@@ -363,10 +363,10 @@ saveitem: no PostgreSQL connection became free within 300 ms (saveitem_database 
         saveitem t2.items;
     }
 --- init
-SaveItem::Test::burst('/items', ['{"bad": 17, "full": 1}'], $main::FullOut, 0.2);
+SaveItem::Test::burst('/items', ['{"bad": 17, "full": 1}'], $main::FullOut, 0.5);
 --- request
 POST /items
-{"sleep": 0.6, "busy": "full"}
+{"sleep": 1.2, "busy": "full"}
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- error_log
