@@ -165,7 +165,8 @@ def parse_args():
     p.add_argument("--keep-pg", action="store_true",
                    help="leave the PostgreSQL cluster running")
     p.add_argument("--poison", type=int, default=0, metavar="N",
-                   help="after each HTTP point, the same point again with"
+                   help="after each point of a module target, the same"
+                   " point again with"
                    " one document in N hostile for PostgreSQL: the row"
                    " (TARGET+poisonN) reports the innocent 2xx/s and its"
                    " ratio to the clean point (x clean), and counts the"
