@@ -150,7 +150,7 @@ def parse_args():
 """ % (DEFAULT_TARGETS, PORT_BASE, PG_PORT, PGBOUNCER_PORT))
 
     p.add_argument("--quick", action="store_true",
-                   help="short points (~2 minutes in all), for development")
+                   help="short points (~5 minutes in all), for development")
     p.add_argument("--soak", action="store_true",
                    help="only the soak: module worker RSS over"
                    " BENCH_SOAK_REQUESTS requests")
