@@ -12,14 +12,28 @@ into bench/out/<stamp>/ (bench/out/latest points there). Exit status: 0 when
 every check passed, 1 when a check failed or a target could not run, 2 when
 the soak's RSS was not flat.
 
-Targets: pgbench (the ceiling), module-<N>w (the module in Debian's nginx
+Targets: pgbench (the ceiling: one single-row INSERT a transaction),
+pgbench-multi (the database's limit when requests are combined: one
+16-row INSERT a transaction, bench/pgbench-insert-16.sql, reported in
+rows/s), nginx-static (the HTTP limit: nginx reads the same POSTs and
+answers a fixed {"pk": 1}, no database), module-<N>w (the module in Debian's nginx
 with N workers, one request per statement: `saveitem_batch off;` and
 `pool=32`, as one commit per request needs many backends committing at
 once), module-batch-<N>w (group commit, the default configuration:
 `saveitem_batch on;`, pool 8),
-aiohttp, tornado, flask (bench/peers/). A module built before
+module-pgbouncer (group commit, 1 worker, `prepare=off`, through Debian's
+PgBouncer in transaction mode, util/pgbouncer.sh, default_pool_size
+BENCH_PGBOUNCER_POOL), aiohttp, tornado, flask (bench/peers/). A module
+built before
 saveitem_batch existed gets no such directive, and its batch targets are
 skipped.
+
+--poison N measures each point of a module target twice, clean and then
+with one document in N that PostgreSQL refuses (--poison-kind check: a
+CHECK constraint on items, 23514; numeric: 1e200000, 22003): the poisoned
+row reports the innocent documents' 2xx/s and its ratio to the clean
+point, and checks that only poisoned documents were refused (4xx) and none
+stored.
 
 Knobs (environment; the options win): see bench/run --help.
 """
@@ -48,11 +62,24 @@ NGINX = lib.NGINX
 PG_BIN = lib.PG_BIN
 PORT_BASE = lib.port("bench-base")
 PG_PORT = lib.port("bench-pg")
+PGBOUNCER_PORT = lib.port("bench-pgbouncer")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-DEFAULT_TARGETS = ("pgbench,module-1w,module-2w,module-batch-1w,"
-                   "module-batch-2w,aiohttp,tornado,flask")
+DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-1w,module-2w,"
+                   "module-batch-1w,module-batch-2w,module-pgbouncer,"
+                   "aiohttp,tornado,flask")
+
+# pgbench targets: script, rows per transaction
+PGBENCH = {
+    "pgbench": ("pgbench-insert.sql", 1),
+    "pgbench-multi": ("pgbench-insert-16.sql", 16),
+}
+
+# what --poison-kind sends one document in N: a key that the table's CHECK
+# constraint refuses (23514: only PostgreSQL can tell), or a number beyond
+# jsonb's numeric (22003, which the module may refuse itself first)
+POISON_KINDS = ("check", "numeric")
 
 # peer name -> (python modules it imports, Debian packages, port offset)
 PEERS = {
@@ -108,6 +135,8 @@ def parse_args():
   BENCH_PORT_BASE      first of the ports used (default %d; +0 module,
                        +1 flask, +2 aiohttp, +3 tornado, +4 nginx status)
   BENCH_PG_PORT        the throwaway PostgreSQL's port (default %d)
+  BENCH_PGBOUNCER_PORT PgBouncer's port, module-pgbouncer (default %d)
+  BENCH_PGBOUNCER_POOL its default_pool_size (default 8)
   BENCH_PG_DIR         its directory (default /tmp/saveitem-bench-pg-PORT)
   BENCH_OUT            output directory (default bench/out)
   BENCH_SO             the module .so to load (bench/run builds it when
@@ -118,10 +147,10 @@ def parse_args():
   BENCH_SOAK_BATCH     its saveitem_batch, on|off (default on)
   BENCH_SOAK_INTERVAL  seconds between RSS samples (default 1)
   BENCH_SOAK_MAX_SECONDS  its time bound (default 1800)
-""" % (DEFAULT_TARGETS, PORT_BASE, PG_PORT))
+""" % (DEFAULT_TARGETS, PORT_BASE, PG_PORT, PGBOUNCER_PORT))
 
     p.add_argument("--quick", action="store_true",
-                   help="short points (~2 minutes in all), for development")
+                   help="short points (~5 minutes in all), for development")
     p.add_argument("--soak", action="store_true",
                    help="only the soak: module worker RSS over"
                    " BENCH_SOAK_REQUESTS requests")
@@ -135,6 +164,18 @@ def parse_args():
                    help="the module .so (bench/run passes the one it built)")
     p.add_argument("--keep-pg", action="store_true",
                    help="leave the PostgreSQL cluster running")
+    p.add_argument("--poison", type=int, default=0, metavar="N",
+                   help="after each point of a module target, the same"
+                   " point again with"
+                   " one document in N hostile for PostgreSQL: the row"
+                   " (TARGET+poisonN) reports the innocent 2xx/s and its"
+                   " ratio to the clean point (x clean), and counts the"
+                   " poisoned 4xx")
+    p.add_argument("--poison-kind", choices=POISON_KINDS, default="check",
+                   help="check: {\"poison\": true}, refused by a CHECK"
+                   " constraint added to items (23514, 422); numeric:"
+                   " {\"x\": 1e200000}, beyond jsonb's numeric (22003,"
+                   " 400) (default check)")
 
     a = p.parse_args()
 
@@ -161,6 +202,8 @@ def parse_args():
     a.port_base = int(env("BENCH_PORT_BASE", str(PORT_BASE)))
     a.pg_port = int(env("BENCH_PG_PORT", str(PG_PORT)))
     a.pg_dir = env("BENCH_PG_DIR", "/tmp/saveitem-bench-pg-%d" % a.pg_port)
+    a.pgbouncer_port = int(env("BENCH_PGBOUNCER_PORT", str(PGBOUNCER_PORT)))
+    a.pgbouncer_pool = int(env("BENCH_PGBOUNCER_POOL", "8"))
     a.out = os.path.abspath(env("BENCH_OUT", os.path.join(BENCH, "out")))
     a.soak_requests = int(env("BENCH_SOAK_REQUESTS", "1000000"))
     a.soak_clients = int(env("BENCH_SOAK_CLIENTS", "64"))
@@ -169,7 +212,10 @@ def parse_args():
     a.soak_interval = float(env("BENCH_SOAK_INTERVAL", "1"))
     a.soak_max = int(env("BENCH_SOAK_MAX_SECONDS", "1800"))
 
-    for port in (a.pg_port,) + tuple(range(a.port_base, a.port_base + 5)):
+    if a.poison < 0 or a.poison == 1:
+        p.error("--poison N: N >= 2 (0: none)")
+    for port in (a.pg_port, a.pgbouncer_port) + tuple(
+            range(a.port_base, a.port_base + 5)):
         if port in (lib.port("run-pg"), lib.port("test-nginx"),
                     lib.port("testnginx-default")):
             p.error("port %d belongs to the test suite" % port)
@@ -181,13 +227,21 @@ def parse_args():
         a.has_batch = b"saveitem_batch" in f.read()
 
     for t in a.targets:
-        if t not in ("pgbench",) + tuple(PEERS) and not module_workers(t):
+        if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
+           and not module_workers(t):
             p.error("unknown target '%s'" % t)
 
     return a
 
 
+# HTTP targets besides module-<N>w, module-batch-<N>w and the peers
+HTTP_EXTRA = ("nginx-static", "module-pgbouncer")
+
+
 def module_workers(target):
+    """nginx workers of a target served by the module, 0 for the others"""
+    if target == "module-pgbouncer":
+        return 1
     m = re.fullmatch(r"module(-batch)?-(\d+)w", target)
     return int(m.group(2)) if m else 0
 
@@ -289,6 +343,49 @@ class Module(Bench, lib.Nginx):
     """the module in Debian's nginx"""
 
 
+class BehindPgBouncer(Module):
+    """the module talking to Debian's PgBouncer (util/pgbouncer.sh, pool
+    mode transaction) in front of the bench cluster: started before
+    nginx, stopped after it"""
+
+    bouncer_env = None
+
+    def test(self):
+        # nginx -t checks the table through it: started first
+        self.start_bouncer()
+        try:
+            super().test()
+        except BaseException:
+            self.stop_bouncer()
+            raise
+
+    def start(self):
+        self.start_bouncer()
+        try:
+            super().start()
+        except BaseException:
+            self.stop_bouncer()
+            raise
+
+    def start_bouncer(self):
+        """util/pgbouncer.sh start: a no-op when it runs already"""
+        run(["bash", os.path.join(ROOT, "util", "pgbouncer.sh"), "start"],
+            timeout=60, env=self.bouncer_env)
+
+    def stop(self):
+        try:
+            super().stop()
+        finally:
+            self.stop_bouncer()
+
+    def stop_bouncer(self):
+        try:
+            run(["bash", os.path.join(ROOT, "util", "pgbouncer.sh"), "stop"],
+                timeout=60, env=self.bouncer_env)
+        except Failure as e:
+            say("stopping PgBouncer: %s" % e)
+
+
 
 # -------------------------------------------------------------- database
 
@@ -341,6 +438,18 @@ class Database:
     def truncate(self):
         self.sql("TRUNCATE items")
 
+    def count(self):
+        return int(self.sql("SELECT count(*) FROM items").strip())
+
+    def poison_constraint(self, on):
+        """the CHECK constraint that refuses --poison-kind check's
+        documents, added or removed"""
+        self.sql("ALTER TABLE items DROP CONSTRAINT IF EXISTS"
+                 " items_no_poison")
+        if on:
+            self.sql("ALTER TABLE items ADD CONSTRAINT items_no_poison"
+                     " CHECK (NOT data ? 'poison')")
+
     def settle(self, limit=30):
         """wait until no statement runs and the row count stays put: a
         server may still work on requests whose clients left"""
@@ -377,10 +486,12 @@ def read_summary(path):
     s["sent"] = sum(t["sent"] for t in s["threads_"])
     s["ok"] = sum(t["ok"] for t in s["threads_"])
     s["bad_body"] = sum(t["bad_body"] for t in s["threads_"])
+    s["poisoned"] = sum(t.get("poisoned", 0) for t in s["threads_"])
     return s
 
 
-def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0):
+def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
+             poison=0):
     threads = max(1, min(a.threads, clients))
 
     for ext in (".pks", ".summary"):
@@ -392,7 +503,7 @@ def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0):
             "--timeout", "%ds" % a.wrk_timeout, "--latency",
             "-s", os.path.join(BENCH, "post.lua"),
             "http://127.0.0.1:%d/items" % port,
-            "--", tag, prefix, str(stop_after)]
+            "--", tag, prefix, str(stop_after), str(poison), a.poison_kind]
 
 
 def wrk_result(argv, out, prefix):
@@ -407,8 +518,8 @@ def wrk_result(argv, out, prefix):
     return s
 
 
-def run_wrk(a, port, clients, seconds, tag, prefix):
-    argv = wrk_argv(a, port, clients, seconds, tag, prefix)
+def run_wrk(a, port, clients, seconds, tag, prefix, poison=0):
+    argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison)
     out = run(argv, timeout=seconds + a.wrk_timeout + 60)
     return wrk_result(argv, out, prefix)
 
@@ -449,7 +560,7 @@ SELECT json_build_object(
 """
 
 
-def check(db, tag, prefix, s, sent_before):
+def check(db, tag, prefix, s, sent_before, connections):
     """nothing lost, nothing invented; returns (ok, facts, problems)"""
     with open(prefix + ".sent", "w") as f:
         for t in s["threads_"]:
@@ -484,6 +595,16 @@ def check(db, tag, prefix, s, sent_before):
     if r["over_sent"] or r["rows"] > s["sent"]:
         p.append("%d rows, %d requests sent (%d threads over)" % (
             r["rows"], s["sent"], r["over_sent"]))
+    # a row nobody got a pk for: a request in flight when wrk stopped (one
+    # per connection at most), or one whose answer was an error that may
+    # have stored (5xx) or was lost (a socket error)
+    maybe = connections + sum(int(s["errors_" + k]) for k in
+                              ("read", "write", "timeout")) + sum(
+        n for code, n in s["status"].items() if code >= 500)
+    if r["rows"] - r["received"] > maybe:
+        p.append("%d rows without a pk received, at most %d can be"
+                 " explained (in flight at the end, 5xx, socket errors)"
+                 % (r["rows"] - r["received"], maybe))
     if r["rows_total"] > s["sent"] + sent_before:
         p.append("%d rows in the table, %d requests sent since it was"
                  " truncated" % (r["rows_total"], s["sent"] + sent_before))
@@ -503,11 +624,15 @@ def worker_user(workdir):
 
 
 def module_server(a, db, workdir, workers, batch, status_port=None,
-                  db_opts=None):
-    """the module's nginx, its conf written into workdir and tested"""
+                  db_opts=None, conninfo=None, location=None, cls=None,
+                  test=True):
+    """the module's nginx, its conf written into workdir and tested;
+    location: the body of location = /items instead of the module's"""
     extra = a.nginx_extra
     if a.has_batch:
         extra = "saveitem_batch %s; %s" % ("on" if batch else "off", extra)
+    if location is None:
+        location = "saveitem  items;\n            " + extra
     status = ""
     if status_port:
         status = """
@@ -526,21 +651,21 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
         listen  127.0.0.1:%(port)d;
 
         location = /items {
-            saveitem  items;
-            %(extra)s
+            %(location)s
         }
-    }%(status)s""" % dict(conninfo=db.conninfo(),
+    }%(status)s""" % dict(conninfo=conninfo or db.conninfo(),
                           db_opts=a.db_opts if db_opts is None else db_opts,
                           http_extra=a.nginx_http_extra, port=a.port_base,
-                          extra=extra, status=status)
+                          location=location, status=status)
 
-    srv = Module(workdir, a.port_base)
+    srv = (cls or Module)(workdir, a.port_base)
     srv.write(lib.nginx_conf(workdir, a.so, http, workers=workers,
                              main="worker_rlimit_nofile  8192;\n"
                              + worker_user(workdir),
                              connections=4096, level="notice"),
               fresh=False)
-    srv.test()
+    if test:
+        srv.test()
     return srv
 
 
@@ -550,6 +675,28 @@ def make_server(a, db, target, workdir):
     penv = dict(os.environ, BENCH_PG_SOCKET=db.sock,
                 BENCH_PG_PORT=str(a.pg_port), BENCH_POOL=str(a.peer_pool),
                 BENCH_PROCS=str(a.peer_procs))
+
+    if target == "nginx-static":
+        # the HTTP limit: the same POSTs, the body read, a fixed answer
+        return module_server(
+            a, db, workdir, 1, False, db_opts="",
+            location="default_type  application/json;\n"
+            "            client_body_buffer_size  16k;\n"
+            "            return  200 '{\"pk\": 1}\\n';")
+
+    if target == "module-pgbouncer":
+        srv = module_server(
+            a, db, workdir, 1, True, db_opts=a.db_opts + " prepare=off",
+            conninfo="host=127.0.0.1 port=%d dbname=saveitem user=postgres"
+            % a.pgbouncer_port, cls=BehindPgBouncer, test=False)
+        srv.bouncer_env = dict(
+            os.environ, SAVEITEM_PGBOUNCER_PORT=str(a.pgbouncer_port),
+            SAVEITEM_PGBOUNCER_DIR="/tmp/saveitem-bench-pgbouncer-%d"
+            % a.pgbouncer_port,
+            SAVEITEM_PGBOUNCER_POOL=str(a.pgbouncer_pool),
+            SAVEITEM_PG_PORT=str(a.pg_port), SAVEITEM_PG_DIR=a.pg_dir)
+        srv.test()
+        return srv
 
     w = module_workers(target)
     if w:
@@ -598,66 +745,150 @@ def pct(values, q):
     return values[min(len(values) - 1, int(len(values) * q / 100.0))]
 
 
-def run_pgbench(a, db, clients, seconds, workdir, log=False):
+def warm_pgbench(a, db, clients, workdir, target):
+    """the warm-up; returns the seconds pgbench took to connect (doubling
+    the warm-up, at most 6 times, while no transaction ended in it: on a
+    busy machine a connection took 45 ms here, 256 of them 12 s)"""
+    seconds = max(a.warmup, 1)
+    for _ in range(6):
+        connect = run_pgbench(a, db, clients, seconds, workdir,
+                              target=target)["connect"]
+        if connect is not None:
+            return connect
+        seconds *= 2
+    raise Failure("pgbench: no transaction in %gs of warm-up at %d clients"
+                  % (seconds, clients))
+
+
+def run_pgbench(a, db, clients, seconds, workdir, log=False,
+                target="pgbench", connect=0.0):
+    """a pgbench point; rps: rows per second (transactions x rows).
+    pgbench's -T counts from before its clients connect (45 ms each on a
+    busy machine here), and each new backend's first transactions are
+    slow (cold caches, the statement prepared): unlike the servers, whose
+    connections outlive the warm-up, pgbench's do not.  So the measured run
+    is one pgbench of connect (seconds, measured by the warm-up) + warm-up
+    + seconds, and its rate and latencies are taken from its per
+    transaction log over the last `seconds` before -T expired (after it,
+    the clients that still wait end slowly, one by one: 40 tps at 256
+    clients, a tail that is not the database's rate)."""
+    script, nrows = PGBENCH[target]
     prefix = os.path.join(workdir, "pgb-c%d" % clients)
     for f in os.listdir(workdir):
         if f.startswith("pgb-c%d." % clients):
             os.unlink(os.path.join(workdir, f))
 
+    total = seconds + (1.5 * connect + a.warmup if log else 0)
     argv = [os.path.join(PG_BIN, "pgbench"), "-n", "-M", "prepared",
             "-c", str(clients), "-j", str(max(1, min(a.threads, clients))),
-            "-T", str(math.ceil(seconds)),
-            "-f", os.path.join(BENCH, "pgbench-insert.sql"),
+            "-T", str(math.ceil(total)),
+            "-f", os.path.join(BENCH, script),
             "-h", db.sock, "-p", str(a.pg_port), "-U", "postgres"]
     if log:
         argv += ["-l", "--log-prefix", prefix]
-    out = run(argv + ["saveitem"], timeout=seconds + 120)
+    t_launch = time.time()
+    out = run(argv + ["saveitem"], timeout=total + 120)
 
-    tps = re.search(r"tps = ([\d.]+) \(without initial", out)
-    if tps is None:
-        if not log:
-            return None         # a warm-up too short to report
-        raise Failure("pgbench reported no tps:\n%s" % out[-800:])
-    tps = float(tps.group(1))
+    # not printed when no transaction ended in -T
+    conn = re.search(r"initial connection time = ([\d.]+) ms", out)
+    conn = float(conn.group(1)) / 1000.0 if conn else None
+    if not log:
+        return {"connect": conn}        # a warm-up
     failed = re.search(r"number of failed transactions: (\d+)", out)
     done = re.search(r"actually processed: (\d+)", out)
 
-    lat = []
-    if log:
-        for f in os.listdir(workdir):
-            if f.startswith("pgb-c%d." % clients):
-                with open(os.path.join(workdir, f)) as fh:
-                    lat.extend(int(line.split()[2]) for line in fh)
-                os.unlink(os.path.join(workdir, f))
-        with open(prefix + ".out", "w") as f:
-            f.write(" ".join(argv) + "\n" + out)
+    # "client tx latency_us script epoch_s epoch_us" per transaction
+    ends = []
+    for f in os.listdir(workdir):
+        if f.startswith("pgb-c%d." % clients):
+            with open(os.path.join(workdir, f)) as fh:
+                for line in fh:
+                    w = line.split()
+                    ends.append((int(w[4]) + int(w[5]) / 1e6, int(w[2])))
+            os.unlink(os.path.join(workdir, f))
+    with open(prefix + ".out", "w") as f:
+        f.write(" ".join(argv) + "\n" + out)
+    if not ends:
+        raise Failure("pgbench ended no transaction:\n%s" % out[-800:])
+    ends.sort()
+    last = t_launch + math.ceil(total)      # -T expired (about)
+    if ends[0][0] > last - seconds:
+        raise Failure("pgbench ran transactions for %.1fs only, %gs wanted"
+                      % (last - ends[0][0], seconds))
+    lat = [l for t, l in ends if last - seconds < t <= last]
 
-    return {"rps": tps, "p50": pct(lat, 50) / 1000.0,
+    return {"rps": len(lat) * nrows / seconds, "p50": pct(lat, 50) / 1000.0,
             "p99": pct(lat, 99) / 1000.0,
             "non2xx": int(failed.group(1)) if failed else 0,
-            "requests": int(done.group(1)) if done else 0}
+            "requests": len(lat),
+            "processed": int(done.group(1)) if done else 0,
+            "rows_expected": nrows * int(done.group(1)) if done else None}
 
 
-def measure_point(a, db, srv, target, clients, workdir, run_id):
-    """one (target, clients) point of an HTTP server"""
-    base = "%s-%s-c%d" % (run_id, target, clients)
-    prefix = os.path.join(workdir, "c%d" % clients)
+def check_static(db, tag, s):
+    """nginx-static: every answer the fixed pk, and no row"""
+    p = []
+    if s["bad_body"]:
+        p.append("%d 2xx answers without a pk" % s["bad_body"])
+    rows = int(db.sql("SELECT count(*) FROM items WHERE data->>'run' = '%s'"
+                      % tag).strip())
+    if rows:
+        p.append("%d rows stored without a database in the path" % rows)
+    return not p, {"rows": rows, "received": s["ok"]}, p
+
+
+def check_poison(s, clients):
+    """a poisoned point: the poisoned documents, and only they, were
+    refused with a 4xx (422 for the CHECK constraint, 400 for a number
+    beyond jsonb's)"""
+    p = []
+    refused = sum(n for code, n in s["status"].items() if 400 <= code < 500)
+    other = {code: n for code, n in s["status"].items()
+             if not (200 <= code < 300 or 400 <= code < 500)}
+    if other:
+        p.append("statuses other than 2xx and 4xx: %s" % other)
+    if refused > s["poisoned"]:
+        p.append("%d answers 4xx, %d documents poisoned: innocent ones"
+                 " refused" % (refused, s["poisoned"]))
+    # the poisoned requests in flight at the end get no answer
+    if s["poisoned"] - refused > clients + 1:
+        p.append("%d documents poisoned, %d refused" % (s["poisoned"],
+                                                         refused))
+    return p, refused
+
+
+def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
+    """one (target, clients) point of an HTTP server; poison: one document
+    in `poison` is refused by PostgreSQL"""
+    suffix = "-poison%d" % poison if poison else ""
+    base = "%s-%s-c%d%s" % (run_id, target, clients, suffix)
+    prefix = os.path.join(workdir, "c%d%s" % (clients, suffix))
 
     db.truncate()
     sent_before = 0
     if a.warmup > 0:
         w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
-                    prefix + "-warmup")
+                    prefix + "-warmup", poison=poison)
         sent_before = w["sent"]
         db.settle()
 
     s0 = Sample(db, srv)
-    s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix)
+    s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
+                poison=poison)
     s1 = Sample(db, srv)
     cpu, dbcpu, client, other, share = s1.delta(s0)
 
     db.settle()
-    ok, facts, problems = check(db, base + "-m", prefix, s, sent_before)
+    if target == "nginx-static":
+        ok, facts, problems = check_static(db, base + "-m", s)
+    else:
+        ok, facts, problems = check(db, base + "-m", prefix, s, sent_before,
+                                    clients)
+    refused = None
+    if poison:
+        more, refused = check_poison(s, clients)
+        problems += more
+        ok = not problems
 
     secs = s["duration_us"] / 1e6
     answered = max(1, int(s["requests"]))
@@ -667,7 +898,9 @@ def measure_point(a, db, srv, target, clients, workdir, run_id):
                ("connect", "read", "write", "timeout"))
 
     return {
-        "target": target, "clients": clients,
+        "target": target + ("+poison%d" % poison if poison else ""),
+        "clients": clients, "poisoned": s["poisoned"] if poison else None,
+        "refused": refused,
         "rps": s["ok"] / secs if secs else 0.0,
         "p50": s["latency_p50_us"] / 1000.0,
         "p99": s["latency_p99_us"] / 1000.0,
@@ -713,7 +946,7 @@ COLS = [("target", "target", "%s"), ("clients", "clients", "%d"),
         ("req/s", "rps", "%.0f"), ("p50 ms", "p50", "%.2f"),
         ("p99 ms", "p99", "%.2f"), ("non-2xx", "non2xx", "%d"),
         ("sock err", "socket_errors", "%d"),
-        ("x ceiling", "ratio", "%.2f"),
+        ("x ceiling", "ratio", "%.2f"), ("x clean", "x_clean", "%.2f"),
         ("CPU s/10k", "cpu_per_10k", "%.2f"),
         ("RSS MB before", "rss_before_mb", "%.1f"),
         ("RSS MB after", "rss_after_mb", "%.1f"),
@@ -731,15 +964,21 @@ def cell(row, key, fmt):
 
 
 LEGEND = """\
-req/s: 2xx answers (pgbench: transactions) per second; p50/p99: latency;
+req/s: 2xx answers per second (pgbench: rows, one a transaction;
+pgbench-multi: rows, 16 a transaction; TARGET+poisonN: the innocent
+documents' 2xx, one document in N refused); p50/p99: latency;
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
-pgbench's at the same client count; CPU s/10k: CPU seconds of the server's
+pgbench's at the same client count; x clean: a poisoned point's req/s over
+the clean point just before it; CPU s/10k: CPU seconds of the server's
 processes per 10,000 answers; RSS: the server's workers, summed, before and
 after the measured run; db CPU s/10k: PostgreSQL's processes; others: CPU
 used by processes outside the benchmark, share of the machine; check: every
 pk received is a distinct row holding a document the same wrk thread sent,
-and no more rows than requests sent."""
+no more rows than requests sent, and no more rows without a pk than
+requests in flight at the end, 5xx and socket errors (pgbench: its
+transactions' rows, exactly; nginx-static: the fixed pk, no row; poisoned:
+4xx only for the poisoned documents, none of them stored)."""
 
 
 def table_text(rows):
@@ -768,7 +1007,8 @@ def table_md(rows):
 
 def write_csv(path, rows):
     keys = ["target", "clients", "rps", "p50", "p99", "non2xx",
-            "socket_errors", "ratio", "cpu_per_10k", "rss_before_mb",
+            "socket_errors", "ratio", "x_clean", "poisoned", "refused",
+            "cpu_per_10k", "rss_before_mb",
             "rss_after_mb", "db_cpu_per_10k", "client_cpu_per_10k",
             "other_load", "requests", "sent", "rows",
             "received", "check", "statuses", "problems"]
@@ -865,6 +1105,17 @@ def header(a, db, mode):
                      " threads %d; wrk --timeout %ds" % (
                          a.warmup, a.duration, a.threads, a.wrk_timeout))
 
+    if a.poison and not a.soak:
+        lines.append("poison: each module point again with one document in"
+                     " %d refused by PostgreSQL (%s)%s" % (
+                         a.poison, a.poison_kind,
+                         "; items has CHECK (NOT data ? 'poison') for every"
+                         " target" if a.poison_kind == "check" else ""))
+    if "module-pgbouncer" in a.targets and not a.soak:
+        lines.append("module-pgbouncer: PgBouncer %s on port %d, pool_mode"
+                     " transaction, default_pool_size %d; prepare=off" % (
+                         pgbouncer_version(), a.pgbouncer_port,
+                         a.pgbouncer_pool))
     lines.append("module: saveitem_database \"...\" %s; location extra: %s;"
                  " http extra: %s" % (a.db_opts or "(pool defaults)",
                                       a.nginx_extra or "-",
@@ -878,6 +1129,14 @@ def header(a, db, mode):
     return "\n".join(lines)
 
 
+def pgbouncer_version():
+    try:
+        return run(["/usr/sbin/pgbouncer", "--version"],
+                   timeout=10).split()[1]
+    except (Failure, OSError, IndexError):
+        return "(not installed)"
+
+
 def bench(a, db, outdir, run_id):
     rows, notes, failed = [], [], False
     ceiling = {}
@@ -886,27 +1145,44 @@ def bench(a, db, outdir, run_id):
         workdir = os.path.join(outdir, target)
         os.makedirs(workdir, exist_ok=True)
 
-        if target == "pgbench":
-            say("pgbench: clients %s" % a.clients)
+        if target in PGBENCH:
+            say("%s: clients %s" % (target, a.clients))
             try:
                 for c in a.clients:
                     db.truncate()
-                    if a.warmup > 0:
-                        run_pgbench(a, db, c, a.warmup, workdir)
+                    connect = warm_pgbench(a, db, c, workdir, target)
+                    before = db.count()
                     s0 = Sample(db)
-                    p = run_pgbench(a, db, c, a.duration, workdir, log=True)
+                    p = run_pgbench(a, db, c, a.duration, workdir, log=True,
+                                    target=target, connect=connect)
                     _, dbcpu, client, _, share = Sample(db).delta(s0)
-                    n = p["requests"] or 1
-                    ceiling[c] = p["rps"]
+                    # CPU over the whole run: per transaction of the run
+                    n = p["processed"] or 1
+                    # every transaction pgbench counted is its rows
+                    stored = db.count() - before
+                    problems = [] if stored == p["rows_expected"] else [
+                        "%d rows stored, pgbench counted %d transactions"
+                        " of %d rows" % (stored, p["processed"],
+                                         PGBENCH[target][1])]
+                    if target == "pgbench":
+                        ceiling[c] = p["rps"]
                     rows.append({"target": target, "clients": c,
                                  "rps": p["rps"], "p50": p["p50"],
                                  "p99": p["p99"], "non2xx": p["non2xx"],
-                                 "socket_errors": None, "ratio": 1.0,
+                                 "socket_errors": None,
+                                 "ratio": (p["rps"] / ceiling[c]
+                                           if ceiling.get(c) else None),
                                  "db_cpu_per_10k": dbcpu * 10000.0 / n,
                                  "client_cpu_per_10k": client * 10000.0 / n,
                                  "other_load": share,
-                                 "requests": p["requests"], "check": "-"})
+                                 "requests": p["requests"], "rows": stored,
+                                 "check": "FAILED" if problems else "ok",
+                                 "problems": problems})
                     say("  %s" % table_text(rows[-1:]).splitlines()[-1])
+                    if problems:
+                        failed = True
+                        notes.append("CHECK FAILED: %s at %d clients: %s"
+                                     % (target, c, "; ".join(problems)))
             except Failure as e:
                 failed = True
                 notes.append("pgbench FAILED: %s" % e)
@@ -933,22 +1209,33 @@ def bench(a, db, outdir, run_id):
         try:
             srv = make_server(a, db, target, workdir)
             srv.start()
+            # --poison: each point of the module again, poisoned
+            poisons = [0] + ([a.poison] if a.poison and target != "nginx-static"
+                             and module_workers(target) else [])
             for c in a.clients:
-                r = measure_point(a, db, srv, target, c, workdir, run_id)
-                if c in ceiling and ceiling[c]:
-                    r["ratio"] = r["rps"] / ceiling[c]
-                rows.append(r)
-                say("  %s" % table_text([r]).splitlines()[-1])
-                if r["check"] != "ok":
-                    failed = True
-                    msg = "CHECK FAILED: %s at %d clients: %s" % (
-                        target, c, "; ".join(r["problems"]))
-                    say(msg)
-                    notes.append(msg)
-                if r["non2xx"] or r["socket_errors"]:
-                    notes.append("%s at %d clients: statuses %s, socket"
-                                 " errors %d" % (target, c, r["statuses"],
-                                                 r["socket_errors"]))
+                clean = None
+                for poison in poisons:
+                    r = measure_point(a, db, srv, target, c, workdir, run_id,
+                                      poison)
+                    if c in ceiling and ceiling[c]:
+                        r["ratio"] = r["rps"] / ceiling[c]
+                    if poison and clean:
+                        r["x_clean"] = r["rps"] / clean
+                        notes.append(poison_note(a, r, clean))
+                    clean = clean or r["rps"]
+                    rows.append(r)
+                    say("  %s" % table_text([r]).splitlines()[-1])
+                    if r["check"] != "ok":
+                        failed = True
+                        msg = "CHECK FAILED: %s at %d clients: %s" % (
+                            r["target"], c, "; ".join(r["problems"]))
+                        say(msg)
+                        notes.append(msg)
+                    if (r["non2xx"] and not poison) or r["socket_errors"]:
+                        notes.append("%s at %d clients: statuses %s, socket"
+                                     " errors %d" % (r["target"], c,
+                                                     r["statuses"],
+                                                     r["socket_errors"]))
         except Failure as e:
             failed = True
             msg = "%s FAILED: %s" % (target, e)
@@ -978,6 +1265,26 @@ def bench(a, db, outdir, run_id):
                     target, tb, os.path.join(workdir, target + ".log")))
 
     return rows, notes, failed
+
+
+# the target of issue 12: one document in 10 poisoned at 64 clients, the
+# innocent keep this share of the clean throughput
+POISON_TARGET = 0.85
+
+
+def poison_note(a, r, clean):
+    kind = {"check": "CHECK constraint, 23514",
+            "numeric": "1e200000, 22003"}[a.poison_kind]
+    text = ("%s at %d clients, one document in %d poisoned (%s): innocent"
+            " %.0f 2xx/s against %.0f clean, x%.2f; %d poisoned, %d refused"
+            " (%s)" % (r["target"], r["clients"], a.poison, kind, r["rps"],
+                       clean, r["x_clean"], r["poisoned"], r["refused"],
+                       " ".join("%s:%d" % kv for kv in r["statuses"].items())))
+    if a.poison == 10 and r["clients"] == 64:
+        text += "; target x%.2f: %s" % (
+            POISON_TARGET, "met" if r["x_clean"] >= POISON_TARGET
+            else "NOT MET")
+    return text
 
 
 def stub_requests(port):
@@ -1069,7 +1376,8 @@ def soak(a, db, outdir, run_id):
         db.settle()
         s = soak_wrk(a, srv, status_port, tag, prefix, samples)
         db.settle()
-        ok, facts, problems = check(db, tag, prefix, s, w["sent"])
+        ok, facts, problems = check(db, tag, prefix, s, w["sent"],
+                                    a.soak_clients)
     finally:
         srv.stop()
 
@@ -1157,6 +1465,7 @@ def main():
     t0 = time.monotonic()
     try:
         db.start()
+        db.poison_constraint(a.poison and a.poison_kind == "check")
         mode = "soak" if a.soak else ("quick" if a.quick else "full")
         if not a.soak and (a.duration, a.warmup) != ((2, 1) if a.quick
                                                      else (12, 4)):

@@ -1,11 +1,16 @@
 -- bench/post.lua - the wrk script of bench/run: POST a ~200-byte JSON
 -- document, unique per thread and request, and record every pk received
 --
---   wrk ... -s bench/post.lua URL -- TAG OUT [STOP_AFTER]
+--   wrk ... -s bench/post.lua URL -- TAG OUT [STOP_AFTER [POISON [KIND]]]
 --
 -- The document is {"run":TAG,"t":THREAD,"n":COUNTER,"kind":"bench",
 -- "pad":"xx..."}, padded to DOC_SIZE bytes: bench/bench.py rebuilds it
 -- from (TAG, t, n) to check the row.
+-- POISON > 0: every POISON-th request of a thread carries instead a
+-- document that PostgreSQL refuses, of KIND "check" ({..."kind":"poison",
+-- "poison":true}: the table's CHECK constraint, 23514) or "numeric"
+-- ({..."kind":"poison","x":1e200000}: beyond jsonb's numeric, 22003); its
+-- answer is not a pk, and no row may hold it.
 --
 -- wrk runs one Lua state per thread and does not tell response() which
 -- connection (so which request) it answers. Each thread keeps, for every 2xx
@@ -37,8 +42,11 @@ function init(args)
     tag = args[1] or "bench"
     out = args[2] or "wrk"
     stop_after = tonumber(args[3] or "0") or 0
+    poison = tonumber(args[4] or "0") or 0
+    poison_kind = args[5] or "check"
 
     sent = 0          -- request() calls: documents handed to wrk
+    poisoned = 0      -- of which poisoned
     answered = 0      -- response() calls
     ok = 0            -- 2xx with a pk
     bad_body = 0      -- 2xx without a pk
@@ -57,6 +65,17 @@ function request()
     local doc
 
     sent = sent + 1
+
+    if poison > 0 and sent % poison == 0 then
+        poisoned = poisoned + 1
+        if poison_kind == "numeric" then
+            doc = head .. sent .. ',"kind":"poison","x":1e200000}'
+        else
+            doc = head .. sent .. ',"kind":"poison","poison":true}'
+        end
+        return wrk.format(nil, nil, nil, doc)
+    end
+
     doc = head .. sent .. ',"kind":"bench","pad":"'
     doc = doc .. string.sub(pad, 1, DOC_SIZE - #doc - 2) .. '"}'
 
@@ -108,10 +127,11 @@ function done(summary, latency, requests)
         end
 
         sum:write(string.format("thread %d sent %d answered %d ok %d"
-                                .. " bad_body %d\n",
+                                .. " bad_body %d poisoned %d\n",
                                 tid, thread:get("sent"),
                                 thread:get("answered"), thread:get("ok"),
-                                thread:get("bad_body")))
+                                thread:get("bad_body"),
+                                thread:get("poisoned")))
 
         for code, n in pairs(thread:get("statuses")) do
             sum:write(string.format("status %d %d\n", code, n))

@@ -45,6 +45,21 @@ module's connect_timeout bounds the whole multi-host connect, so the
 frozen first host uses it all and the promoted standby is never tried:
 it fails until the timeout applies per host, as libpq's own does.
 
+exactly-once (issue 11) is a run of its own: the table has `idem text
+UNIQUE` and the location `saveitem ... idempotency=idem`; 16 clients each
+send their own sequence of unique documents, each with an Idempotency-Key
+of its own, and retry a document with the same key after any 5xx or no
+answer within 1 s (then abandoned: copies of one request meet in flight),
+backing off from 50 ms to 1 s with jitter and never sooner than
+Retry-After, until a 200 (giving up after 30 s fails the run).  Meanwhile
+PostgreSQL is restarted, the module's backends terminated (rows sleep 2 ms),
+then everything frozen.  Checked: every document got a 200 and is exactly
+one row, the row whose pk its client got, holding that document; no row
+whose key was never answered 200, none whose key nobody sent; zero
+duplicates; some retries after a lost answer or an unknown outcome.
+The replays (Idempotent-Replayed: true: a lost attempt had stored the
+row) are counted, usually a few.
+
 Environment (set by util/fault/run): SAVEITEM_FAULT_SO, SAVEITEM_FAULT_SHIM,
 SAVEITEM_PG_PORT, SAVEITEM_PG_DIR, and the SAVEITEM_FAULT_* knobs.
 """
@@ -95,6 +110,15 @@ PROMOTION_LIMIT = 2.0
 POOL = 4                     # saveitem_database pool=
 WORKERS = 2                  # worker_processes        # seconds from promotion to the first 200
 REUSE_CLOSED_MAX = 0.01      # of the requests sent, at least 3
+EO_CLIENTS = 16              # exactly-once: retrying clients
+EO_ATTEMPT_TIMEOUT = 1.0     # ... an attempt without an answer by then is
+#                              abandoned and retried: below the module's own
+#                              bound (QUEUE_TIMEOUT + QUERY_TIMEOUT), so that
+#                              copies of one request meet in flight
+EO_GIVE_UP = 30.0            # ... a document not stored by then: a failure
+EO_BACKOFF = (0.05, 1.0)     # ... first and longest wait between attempts
+EO_SLEEP = 0.002             # ... each row sleeps in the trigger: backends
+#                              are terminated mid-query
 
 # name: (fault, shim on the libpq socket: None, "tcp" or "unix")
 SCENARIOS = {
@@ -111,6 +135,7 @@ SCENARIOS = {
     "eagain-restart": ("restart", "tcp"),
     "failover": ("failover", None),
     "switchover": ("switchover", None),
+    "exactly-once": ("exactly_once", None),
 }
 
 # run only when named: they fail with today's module (see the header)
@@ -513,13 +538,147 @@ class Load:
             await asyncio.sleep(0.05)
 
 
+class Document:
+    """one document of an exactly-once client, and every attempt at it"""
+    __slots__ = ("client", "i", "key", "doc", "attempts", "outcomes", "pk",
+                 "replayed", "result", "detail", "t0", "t1")
+
+    def __init__(self, client, i, key, doc):
+        self.client = client
+        self.i = i
+        self.key = key
+        self.doc = doc
+        self.attempts = 0
+        self.outcomes = []          # what each attempt but the last got
+        self.pk = None
+        self.replayed = False
+        self.result = "pending"     # ok, gave_up, refused, bad_response
+        self.detail = ""
+        self.t0 = time.monotonic()
+        self.t1 = None
+
+
+class Retrier:
+    """the clients of scenario exactly-once: each sends its own sequence of
+    unique documents, each with an Idempotency-Key of its own, and retries a
+    document with the same key after any 5xx or no answer (a timeout, a
+    connection closed or refused), backing off exponentially from
+    EO_BACKOFF[0] to EO_BACKOFF[1] with jitter, and never sooner than
+    Retry-After, until it gets a 200; after EO_GIVE_UP seconds it gives the
+    document up (a failure of the run)"""
+
+    def __init__(self, run_id, rng):
+        self.run_id = run_id
+        self.rng = rng
+        self.docs = []
+        self.stop = False
+
+    def document(self, client, i):
+        size = self.rng.randint(0, 200)
+        pad = "".join(self.rng.choice(ALPHABET) for _ in range(size))
+        d = {"run": self.run_id, "client": client, "i": i, "pad": pad,
+             "n": self.rng.randint(-2**40, 2**40), "sleep": EO_SLEEP}
+        doc = Document(client, i, "%s-c%d-%d" % (self.run_id, client, i), d)
+        self.docs.append(doc)
+        return doc
+
+    async def attempt(self, conn, doc, body):
+        """one POST of doc on conn (a (reader, writer) or None); returns
+        (conn to use next, status or None, headers, body, what happened)"""
+        if conn is not None and conn[0].at_eof():
+            conn[1].close()
+            conn = None
+        if conn is None:
+            try:
+                conn = await asyncio.wait_for(
+                    asyncio.open_connection("127.0.0.1", PORT), 5)
+            except (OSError, asyncio.TimeoutError):
+                return None, None, {}, b"", "connect"
+        reader, writer = conn
+        try:
+            writer.write(post_head("/items", len(body),
+                                   b"Idempotency-Key: %s\r\n"
+                                   % doc.key.encode()) + body)
+            await writer.drain()
+            status, headers, rbody = await asyncio.wait_for(
+                read_response(reader), EO_ATTEMPT_TIMEOUT)
+        except asyncio.TimeoutError:
+            writer.close()
+            return None, None, {}, b"", "timeout"
+        except (Closed, ConnectionResetError, BrokenPipeError):
+            writer.close()
+            return None, None, {}, b"", "closed"
+        if headers.get("connection", "").lower() == "close":
+            writer.close()
+            conn = None
+        return conn, status, headers, rbody, str(status)
+
+    async def client(self, cid):
+        conn = None
+        i = 0
+        while not self.stop:
+            i += 1
+            doc = self.document(cid, i)
+            body = Load.encode(doc.doc)
+            delay = EO_BACKOFF[0]
+            while True:
+                doc.attempts += 1
+                conn, status, headers, rbody, what = await self.attempt(
+                    conn, doc, body)
+                if status == 200:
+                    try:
+                        pk = json.loads(rbody)["pk"]
+                        if not isinstance(pk, int):
+                            raise ValueError
+                        doc.pk = pk
+                        doc.result = "ok"
+                    except (ValueError, KeyError, TypeError):
+                        doc.result = "bad_response"
+                        doc.detail = "200 without a numeric pk: %r" % rbody
+                    doc.replayed = (headers.get("idempotent-replayed")
+                                    == "true")
+                    break
+                if status is not None and status < 500:
+                    doc.result = "refused"
+                    doc.detail = "%d %r" % (status, rbody[:200])
+                    break
+                if status is not None:
+                    try:
+                        if json.loads(rbody).get("outcome") == "unknown":
+                            what += "u"
+                    except (ValueError, AttributeError):
+                        doc.result = "bad_response"
+                        doc.detail = "%d, not a JSON error: %r" % (
+                            status, rbody[:200])
+                        break
+                doc.outcomes.append(what)
+                left = doc.t0 + EO_GIVE_UP - time.monotonic()
+                if left <= 0:
+                    doc.result = "gave_up"
+                    doc.detail = "after %d attempts: %s" % (
+                        doc.attempts, " ".join(doc.outcomes[-5:]))
+                    break
+                wait = delay * (0.5 + self.rng.random())
+                try:
+                    wait = max(wait, float(headers.get("retry-after", 0)))
+                except ValueError:
+                    pass
+                await asyncio.sleep(min(wait, left))
+                delay = min(2 * delay, EO_BACKOFF[1])
+            doc.t1 = time.monotonic()
+        if conn is not None:
+            conn[1].close()
+
+
 class Nginx(lib.Nginx):
     """a scenario's nginx: master on, 2 workers, the scenario's table"""
 
-    def __init__(self, name, table, batch, conninfo, shim_env=None):
+    def __init__(self, name, table, batch, conninfo, shim_env=None,
+                 saveitem_args=""):
         super().__init__(os.path.join(OUT, name), PORT)
         self.argv[0] = NGINX
         self.table = table
+        self.saveitem_args = saveitem_args
         self.batch = batch
         self.conninfo = conninfo
         self.shim_env = shim_env
@@ -540,14 +699,15 @@ class Nginx(lib.Nginx):
         listen 127.0.0.1:%(port)d;
 
         location = /items {
-            saveitem %(table)s;
+            saveitem %(table)s%(args)s;
         }
 
         location = /ping {
             return 200 "pong\\n";
         }
     }""" % {"conninfo": self.conninfo, "batch": self.batch,
-           "table": self.table, "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
+           "table": self.table, "args": self.saveitem_args,
+           "port": PORT, "qt": QUEUE_TIMEOUT * 1000,
            "qto": QUERY_TIMEOUT * 1000, "pool": POOL}
         self.write(lib.nginx_conf(self.prefix, SO, http, workers=WORKERS,
                                   main="user root;\n"
@@ -599,7 +759,7 @@ class Scenario:
     def tail(self):
         return 3.0
 
-    def setup_table(self):
+    def setup_table(self, columns=""):
         self.db.psql("""SET client_min_messages = warning;
 CREATE SCHEMA IF NOT EXISTS fault;
 CREATE OR REPLACE FUNCTION fault.act() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -611,10 +771,10 @@ BEGIN
 END
 $$;
 DROP TABLE IF EXISTS %(t)s;
-CREATE TABLE %(t)s (id bigserial PRIMARY KEY, data jsonb NOT NULL);
+CREATE TABLE %(t)s (id bigserial PRIMARY KEY, data jsonb NOT NULL%(c)s);
 CREATE TRIGGER act BEFORE INSERT ON %(t)s
     FOR EACH ROW EXECUTE FUNCTION fault.act();
-""" % {"t": self.table})
+""" % {"t": self.table, "c": columns})
 
     def conninfo(self):
         if self.pair:
@@ -813,7 +973,9 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
         self.fault_end = time.monotonic()
 
     async def run(self):
-        if self.pair:
+        if self.fault == "exactly_once":
+            await self.run_exactly_once()
+        elif self.pair:
             try:
                 await self.run_pair()
             finally:
@@ -854,6 +1016,161 @@ CREATE TRIGGER act BEFORE INSERT ON %(t)s
             nginx.stop()
         self.check(load, nginx)
         return load
+
+    async def run_exactly_once(self):
+        """EO_CLIENTS retrying clients (Retrier) while PostgreSQL is
+        restarted, its backends terminated, then frozen; then every
+        document must be one row, the one whose pk its client got"""
+        self.setup_table(", idem text UNIQUE")
+        nginx = Nginx(self.key, self.table, self.batch, self.conninfo(),
+                      saveitem_args=" idempotency=idem")
+        clients = Retrier("%s-%d" % (self.key, SEED), self.rng)
+        try:
+            os.makedirs(os.path.join(OUT, self.key), exist_ok=True)
+            nginx.start()
+            tasks = [asyncio.create_task(clients.client(c))
+                     for c in range(EO_CLIENTS)]
+            phases = []
+            try:
+                await asyncio.sleep(self.warmup)
+                for fault in (self.fault_restart, self.fault_terminate,
+                              self.fault_freeze):
+                    try:
+                        await fault(None, nginx)
+                    except Exception as e:
+                        self.fail("the fault %s failed: %r"
+                                  % (fault.__name__, e))
+                    phases.append("%s %.1f s" % (
+                        fault.__name__[len("fault_"):],
+                        (self.fault_end or time.monotonic())
+                        - self.fault_start))
+                    await asyncio.sleep(1.0)
+                await asyncio.sleep(self.tail - 1.0)
+            finally:
+                # each client finishes its document (bounded by EO_GIVE_UP)
+                clients.stop = True
+                done, pending = await asyncio.wait(tasks,
+                                                   timeout=EO_GIVE_UP + 10)
+                for t in pending:
+                    t.cancel()
+                if pending:
+                    self.fail("%d clients did not finish" % len(pending))
+                for t in done:
+                    if t.exception():
+                        self.fail("a client crashed: %r" % t.exception())
+            self.notes.append("faults: " + ", ".join(phases))
+        finally:
+            nginx.stop()
+        self.check_exactly_once(clients)
+        self.check_log(nginx)
+
+    def check_exactly_once(self, clients):
+        docs = clients.docs
+        by_key = {d.key: d for d in docs}
+        rows = {}                   # idem -> [(id, data)]
+        invented = []
+        out = self.db.psql("SELECT id, coalesce(idem, ''), data::text FROM %s"
+                           % self.table)
+        nrows = 0
+        for line in out.split("\n"):
+            if not line:
+                continue
+            rid, key, data = line.split("|", 2)
+            nrows += 1
+            rows.setdefault(key, []).append((int(rid), json.loads(data)))
+            if key not in by_key:
+                invented.append("row %s, key %r" % (rid, key))
+
+        bad = {}
+
+        def problem(kind, doc, what):
+            bad.setdefault(kind, []).append("%s %s" % (doc.key, what))
+
+        dups = 0
+        pks = {}
+        for d in docs:
+            mine = rows.get(d.key, [])
+            if len(mine) > 1:
+                dups += len(mine) - 1
+                problem("stored more than once", d,
+                        "rows %s" % [r[0] for r in mine])
+            if d.result != "ok":
+                problem(d.result, d, d.detail)
+                if mine:
+                    problem("row without a 200", d,
+                            "rows %s" % [r[0] for r in mine])
+                continue
+            if d.pk in pks:
+                problem("pk given to two documents", d,
+                        "pk %d, also %s" % (d.pk, pks[d.pk]))
+            pks[d.pk] = d.key
+            if not mine:
+                problem("200 without a row", d, "pk %d" % d.pk)
+            elif mine[0][0] != d.pk:
+                problem("pk is not its row", d, "pk %d, row %d"
+                        % (d.pk, mine[0][0]))
+            elif mine[0][1] != d.doc:
+                problem("row holds another document", d,
+                        "row %d" % mine[0][0])
+        # the same document under two keys (cannot happen with one key per
+        # document; counted from the documents themselves)
+        seen = {}
+        for key, rs in rows.items():
+            for rid, data in rs:
+                ident = (data.get("run"), data.get("client"), data.get("i"))
+                if ident in seen:
+                    dups += 1
+                    bad.setdefault("document under two keys", []).append(
+                        "rows %d and %d" % (seen[ident], rid))
+                seen[ident] = rid
+        if invented:
+            self.fail("%d rows whose key no client sent, e.g. %s"
+                      % (len(invented), "; ".join(invented[:3])))
+        for kind, items in sorted(bad.items()):
+            self.fail("%s: %d, e.g. %s" % (kind, len(items),
+                                          "; ".join(items[:3])))
+
+        attempts = sum(d.attempts for d in docs)
+        retried = [w for d in docs for w in d.outcomes]
+        why = {}
+        for w in retried:
+            why[w] = why.get(w, 0) + 1
+        ok = [d for d in docs if d.result == "ok"]
+        replays = sum(1 for d in ok if d.replayed)
+        # the proof needs retries of requests that may have been stored;
+        # replays (such a request was stored) are counted, not required:
+        # whether a frozen statement commits after the thaw is timing
+        if not [w for w in retried if w in ("timeout", "closed")
+                or w.endswith("u")]:
+            self.fail("no request was retried after a lost answer or an "
+                      "unknown outcome: the faults proved nothing")
+
+        # the columns of the common line
+        self.counts = {}
+        for w in retried:
+            if w.isdigit() or w[:3].isdigit():
+                s = int(w[:3])
+                self.counts[s] = self.counts.get(s, 0) + 1
+        self.counts[200] = len(ok)
+        self.sent = attempts
+        self.pks = len(pks)
+        self.nrows = nrows
+        # answered "unknown", and the documents a later attempt found
+        # stored (a replay) after one
+        self.unknown = sum(1 for w in retried if w.endswith("u"))
+        self.unknown_stored = sum(1 for d in ok if d.replayed and any(
+            w.endswith("u") for w in d.outcomes))
+        self.aborted = self.aborted_stored = 0
+        self.reuse_closed = 0
+        self.notes.append(
+            "exactly-once, saveitem_batch %s: %d clients, %d documents, %d "
+            "attempts, %d retries (%s), %d 200s, %d replays, %d rows, %d "
+            "duplicates, %d rows without a 200, %d given up"
+            % (self.batch, EO_CLIENTS, len(docs), attempts, len(retried),
+               " ".join("%s:%d" % kv for kv in sorted(why.items())) or "-",
+               len(ok), replays, nrows, dups,
+               len(bad.get("row without a 200", [])) + len(invented),
+               sum(1 for d in docs if d.result == "gave_up")))
 
     async def drive(self, load, nginx):
         interval = CLIENTS / RATE
