@@ -1346,7 +1346,7 @@ ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
         PQclear(res);
         rc = NGX_OK;
 
-        if (sql == &st->sql_key[1]) {
+        if (st->sql_key != NULL && sql == &st->sql_key[1]) {
             rc = ngx_http_saveitem_db_check_key(cf, pg, db, use, st, role,
                                                 deadline);
             if (rc == NGX_ABORT) {

@@ -45,6 +45,27 @@ sub metrics {
     return $res->{success} ? $res->{content} : '';
 }
 
+# the answers of TEST 1, from an --- init: 200, 200, 400, 405, 200, 409
+sub answers {
+    my ($tag) = @_;
+
+    SaveItem::Test::wait_nginx();
+
+    my $http = HTTP::Tiny->new(timeout => 5);
+    my $url = 'http://127.0.0.1:' . server_port();
+    my $json = { headers => { 'Content-Type' => 'application/json' } };
+
+    my @got = map { $_->{status} }
+        $http->post("$url/items", { %$json, content => '{"m": 1}' }),
+        $http->post("$url/items", { %$json, content => '{"m": 2}' }),
+        $http->post("$url/items", { %$json, content => '{"m": ' }),
+        $http->get("$url/items"),
+        $http->post("$url/uniq", { %$json, content => qq({"u": "$tag"}) }),
+        $http->post("$url/uniq", { %$json, content => qq({"u": "$tag"}) });
+
+    die "answers: @got" unless "@got" eq '200 200 400 405 200 409';
+}
+
 # the value of one sample of metrics(), undef when absent
 sub sample {
     my ($text, $re) = @_;
@@ -182,6 +203,10 @@ __DATA__
 
 
 === TEST 2: the text format, summed over the workers
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- init
+main::answers('text');
 --- request
 GET /metrics
 --- response_headers
@@ -217,7 +242,10 @@ qr/^saveitem_connections\{database="[^"]+",state="idle"\} [12]$/m,
 
 
 === TEST 3: promtool check metrics accepts it
+--- http_config eval: $::http_config
+--- config eval: $::config
 --- init
+main::answers('promtool');
 open my $p, '|-', 'promtool check metrics >/tmp/saveitem-t-promtool.out 2>&1'
     or die "promtool: $!";
 print $p main::metrics();
@@ -232,7 +260,11 @@ GET /metrics
 
 
 === TEST 4: a reload keeps the counters; the old workers' slots are freed
+--- http_config eval: $::http_config
+--- config eval: $::config
 --- init
+main::answers('reload');
+main::wait_for(10, sub { main::nginx_workers() == 2 });
 kill 'HUP', main::nginx_master() or die "HUP: $!";
 # the gauges of the old workers are gone once they have exited
 main::wait_for(10, sub {
@@ -256,7 +288,11 @@ gracefully shutting down
 
 
 === TEST 5: a worker that dies: its slot goes to the next one
+--- http_config eval: $::http_config
+--- config eval: $::config
 --- init
+main::answers('dies');
+main::wait_for(10, sub { main::nginx_workers() == 2 });
 my @w = main::nginx_workers();
 die "no workers" unless @w;
 kill 'KILL', $w[0];
