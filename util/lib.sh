@@ -74,6 +74,34 @@ stop_pidfile()
 }
 
 
+# stop_nginx_on PORT: stop the nginx processes still listening on the
+# loopback PORT: the workers of a master that died (a test killed it, or
+# a run that bailed out) keep its listening socket and hold the port
+stop_nginx_on()
+{
+    local hex inode pid fd
+
+    hex=$(printf '%04X' "$1")
+
+    for inode in $(awk -v p=":$hex" '$2 ~ p"$" && $4 == "0A" { print $10 }' \
+                       /proc/net/tcp /proc/net/tcp6 2>/dev/null)
+    do
+        for fd in /proc/[0-9]*/fd/*; do
+            [ "$(readlink "$fd" 2>/dev/null)" = "socket:[$inode]" ] || continue
+            pid=${fd#/proc/}
+            pid=${pid%%/*}
+
+            case $(cat "/proc/$pid/comm" 2>/dev/null) in
+            nginx*)
+                say "stopping nginx process $pid left listening on port $1"
+                stop_process "$pid" QUIT 3
+                ;;
+            esac
+        done
+    done
+}
+
+
 # asan_runtime SO [CC]: the sanitizer runtime SO needs preloaded into
 # Debian's nginx when it is built with -fsanitize=address; nothing when it
 # is not

@@ -69,6 +69,11 @@ cleanup()
     fi
 
     stop_suite_nginx
+
+    if [ -n "${TEST_NGINX_PORT:-}" ]; then
+        stop_nginx_on "$TEST_NGINX_PORT"
+    fi
+
     bash "$SAVEITEM_PG_SH" stop || true
 }
 
@@ -163,6 +168,8 @@ export_suite_env()
     TEST_NGINX_DEAD_PORT=$(pick_dead_port)
     export TEST_NGINX_PORT=${TEST_NGINX_PORT:-$(port test-nginx)}
     export TEST_NGINX_BINARY=${TEST_NGINX_BINARY:-$NGINX}
+
+    stop_nginx_on "$TEST_NGINX_PORT"
 
     if port_open 127.0.0.1 "$TEST_NGINX_PORT"; then
         die "TEST_NGINX_PORT $TEST_NGINX_PORT is in use; set another"
