@@ -1676,7 +1676,8 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 static ngx_uint_t
 ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b)
 {
-    return a->len == b->len && ngx_strncmp(a->data, b->data, a->len) == 0;
+    return a->len == b->len
+           && (a->len == 0 || ngx_strncmp(a->data, b->data, a->len) == 0);
 }
 
 
