@@ -251,6 +251,8 @@ struct ngx_http_saveitem_job_s {
     unsigned                      retried:1;  /* sent again once */
     unsigned                      sent:1;     /* its sync left, maybe */
     unsigned                      probing:1;  /* bulk: which one failed */
+    unsigned                      isolate:1;  /* its batch failed: again,
+                                                 a savepoint each */
 };
 
 

@@ -36,7 +36,9 @@ typedef enum {
     NGX_HTTP_SAVEITEM_SET = 0,
     NGX_HTTP_SAVEITEM_PREPARE,
     NGX_HTTP_SAVEITEM_INSERT,
-    NGX_HTTP_SAVEITEM_SYNC
+    NGX_HTTP_SAVEITEM_SYNC,         /* arg 1: inside a transaction */
+    NGX_HTTP_SAVEITEM_TX,           /* arg: ngx_http_saveitem_tx[] */
+    NGX_HTTP_SAVEITEM_COMMIT
 } ngx_http_saveitem_expect_e;
 
 
@@ -67,7 +69,17 @@ typedef enum {
  */
 #define NGX_HTTP_SAVEITEM_PIPELINE    16
 
-#define NGX_HTTP_SAVEITEM_EXPECT      (2 * NGX_HTTP_SAVEITEM_PIPELINE + 8)
+/*
+ * The rows of a group-commit statement that failed for one guilty
+ * document are sent again in one transaction, a savepoint each, at most
+ * this many at a time: one round trip and one commit find the guilty and
+ * store the others (a subtransaction each: fewer than PostgreSQL's 64
+ * cached per backend)
+ */
+#define NGX_HTTP_SAVEITEM_ISOLATE     32
+
+/* results expected at most: setup, then a pipeline or an isolation */
+#define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 8)
 
 #define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
 #define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
@@ -192,6 +204,9 @@ static void ngx_http_saveitem_notice(void *arg, const PGresult *res);
 static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t share);
+static ngx_int_t ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
+    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
+    ngx_http_saveitem_kind_e kind);
 static void ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_e type, ngx_uint_t arg,
     ngx_http_saveitem_kind_e kind);
@@ -214,6 +229,8 @@ static ngx_int_t ngx_http_saveitem_bulk_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
 static ngx_int_t ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q);
+static void ngx_http_saveitem_commit_result(ngx_http_saveitem_conn_t *sc,
+    PGresult *res);
 static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
@@ -227,6 +244,21 @@ static void ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_reason_e reason, const char *why);
 static void ngx_http_saveitem_close(ngx_http_saveitem_conn_t *sc);
+
+
+/* the statements of an isolation, NGX_HTTP_SAVEITEM_TX */
+
+static const char  *ngx_http_saveitem_tx[] = {
+    "BEGIN",
+    "SAVEPOINT saveitem",
+    "ROLLBACK TO SAVEPOINT saveitem",
+    "COMMIT"
+};
+
+#define NGX_HTTP_SAVEITEM_TX_BEGIN     0
+#define NGX_HTTP_SAVEITEM_TX_SAVE      1
+#define NGX_HTTP_SAVEITEM_TX_BACK      2
+#define NGX_HTTP_SAVEITEM_TX_COMMIT    3
 
 
 static const char  *ngx_http_saveitem_outcomes[] = {
@@ -1294,7 +1326,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot;
+    ngx_uint_t                 nparams, slot, isolate;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
@@ -1308,10 +1340,15 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
 
-    pipeline = (first->batch_rows == 1);
+    isolate = first->isolate;
+    pipeline = (first->batch_rows == 1 && !isolate);
     keyed = (first->key.len > 0);
     max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
                    : ngx_min(first->batch_rows, pool->batch_max);
+
+    if (isolate) {
+        max = NGX_HTTP_SAVEITEM_ISOLATE;
+    }
 
     if (first->bulk) {
         /* a bulk body is a statement of its own */
@@ -1330,7 +1367,8 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         if (n > 0
             && (job->stmt != first->stmt
                 || job->timeout != first->timeout
-                || (job->batch_rows == 1) != pipeline
+                || (job->batch_rows == 1 && !job->isolate) != pipeline
+                || job->isolate != isolate
                 || (job->key.len > 0) != keyed
                 || job->bulk
                 || (!pipeline && bytes + job->body_len > first->batch_bytes)))
@@ -1393,11 +1431,12 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
                    "saveitem send: %ui rows, %uz bytes%s", n, bytes,
-                   pipeline ? ", a statement each" : "");
+                   isolate ? ", a savepoint each"
+                           : (pipeline ? ", a statement each" : ""));
 
     rows = n;
 
-    if (pipeline) {
+    if (pipeline || isolate) {
         pool->nstatements += n;
         pool->sizes[0] += n;
         n = 1;
@@ -1498,6 +1537,16 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
+    if (isolate) {
+        if (ngx_http_saveitem_send_isolated(sc, name, rows, keyed, kind)
+            != NGX_OK)
+        {
+            goto failed;
+        }
+
+        goto sent;
+    }
+
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < rows; i += n) {
@@ -1596,6 +1645,115 @@ failed:
     /* the jobs whose sync was not handed to libpq are not stored */
 
     ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
+}
+
+
+/*
+ * The rows of a failed statement again, in one transaction, each its own
+ * single-row INSERT between savepoints, each with a sync of its own so
+ * that a row that fails aborts only what follows it up to that sync:
+ *
+ *     BEGIN; SAVEPOINT s; INSERT 1; SAVEPOINT s; sync
+ *     ROLLBACK TO s; INSERT 2; SAVEPOINT s; sync
+ *     ...
+ *     ROLLBACK TO s; COMMIT; sync
+ *
+ * ROLLBACK TO goes back to the newest savepoint "s": the one after the
+ * row before when that row was stored (then it undoes nothing), the one
+ * before it when it failed.  Nothing is committed before COMMIT: the jobs
+ * are "sent" only then.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
+    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
+    ngx_http_saveitem_kind_e kind)
+{
+    ngx_uint_t                i, t;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    for (i = 0; i <= rows; i++) {
+
+        t = (i == 0) ? NGX_HTTP_SAVEITEM_TX_BEGIN : NGX_HTTP_SAVEITEM_TX_BACK;
+
+        if (!PQsendQueryParams(sc->pg, ngx_http_saveitem_tx[t], 0, NULL,
+                               NULL, NULL, NULL, 0))
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX, t, 0);
+
+        if (i == rows) {
+            break;
+        }
+
+        if (i == 0) {
+            if (!PQsendQueryParams(sc->pg,
+                                   ngx_http_saveitem_tx[
+                                       NGX_HTTP_SAVEITEM_TX_SAVE],
+                                   0, NULL, NULL, NULL, NULL, 0))
+            {
+                return NGX_ERROR;
+            }
+
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX,
+                                     NGX_HTTP_SAVEITEM_TX_SAVE, 0);
+        }
+
+        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, keyed ? 2 : 1,
+                                 &sc->params[keyed ? 2 * i : i], NULL, NULL,
+                                 0))
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1, kind);
+
+        if (!PQsendQueryParams(sc->pg,
+                               ngx_http_saveitem_tx[NGX_HTTP_SAVEITEM_TX_SAVE],
+                               0, NULL, NULL, NULL, NULL, 0))
+        {
+            return NGX_ERROR;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX,
+                                 NGX_HTTP_SAVEITEM_TX_SAVE, 0);
+
+        if (!PQpipelineSync(sc->pg)) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 1, 0);
+    }
+
+    if (!PQsendQueryParams(sc->pg,
+                           ngx_http_saveitem_tx[NGX_HTTP_SAVEITEM_TX_COMMIT],
+                           0, NULL, NULL, NULL, NULL, 0))
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_COMMIT, 0, 0);
+
+    /* from here on, the server may commit these rows */
+
+    for (q = ngx_queue_head(&sc->jobs);
+         q != ngx_queue_sentinel(&sc->jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        job->sent = 1;
+    }
+
+    if (!PQpipelineSync(sc->pg)) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+
+    return NGX_OK;
 }
 
 
@@ -1806,11 +1964,34 @@ ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
                 PQclear(res);
                 sc->head = (sc->head + 1) % NGX_HTTP_SAVEITEM_EXPECT;
                 sc->nexpect--;
-                ngx_http_saveitem_settle(sc);
+
+                if (e->arg == 0) {
+                    ngx_http_saveitem_settle(sc);
+                }
+
                 break;
             }
 
             ngx_http_saveitem_sync_error(sc, res);
+            break;
+
+        case NGX_HTTP_SAVEITEM_TX:
+            e->seen++;
+
+            if (status == PGRES_FATAL_ERROR) {
+                ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                              "saveitem: PostgreSQL refused %s: %s",
+                              ngx_http_saveitem_tx[e->arg],
+                              PQresultErrorField(res,
+                                                 PG_DIAG_MESSAGE_PRIMARY));
+            }
+
+            PQclear(res);
+            break;
+
+        case NGX_HTTP_SAVEITEM_COMMIT:
+            e->seen++;
+            ngx_http_saveitem_commit_result(sc, res);
             break;
 
         case NGX_HTTP_SAVEITEM_INSERT:
@@ -1898,7 +2079,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
     Oid                         type;
-    ngx_uint_t                  i, taken, half;
+    ngx_uint_t                  i, taken, half, isolate;
     const char                 *sqlstate;
     ngx_queue_t                *q;
     ngx_http_saveitem_job_t    *job;
@@ -1982,26 +2163,32 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         if (e->arg > 1 && ngx_http_saveitem_retryable(sqlstate)) {
 
             /*
-             * One document may be guilty: the rows are sent again in two
-             * halves, and a half that fails again is halved again, so the
-             * innocent are stored in a few statements, not one by one.
-             * A statement timeout costs a whole timeout at each level:
-             * then one statement each, pipelined, the slow one alone.
+             * One document may be guilty: the rows are sent again in one
+             * transaction, a savepoint each (one round trip, one commit:
+             * see send_isolated).  Behind a pooler (prepare=off: one
+             * sync in flight) they are sent again in two halves, and a
+             * half that fails again is halved again.  A statement timeout
+             * costs a whole timeout at each try: then one statement each,
+             * pipelined, the slow one alone.
              */
 
             half = ngx_strcmp(sqlstate, "57014") == 0 ? 1 : (e->arg + 1) / 2;
+            isolate = (half > 1 && sc->pool->db->prepare);
 
             ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
                           "saveitem: a statement of %ui rows failed (%s), "
                           "retrying them %s", e->arg,
                           PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
-                          half == 1 ? "one by one" : "in halves");
+                          isolate ? "in one transaction, a savepoint each"
+                                  : (half == 1 ? "one by one"
+                                               : "in halves"));
 
             for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
                 job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
                 job->failed = 1;
                 job->retry = 1;
                 job->batch_rows = half;
+                job->isolate = isolate;
 
                 /* what to answer if its time runs out before the retry */
 
@@ -2431,6 +2618,7 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
         if (retry) {
             job->failed = 1;
             job->retry = 1;
+            job->isolate = 0;
             job->batch_rows = (sc->nsettled + 1) / 2;
             continue;
         }
@@ -2442,6 +2630,53 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
     if (!taken) {
         PQclear(res);
     }
+}
+
+
+/*
+ * The COMMIT of an isolation.  An error: as at a sync.  "ROLLBACK": the
+ * transaction had failed (a savepoint could not be rolled back to), so
+ * none of its rows is stored.
+ */
+
+static void
+ngx_http_saveitem_commit_result(ngx_http_saveitem_conn_t *sc, PGresult *res)
+{
+    ngx_uint_t                i;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    if (PQresultStatus(res) == PGRES_COMMAND_OK
+        && ngx_strcmp(PQcmdStatus(res), "COMMIT") == 0)
+    {
+        PQclear(res);
+        return;
+    }
+
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        ngx_http_saveitem_sync_error(sc, res);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: PostgreSQL rolled back the transaction of "
+                  "%ui rows: %s", sc->nsettled,
+                  PQresultStatus(res) == PGRES_COMMAND_OK
+                  ? PQcmdStatus(res) : PQresStatus(PQresultStatus(res)));
+
+    q = ngx_queue_head(&sc->jobs);
+
+    for (i = 0; i < sc->nsettled; i++, q = ngx_queue_next(q)) {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        if (!job->failed) {
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_NOT_RUN;
+        }
+    }
+
+    PQclear(res);
 }
 
 

@@ -31,9 +31,19 @@ END
 $$;
 CREATE TRIGGER act BEFORE INSERT ON t4.items
     FOR EACH ROW EXECUTE FUNCTION t4.act();
+CREATE FUNCTION t4.late() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.data ? 'late' THEN
+        RAISE EXCEPTION 'refused at commit' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 7;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 10;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -105,10 +115,30 @@ is($got->{200}, 20, 'a batch cap of 4 rows: all stored');
 $got = check_burst($Bursts[7], 't4.items', sub { 200 });
 is($got->{200}, 10, 'a batch cap of 1 byte: all stored');
 
+$got = check_burst($Bursts[8], 't4.items',
+                   sub { $_[0] =~ /"guilty"/ ? 422 : 200 });
+is($got->{422}, 3, 'three guilty documents in one batch: each failed');
+is($got->{200}, 27, 'the others were stored');
+
+$got = check_burst($Bursts[9], 't4.items',
+                   sub { $_[0] =~ /"(?:guilty|late)"/ ? 422 : 200 });
+is($got->{422}, 2, 'a guilty document and one refused at commit: both failed');
+is($got->{200}, 18, 'the others were stored');
+
+$got = check_burst($Bursts[10], 't4.items',
+                   sub { $_[0] =~ /"late"/ ? 422 : 200 });
+is($got->{422}, 1, 'a document refused at commit failed alone');
+is($got->{200}, 19, 'the others were stored');
+
 is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
+                                            OR data ? 'late'
                                             OR data ? 'skip'
                                             OR data ? 'suicide'}),
    0, 'no refused document left a row');
+
+is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' IN
+              ('guilty3', 'mixed', 'atcommit')}),
+   64, 'every stored document of those batches has one row');
 
 __DATA__
 
@@ -170,7 +200,7 @@ POST /items
 {"sleep": 0.6}
 --- wait: 1
 --- error_log
-failed (new row for relation "items" violates check constraint "items_data_check"), retrying them in halves
+failed (new row for relation "items" violates check constraint "items_data_check"), retrying them in one transaction, a savepoint each
 saveitem: PostgreSQL error 23514
 
 
@@ -190,7 +220,7 @@ POST /items
 {"sleep": 0.6}
 --- wait: 1
 --- error_log
-failed (division by zero), retrying them in halves
+failed (division by zero), retrying them in one transaction, a savepoint each
 saveitem: INSERT returned PGRES_TUPLES_OK with 0 rows
 
 
@@ -274,3 +304,69 @@ POST /items
 saveitem send: 1 rows
 --- no_error_log eval
 [qr/saveitem send: (?:[2-9]|\d\d) rows/, "[error]"]
+
+
+
+=== TEST 9: three guilty documents in one batch: one transaction finds them all
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('guilty3', 30, 3 => '{"burst": "guilty3", "guilty": 3}',
+                              17 => '{"burst": "guilty3", "guilty": 17}',
+                              30 => '{"burst": "guilty3", "guilty": 30}'),
+    $main::Bursts[8], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log eval
+[qr/a statement of (?:[3-9]|\d\d) rows failed \(new row for relation "items" violates check constraint "items_data_check"\), retrying them in one transaction, a savepoint each/,
+ qr/saveitem send: (?:[3-9]|\d\d) rows, \d+ bytes, a savepoint each/]
+--- no_error_log
+retrying them in halves
+
+
+
+=== TEST 10: a guilty document and one refused at commit in one batch
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('mixed', 20, 4 => '{"burst": "mixed", "guilty": 4}',
+                            12 => '{"burst": "mixed", "late": 12}'),
+    $main::Bursts[9], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+retrying them in one transaction, a savepoint each
+PostgreSQL failed at commit: refused at commit (SQLSTATE 23514)
+
+
+
+=== TEST 11: a document refused at commit: the others are retried in halves
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('atcommit', 20, 9 => '{"burst": "atcommit", "late": 9}'),
+    $main::Bursts[10], 0.2);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 1
+--- error_log
+PostgreSQL failed at commit: refused at commit (SQLSTATE 23514)
+--- no_error_log
+a savepoint each
