@@ -66,9 +66,14 @@ PGBOUNCER_PORT = lib.port("bench-pgbouncer")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-1w,module-2w,"
+DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
+                   "module-bulk-2w,module-1w,module-2w,"
                    "module-batch-1w,module-batch-2w,module-pgbouncer,"
                    "aiohttp,tornado,flask")
+
+# documents in each POST of the module-bulk-<N>w targets (bench/bulk.lua),
+# at a location with `saveitem items bulk=BULK_DOCS;`
+BULK_DOCS = 100
 
 # pgbench targets: script, rows per transaction
 PGBENCH = {
@@ -224,7 +229,9 @@ def parse_args():
         p.error("no module .so: run bench/run, or set BENCH_SO")
     a.so = os.path.abspath(a.so)
     with open(a.so, "rb") as f:
-        a.has_batch = b"saveitem_batch" in f.read()
+        so = f.read()
+    a.has_batch = b"saveitem_batch" in so
+    a.has_bulk = b"bulk=" in so
 
     for t in a.targets:
         if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
@@ -234,7 +241,8 @@ def parse_args():
     return a
 
 
-# HTTP targets besides module-<N>w, module-batch-<N>w and the peers
+# HTTP targets besides module-<N>w, module-batch-<N>w, module-bulk-<N>w
+# and the peers
 HTTP_EXTRA = ("nginx-static", "module-pgbouncer")
 
 
@@ -242,8 +250,13 @@ def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
     return int(m.group(2)) if m else 0
+
+
+def bulk_docs(target):
+    """documents per POST of a target: BULK_DOCS for module-bulk-<N>w"""
+    return BULK_DOCS if target.startswith("module-bulk-") else 1
 
 
 # ------------------------------------------------------------- processes
@@ -487,23 +500,33 @@ def read_summary(path):
     s["ok"] = sum(t["ok"] for t in s["threads_"])
     s["bad_body"] = sum(t["bad_body"] for t in s["threads_"])
     s["poisoned"] = sum(t.get("poisoned", 0) for t in s["threads_"])
+    # bench/bulk.lua: sent and ok count documents, `docs` a request
+    s["per_request"] = max([t.get("docs", 1) for t in s["threads_"]] or [1])
     return s
 
 
 def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
-             poison=0):
+             poison=0, docs=1):
+    """docs > 1: bench/bulk.lua, arrays of that many documents (no
+    poison)"""
     threads = max(1, min(a.threads, clients))
 
     for ext in (".pks", ".summary"):
         if os.path.exists(prefix + ext):
             os.unlink(prefix + ext)
 
+    if docs > 1:
+        script, args = "bulk.lua", [str(stop_after), str(docs)]
+    else:
+        script, args = "post.lua", [str(stop_after), str(poison),
+                                    a.poison_kind]
+
     return ["wrk", "-t", str(threads), "-c", str(clients),
             "-d", "%ds" % math.ceil(seconds),
             "--timeout", "%ds" % a.wrk_timeout, "--latency",
-            "-s", os.path.join(BENCH, "post.lua"),
+            "-s", os.path.join(BENCH, script),
             "http://127.0.0.1:%d/items" % port,
-            "--", tag, prefix, str(stop_after), str(poison), a.poison_kind]
+            "--", tag, prefix] + args
 
 
 def wrk_result(argv, out, prefix):
@@ -518,8 +541,9 @@ def wrk_result(argv, out, prefix):
     return s
 
 
-def run_wrk(a, port, clients, seconds, tag, prefix, poison=0):
-    argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison)
+def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1):
+    argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison,
+                    docs=docs)
     out = run(argv, timeout=seconds + a.wrk_timeout + 60)
     return wrk_result(argv, out, prefix)
 
@@ -561,7 +585,9 @@ SELECT json_build_object(
 
 
 def check(db, tag, prefix, s, sent_before, connections):
-    """nothing lost, nothing invented; returns (ok, facts, problems)"""
+    """nothing lost, nothing invented; returns (ok, facts, problems).
+    s["sent"] and s["ok"] count documents: requests with post.lua,
+    s["per_request"] a request with bulk.lua"""
     with open(prefix + ".sent", "w") as f:
         for t in s["threads_"]:
             f.write("%d %d\n" % (t["thread"], t["sent"]))
@@ -576,7 +602,8 @@ def check(db, tag, prefix, s, sent_before, connections):
         p.append("%d pks in the file, %d 2xx answers with a pk" % (
             r["received"], s["ok"]))
     if s["bad_body"]:
-        p.append("%d 2xx answers without a pk" % s["bad_body"])
+        p.append("%d 2xx answers without a pk (%d documents: as many pks)"
+                 % (s["bad_body"], s["per_request"]))
     if r["distinct_pks"] != r["received"]:
         p.append("%d pks received twice" % (
             r["received"] - r["distinct_pks"]))
@@ -593,20 +620,21 @@ def check(db, tag, prefix, s, sent_before, connections):
     if r["dup_docs"]:
         p.append("%d documents stored twice" % r["dup_docs"])
     if r["over_sent"] or r["rows"] > s["sent"]:
-        p.append("%d rows, %d requests sent (%d threads over)" % (
+        p.append("%d rows, %d documents sent (%d threads over)" % (
             r["rows"], s["sent"], r["over_sent"]))
     # a row nobody got a pk for: a request in flight when wrk stopped (one
     # per connection at most), or one whose answer was an error that may
-    # have stored (5xx) or was lost (a socket error)
-    maybe = connections + sum(int(s["errors_" + k]) for k in
-                              ("read", "write", "timeout")) + sum(
-        n for code, n in s["status"].items() if code >= 500)
+    # have stored (5xx) or was lost (a socket error); each of its
+    # per_request documents
+    maybe = s["per_request"] * (connections + sum(
+        int(s["errors_" + k]) for k in ("read", "write", "timeout")) + sum(
+        n for code, n in s["status"].items() if code >= 500))
     if r["rows"] - r["received"] > maybe:
         p.append("%d rows without a pk received, at most %d can be"
                  " explained (in flight at the end, 5xx, socket errors)"
                  % (r["rows"] - r["received"], maybe))
     if r["rows_total"] > s["sent"] + sent_before:
-        p.append("%d rows in the table, %d requests sent since it was"
+        p.append("%d rows in the table, %d documents sent since it was"
                  " truncated" % (r["rows_total"], s["sent"] + sent_before))
 
     return not p, r, p
@@ -625,14 +653,20 @@ def worker_user(workdir):
 
 def module_server(a, db, workdir, workers, batch, status_port=None,
                   db_opts=None, conninfo=None, location=None, cls=None,
-                  test=True):
+                  test=True, bulk=0):
     """the module's nginx, its conf written into workdir and tested;
-    location: the body of location = /items instead of the module's"""
+    location: the body of location = /items instead of the module's;
+    bulk: `saveitem items bulk=N;`, and a body buffer that holds N
+    documents (nginx's default, 16k, would write each to a temp file)"""
     extra = a.nginx_extra
     if a.has_batch:
         extra = "saveitem_batch %s; %s" % ("on" if batch else "off", extra)
+    if bulk:
+        extra = "client_body_buffer_size  %dk;\n            %s" % (
+            (bulk * 256 + 1023) // 1024, extra)
     if location is None:
-        location = "saveitem  items;\n            " + extra
+        location = "saveitem  items%s;\n            %s" % (
+            " bulk=%d" % bulk if bulk else "", extra)
     status = ""
     if status_port:
         status = """
@@ -700,10 +734,14 @@ def make_server(a, db, target, workdir):
 
     w = module_workers(target)
     if w:
-        batch = target.startswith("module-b")
+        # module-bulk-<N>w: group commit's configuration (a bulk body is a
+        # statement of its own), the location with bulk=
+        batch = target.startswith(("module-batch-", "module-bulk-"))
+        docs = bulk_docs(target)
         return module_server(a, db, workdir, w, batch,
                              db_opts=a.db_opts or ("" if batch
-                                                   else a.nobatch_db_opts))
+                                                   else a.nobatch_db_opts),
+                             bulk=docs if docs > 1 else 0)
 
     port = a.port_base + PEERS[target][2]
     bind = "127.0.0.1:%d" % port
@@ -859,7 +897,9 @@ def check_poison(s, clients):
 
 def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     """one (target, clients) point of an HTTP server; poison: one document
-    in `poison` is refused by PostgreSQL"""
+    in `poison` is refused by PostgreSQL. A bulk target's rps and CPU per
+    10k count documents, not answers."""
+    docs = bulk_docs(target)
     suffix = "-poison%d" % poison if poison else ""
     base = "%s-%s-c%d%s" % (run_id, target, clients, suffix)
     prefix = os.path.join(workdir, "c%d%s" % (clients, suffix))
@@ -868,13 +908,13 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     sent_before = 0
     if a.warmup > 0:
         w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
-                    prefix + "-warmup", poison=poison)
+                    prefix + "-warmup", poison=poison, docs=docs)
         sent_before = w["sent"]
         db.settle()
 
     s0 = Sample(db, srv)
     s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
-                poison=poison)
+                poison=poison, docs=docs)
     s1 = Sample(db, srv)
     cpu, dbcpu, client, other, share = s1.delta(s0)
 
@@ -891,7 +931,8 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
         ok = not problems
 
     secs = s["duration_us"] / 1e6
-    answered = max(1, int(s["requests"]))
+    # answers, or for a bulk target the documents they answered for
+    answered = max(1, int(s["requests"]) * s["per_request"])
     non2xx = sum(n for code, n in s["status"].items()
                  if not 200 <= code < 300)
     sock = sum(int(s["errors_" + k]) for k in
@@ -979,6 +1020,9 @@ no more rows than requests sent, and no more rows without a pk than
 requests in flight at the end, 5xx and socket errors (pgbench: its
 transactions' rows, exactly; nginx-static: the fixed pk, no row; poisoned:
 4xx only for the poisoned documents, none of them stored)."""
+
+
+LEGEND = LEGEND % {"bulk": BULK_DOCS}
 
 
 def table_text(rows):
@@ -1195,6 +1239,11 @@ def bench(a, db, outdir, run_id):
             say(notes[-1])
             continue
 
+        if target.startswith("module-bulk-") and not a.has_bulk:
+            notes.append("%s skipped: this module has no bulk=" % target)
+            say(notes[-1])
+            continue
+
         if target in PEERS:
             lacking = peer_missing(target)
             if lacking:
@@ -1209,9 +1258,11 @@ def bench(a, db, outdir, run_id):
         try:
             srv = make_server(a, db, target, workdir)
             srv.start()
-            # --poison: each point of the module again, poisoned
+            # --poison: each point of the module again, poisoned (not a
+            # bulk target: one refused document refuses its whole body)
             poisons = [0] + ([a.poison] if a.poison and target != "nginx-static"
-                             and module_workers(target) else [])
+                             and module_workers(target)
+                             and bulk_docs(target) == 1 else [])
             for c in a.clients:
                 clean = None
                 for poison in poisons:
