@@ -549,9 +549,9 @@ def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1):
 
 
 CHECK_SQL = r"""
-CREATE TEMP TABLE got (t int, n bigint, pk bigint);
+CREATE TEMP TABLE got (t int, n bigint, pk bigint, line bigserial);
 CREATE TEMP TABLE sent (t int, sent bigint);
-\copy got FROM '%(pks)s' (DELIMITER ' ')
+\copy got (t, n, pk) FROM '%(pks)s' (DELIMITER ' ')
 \copy sent FROM '%(sent)s' (DELIMITER ' ')
 CREATE TEMP TABLE mine AS
     SELECT id, data, (data->>'t')::int AS t, (data->>'n')::bigint AS n
@@ -566,6 +566,10 @@ SELECT json_build_object(
                  WHERE m.id IS NULL OR m.t <> g.t OR m.n > g.n),
   'not_exact', (SELECT count(*) FROM got g JOIN mine m ON m.id = g.pk
                 WHERE m.n <> g.n),
+  'out_of_order', (SELECT count(*) FROM (
+                     SELECT 1 FROM got g JOIN mine m ON m.id = g.pk
+                     GROUP BY (g.line - 1) / :docs
+                     HAVING count(DISTINCT g.n - m.n) > 1) o),
   'rows', (SELECT count(*) FROM mine),
   'rows_total', (SELECT count(*) FROM items),
   'bad_doc', (SELECT count(*) FROM (
@@ -585,14 +589,15 @@ SELECT json_build_object(
 
 
 def check(db, tag, prefix, s, sent_before, connections):
-    """nothing lost, nothing invented; returns (ok, facts, problems).
-    s["sent"] and s["ok"] count documents: requests with post.lua,
-    s["per_request"] a request with bulk.lua"""
+    """nothing lost, nothing invented, and with bulk.lua every answer's pks
+    in its documents' order; returns (ok, facts, problems). s["sent"] and
+    s["ok"] count documents: requests with post.lua, s["per_request"] a
+    request with bulk.lua"""
     with open(prefix + ".sent", "w") as f:
         for t in s["threads_"]:
             f.write("%d %d\n" % (t["thread"], t["sent"]))
 
-    out = db.psql(["-v", "tag=" + tag],
+    out = db.psql(["-v", "tag=" + tag, "-v", "docs=%d" % s["per_request"]],
                   stdin=CHECK_SQL % {"pks": prefix + ".pks",
                                      "sent": prefix + ".sent"})
     r = json.loads(out.strip().splitlines()[-1])
@@ -615,6 +620,12 @@ def check(db, tag, prefix, s, sent_before, connections):
     if s["conns_per_thread"] == 1 and r["not_exact"]:
         p.append("%d pks received are rows of another request of the"
                  " same connection" % r["not_exact"])
+    # bulk: the file holds an answer's pks as per_request lines in a row,
+    # paired with the documents of one request, in order; whichever
+    # request it answered, its rows' n must be theirs shifted by one offset
+    if r["out_of_order"]:
+        p.append("%d answers' pks are not their documents' in element order"
+                 % r["out_of_order"])
     if r["bad_doc"]:
         p.append("%d rows do not hold the document sent" % r["bad_doc"])
     if r["dup_docs"]:

@@ -16,6 +16,9 @@
 -- latest request (exact with one connection per thread, an upper bound of
 -- n with more, element by element, as every request carries DOCS
 -- documents). A 2xx answer without exactly DOCS pks counts as bad_body.
+-- The pairs of an answer are DOCS lines in a row of OUT.pks: bench.py
+-- checks that their rows' n are the paired n shifted by one offset (the
+-- answer's pks in element order), which holds with many connections too.
 -- done() writes
 --   OUT.pks      "t n pk" a line, one per document
 --   OUT.summary  "key value" a line, post.lua's keys, where `sent` counts
