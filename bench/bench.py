@@ -4,13 +4,14 @@
               [--clients LIST] [--duration S] [--warmup S]
 
 For every target and client count: truncate `items`, warm up, measure with
-wrk (bench/post.lua) or pgbench (bench/pgbench-insert.sql), then check in
-the database that every pk a client received is a distinct row holding a
-document that client sent, and that no more rows exist than requests were
-sent. Prints one table, writes it as CSV and markdown with a gnuplot PNG
-into bench/out/<stamp>/ (bench/out/latest points there). Exit status: 0 when
-every check passed, 1 when a check failed or a target could not run, 2 when
-the soak's RSS was not flat.
+wrk (bench/post.lua; bench/bulk.lua for module-bulk-<N>w) or pgbench
+(bench/pgbench-insert.sql), then check in the database that every pk a
+client received is a distinct row holding a document that client sent, and
+that no more rows exist than documents were sent. Prints one table,
+writes it as CSV and markdown with a gnuplot PNG into bench/out/<stamp>/
+(bench/out/latest points there). Exit status: 0 when every check passed, 1
+when a check failed or a target could not run, 2 when the soak's RSS was
+not flat.
 
 Targets: pgbench (the ceiling: one single-row INSERT a transaction),
 pgbench-multi (the database's limit when requests are combined: one
@@ -21,11 +22,14 @@ with N workers, one request per statement: `saveitem_batch off;` and
 `pool=32`, as one commit per request needs many backends committing at
 once), module-batch-<N>w (group commit, the default configuration:
 `saveitem_batch on;`, pool 8),
-module-pgbouncer (group commit, 1 worker, `prepare=off`, through Debian's
-PgBouncer in transaction mode, util/pgbouncer.sh, default_pool_size
-BENCH_PGBOUNCER_POOL), aiohttp, tornado, flask (bench/peers/). A module
-built before
-saveitem_batch existed gets no such directive, and its batch targets are
+module-bulk-<N>w (bulk bodies: group commit's configuration, the location
+`saveitem items bulk=100;`, each POST a JSON array of 100 documents,
+bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
+checked against its document), module-pgbouncer (group commit, 1 worker,
+`prepare=off`, through Debian's PgBouncer in transaction mode,
+util/pgbouncer.sh, default_pool_size BENCH_PGBOUNCER_POOL), aiohttp,
+tornado, flask (bench/peers/). A module built before saveitem_batch (or
+bulk=) existed gets no such directive, and its batch (bulk) targets are
 skipped.
 
 --poison N measures each point of a module target twice, clean and then
@@ -33,7 +37,8 @@ with one document in N that PostgreSQL refuses (--poison-kind check: a
 CHECK constraint on items, 23514; numeric: 1e200000, 22003): the poisoned
 row reports the innocent documents' 2xx/s and its ratio to the clean
 point, and checks that only poisoned documents were refused (4xx) and none
-stored.
+stored; not for the bulk targets, where one refused document refuses its
+whole body.
 
 Knobs (environment; the options win): see bench/run --help.
 """
@@ -1017,20 +1022,22 @@ def cell(row, key, fmt):
 
 LEGEND = """\
 req/s: 2xx answers per second (pgbench: rows, one a transaction;
-pgbench-multi: rows, 16 a transaction; TARGET+poisonN: the innocent
-documents' 2xx, one document in N refused); p50/p99: latency;
+pgbench-multi: rows, 16 a transaction; module-bulk-Nw: documents, %(bulk)d a
+request, so documents/s; TARGET+poisonN: the innocent documents' 2xx, one
+document in N refused); p50/p99: latency (module-bulk: of a whole request);
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
 pgbench's at the same client count; x clean: a poisoned point's req/s over
 the clean point just before it; CPU s/10k: CPU seconds of the server's
-processes per 10,000 answers; RSS: the server's workers, summed, before and
-after the measured run; db CPU s/10k: PostgreSQL's processes; others: CPU
-used by processes outside the benchmark, share of the machine; check: every
-pk received is a distinct row holding a document the same wrk thread sent,
-no more rows than requests sent, and no more rows without a pk than
-requests in flight at the end, 5xx and socket errors (pgbench: its
-transactions' rows, exactly; nginx-static: the fixed pk, no row; poisoned:
-4xx only for the poisoned documents, none of them stored)."""
+processes per 10,000 answers (module-bulk: documents); RSS: the server's
+workers, summed, before and after the measured run; db CPU s/10k:
+PostgreSQL's processes; others: CPU used by processes outside the benchmark,
+share of the machine; check: every pk received is a distinct row holding a
+document the same wrk thread sent, no more rows than documents sent, and no
+more rows without a pk than documents in flight at the end, 5xx and socket
+errors (pgbench: its transactions' rows, exactly; nginx-static: the fixed
+pk, no row; poisoned: 4xx only for the poisoned documents, none of them
+stored)."""
 
 
 LEGEND = LEGEND % {"bulk": BULK_DOCS}
