@@ -4,13 +4,14 @@
               [--clients LIST] [--duration S] [--warmup S]
 
 For every target and client count: truncate `items`, warm up, measure with
-wrk (bench/post.lua) or pgbench (bench/pgbench-insert.sql), then check in
-the database that every pk a client received is a distinct row holding a
-document that client sent, and that no more rows exist than requests were
-sent. Prints one table, writes it as CSV and markdown with a gnuplot PNG
-into bench/out/<stamp>/ (bench/out/latest points there). Exit status: 0 when
-every check passed, 1 when a check failed or a target could not run, 2 when
-the soak's RSS was not flat.
+wrk (bench/post.lua; bench/bulk.lua for module-bulk-<N>w) or pgbench
+(bench/pgbench-insert.sql), then check in the database that every pk a
+client received is a distinct row holding a document that client sent, and
+that no more rows exist than documents were sent. Prints one table,
+writes it as CSV and markdown with a gnuplot PNG into bench/out/<stamp>/
+(bench/out/latest points there). Exit status: 0 when every check passed, 1
+when a check failed or a target could not run, 2 when the soak's RSS was
+not flat.
 
 Targets: pgbench (the ceiling: one single-row INSERT a transaction),
 pgbench-multi (the database's limit when requests are combined: one
@@ -21,11 +22,14 @@ with N workers, one request per statement: `saveitem_batch off;` and
 `pool=32`, as one commit per request needs many backends committing at
 once), module-batch-<N>w (group commit, the default configuration:
 `saveitem_batch on;`, pool 8),
-module-pgbouncer (group commit, 1 worker, `prepare=off`, through Debian's
-PgBouncer in transaction mode, util/pgbouncer.sh, default_pool_size
-BENCH_PGBOUNCER_POOL), aiohttp, tornado, flask (bench/peers/). A module
-built before
-saveitem_batch existed gets no such directive, and its batch targets are
+module-bulk-<N>w (bulk bodies: group commit's configuration, the location
+`saveitem items bulk=100;`, each POST a JSON array of 100 documents,
+bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
+checked against its document), module-pgbouncer (group commit, 1 worker,
+`prepare=off`, through Debian's PgBouncer in transaction mode,
+util/pgbouncer.sh, default_pool_size BENCH_PGBOUNCER_POOL), aiohttp,
+tornado, flask (bench/peers/). A module built before saveitem_batch (or
+bulk=) existed gets no such directive, and its batch (bulk) targets are
 skipped.
 
 --poison N measures each point of a module target twice, clean and then
@@ -33,7 +37,8 @@ with one document in N that PostgreSQL refuses (--poison-kind check: a
 CHECK constraint on items, 23514; numeric: 1e200000, 22003): the poisoned
 row reports the innocent documents' 2xx/s and its ratio to the clean
 point, and checks that only poisoned documents were refused (4xx) and none
-stored.
+stored; not for the bulk targets, where one refused document refuses its
+whole body.
 
 Knobs (environment; the options win): see bench/run --help.
 """
@@ -66,9 +71,14 @@ PGBOUNCER_PORT = lib.port("bench-pgbouncer")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
-DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-1w,module-2w,"
+DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
+                   "module-bulk-2w,module-1w,module-2w,"
                    "module-batch-1w,module-batch-2w,module-pgbouncer,"
                    "aiohttp,tornado,flask")
+
+# documents in each POST of the module-bulk-<N>w targets (bench/bulk.lua),
+# at a location with `saveitem items bulk=BULK_DOCS;`
+BULK_DOCS = 100
 
 # pgbench targets: script, rows per transaction
 PGBENCH = {
@@ -224,7 +234,9 @@ def parse_args():
         p.error("no module .so: run bench/run, or set BENCH_SO")
     a.so = os.path.abspath(a.so)
     with open(a.so, "rb") as f:
-        a.has_batch = b"saveitem_batch" in f.read()
+        so = f.read()
+    a.has_batch = b"saveitem_batch" in so
+    a.has_bulk = b"bulk=" in so
 
     for t in a.targets:
         if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
@@ -234,7 +246,8 @@ def parse_args():
     return a
 
 
-# HTTP targets besides module-<N>w, module-batch-<N>w and the peers
+# HTTP targets besides module-<N>w, module-batch-<N>w, module-bulk-<N>w
+# and the peers
 HTTP_EXTRA = ("nginx-static", "module-pgbouncer")
 
 
@@ -242,8 +255,13 @@ def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
     return int(m.group(2)) if m else 0
+
+
+def bulk_docs(target):
+    """documents per POST of a target: BULK_DOCS for module-bulk-<N>w"""
+    return BULK_DOCS if target.startswith("module-bulk-") else 1
 
 
 # ------------------------------------------------------------- processes
@@ -487,23 +505,33 @@ def read_summary(path):
     s["ok"] = sum(t["ok"] for t in s["threads_"])
     s["bad_body"] = sum(t["bad_body"] for t in s["threads_"])
     s["poisoned"] = sum(t.get("poisoned", 0) for t in s["threads_"])
+    # bench/bulk.lua: sent and ok count documents, `docs` a request
+    s["per_request"] = max([t.get("docs", 1) for t in s["threads_"]] or [1])
     return s
 
 
 def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
-             poison=0):
+             poison=0, docs=1):
+    """docs > 1: bench/bulk.lua, arrays of that many documents (no
+    poison)"""
     threads = max(1, min(a.threads, clients))
 
     for ext in (".pks", ".summary"):
         if os.path.exists(prefix + ext):
             os.unlink(prefix + ext)
 
+    if docs > 1:
+        script, args = "bulk.lua", [str(stop_after), str(docs)]
+    else:
+        script, args = "post.lua", [str(stop_after), str(poison),
+                                    a.poison_kind]
+
     return ["wrk", "-t", str(threads), "-c", str(clients),
             "-d", "%ds" % math.ceil(seconds),
             "--timeout", "%ds" % a.wrk_timeout, "--latency",
-            "-s", os.path.join(BENCH, "post.lua"),
+            "-s", os.path.join(BENCH, script),
             "http://127.0.0.1:%d/items" % port,
-            "--", tag, prefix, str(stop_after), str(poison), a.poison_kind]
+            "--", tag, prefix] + args
 
 
 def wrk_result(argv, out, prefix):
@@ -518,16 +546,17 @@ def wrk_result(argv, out, prefix):
     return s
 
 
-def run_wrk(a, port, clients, seconds, tag, prefix, poison=0):
-    argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison)
+def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1):
+    argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison,
+                    docs=docs)
     out = run(argv, timeout=seconds + a.wrk_timeout + 60)
     return wrk_result(argv, out, prefix)
 
 
 CHECK_SQL = r"""
-CREATE TEMP TABLE got (t int, n bigint, pk bigint);
+CREATE TEMP TABLE got (t int, n bigint, pk bigint, line bigserial);
 CREATE TEMP TABLE sent (t int, sent bigint);
-\copy got FROM '%(pks)s' (DELIMITER ' ')
+\copy got (t, n, pk) FROM '%(pks)s' (DELIMITER ' ')
 \copy sent FROM '%(sent)s' (DELIMITER ' ')
 CREATE TEMP TABLE mine AS
     SELECT id, data, (data->>'t')::int AS t, (data->>'n')::bigint AS n
@@ -542,6 +571,10 @@ SELECT json_build_object(
                  WHERE m.id IS NULL OR m.t <> g.t OR m.n > g.n),
   'not_exact', (SELECT count(*) FROM got g JOIN mine m ON m.id = g.pk
                 WHERE m.n <> g.n),
+  'out_of_order', (SELECT count(*) FROM (
+                     SELECT 1 FROM got g JOIN mine m ON m.id = g.pk
+                     GROUP BY (g.line - 1) / :docs
+                     HAVING count(DISTINCT g.n - m.n) > 1) o),
   'rows', (SELECT count(*) FROM mine),
   'rows_total', (SELECT count(*) FROM items),
   'bad_doc', (SELECT count(*) FROM (
@@ -561,12 +594,15 @@ SELECT json_build_object(
 
 
 def check(db, tag, prefix, s, sent_before, connections):
-    """nothing lost, nothing invented; returns (ok, facts, problems)"""
+    """nothing lost, nothing invented, and with bulk.lua every answer's pks
+    in its documents' order; returns (ok, facts, problems). s["sent"] and
+    s["ok"] count documents: requests with post.lua, s["per_request"] a
+    request with bulk.lua"""
     with open(prefix + ".sent", "w") as f:
         for t in s["threads_"]:
             f.write("%d %d\n" % (t["thread"], t["sent"]))
 
-    out = db.psql(["-v", "tag=" + tag],
+    out = db.psql(["-v", "tag=" + tag, "-v", "docs=%d" % s["per_request"]],
                   stdin=CHECK_SQL % {"pks": prefix + ".pks",
                                      "sent": prefix + ".sent"})
     r = json.loads(out.strip().splitlines()[-1])
@@ -576,7 +612,8 @@ def check(db, tag, prefix, s, sent_before, connections):
         p.append("%d pks in the file, %d 2xx answers with a pk" % (
             r["received"], s["ok"]))
     if s["bad_body"]:
-        p.append("%d 2xx answers without a pk" % s["bad_body"])
+        p.append("%d 2xx answers without a pk (%d documents: as many pks)"
+                 % (s["bad_body"], s["per_request"]))
     if r["distinct_pks"] != r["received"]:
         p.append("%d pks received twice" % (
             r["received"] - r["distinct_pks"]))
@@ -588,25 +625,32 @@ def check(db, tag, prefix, s, sent_before, connections):
     if s["conns_per_thread"] == 1 and r["not_exact"]:
         p.append("%d pks received are rows of another request of the"
                  " same connection" % r["not_exact"])
+    # bulk: the file holds an answer's pks as per_request lines in a row,
+    # paired with the documents of one request, in order; whichever
+    # request it answered, its rows' n must be theirs shifted by one offset
+    if r["out_of_order"]:
+        p.append("%d answers' pks are not their documents' in element order"
+                 % r["out_of_order"])
     if r["bad_doc"]:
         p.append("%d rows do not hold the document sent" % r["bad_doc"])
     if r["dup_docs"]:
         p.append("%d documents stored twice" % r["dup_docs"])
     if r["over_sent"] or r["rows"] > s["sent"]:
-        p.append("%d rows, %d requests sent (%d threads over)" % (
+        p.append("%d rows, %d documents sent (%d threads over)" % (
             r["rows"], s["sent"], r["over_sent"]))
     # a row nobody got a pk for: a request in flight when wrk stopped (one
     # per connection at most), or one whose answer was an error that may
-    # have stored (5xx) or was lost (a socket error)
-    maybe = connections + sum(int(s["errors_" + k]) for k in
-                              ("read", "write", "timeout")) + sum(
-        n for code, n in s["status"].items() if code >= 500)
+    # have stored (5xx) or was lost (a socket error); each of its
+    # per_request documents
+    maybe = s["per_request"] * (connections + sum(
+        int(s["errors_" + k]) for k in ("read", "write", "timeout")) + sum(
+        n for code, n in s["status"].items() if code >= 500))
     if r["rows"] - r["received"] > maybe:
         p.append("%d rows without a pk received, at most %d can be"
                  " explained (in flight at the end, 5xx, socket errors)"
                  % (r["rows"] - r["received"], maybe))
     if r["rows_total"] > s["sent"] + sent_before:
-        p.append("%d rows in the table, %d requests sent since it was"
+        p.append("%d rows in the table, %d documents sent since it was"
                  " truncated" % (r["rows_total"], s["sent"] + sent_before))
 
     return not p, r, p
@@ -625,14 +669,20 @@ def worker_user(workdir):
 
 def module_server(a, db, workdir, workers, batch, status_port=None,
                   db_opts=None, conninfo=None, location=None, cls=None,
-                  test=True):
+                  test=True, bulk=0):
     """the module's nginx, its conf written into workdir and tested;
-    location: the body of location = /items instead of the module's"""
+    location: the body of location = /items instead of the module's;
+    bulk: `saveitem items bulk=N;`, and a body buffer that holds N
+    documents (nginx's default, 16k, would write each to a temp file)"""
     extra = a.nginx_extra
     if a.has_batch:
         extra = "saveitem_batch %s; %s" % ("on" if batch else "off", extra)
+    if bulk:
+        extra = "client_body_buffer_size  %dk;\n            %s" % (
+            (bulk * 256 + 1023) // 1024, extra)
     if location is None:
-        location = "saveitem  items;\n            " + extra
+        location = "saveitem  items%s;\n            %s" % (
+            " bulk=%d" % bulk if bulk else "", extra)
     status = ""
     if status_port:
         status = """
@@ -700,10 +750,14 @@ def make_server(a, db, target, workdir):
 
     w = module_workers(target)
     if w:
-        batch = target.startswith("module-b")
+        # module-bulk-<N>w: group commit's configuration (a bulk body is a
+        # statement of its own), the location with bulk=
+        batch = target.startswith(("module-batch-", "module-bulk-"))
+        docs = bulk_docs(target)
         return module_server(a, db, workdir, w, batch,
                              db_opts=a.db_opts or ("" if batch
-                                                   else a.nobatch_db_opts))
+                                                   else a.nobatch_db_opts),
+                             bulk=docs if docs > 1 else 0)
 
     port = a.port_base + PEERS[target][2]
     bind = "127.0.0.1:%d" % port
@@ -859,7 +913,9 @@ def check_poison(s, clients):
 
 def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     """one (target, clients) point of an HTTP server; poison: one document
-    in `poison` is refused by PostgreSQL"""
+    in `poison` is refused by PostgreSQL. A bulk target's rps and CPU per
+    10k count documents, not answers."""
+    docs = bulk_docs(target)
     suffix = "-poison%d" % poison if poison else ""
     base = "%s-%s-c%d%s" % (run_id, target, clients, suffix)
     prefix = os.path.join(workdir, "c%d%s" % (clients, suffix))
@@ -868,13 +924,13 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     sent_before = 0
     if a.warmup > 0:
         w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
-                    prefix + "-warmup", poison=poison)
+                    prefix + "-warmup", poison=poison, docs=docs)
         sent_before = w["sent"]
         db.settle()
 
     s0 = Sample(db, srv)
     s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
-                poison=poison)
+                poison=poison, docs=docs)
     s1 = Sample(db, srv)
     cpu, dbcpu, client, other, share = s1.delta(s0)
 
@@ -891,7 +947,8 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
         ok = not problems
 
     secs = s["duration_us"] / 1e6
-    answered = max(1, int(s["requests"]))
+    # answers, or for a bulk target the documents they answered for
+    answered = max(1, int(s["requests"]) * s["per_request"])
     non2xx = sum(n for code, n in s["status"].items()
                  if not 200 <= code < 300)
     sock = sum(int(s["errors_" + k]) for k in
@@ -965,20 +1022,25 @@ def cell(row, key, fmt):
 
 LEGEND = """\
 req/s: 2xx answers per second (pgbench: rows, one a transaction;
-pgbench-multi: rows, 16 a transaction; TARGET+poisonN: the innocent
-documents' 2xx, one document in N refused); p50/p99: latency;
+pgbench-multi: rows, 16 a transaction; module-bulk-Nw: documents, %(bulk)d a
+request, so documents/s; TARGET+poisonN: the innocent documents' 2xx, one
+document in N refused); p50/p99: latency (module-bulk: of a whole request);
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
 pgbench's at the same client count; x clean: a poisoned point's req/s over
 the clean point just before it; CPU s/10k: CPU seconds of the server's
-processes per 10,000 answers; RSS: the server's workers, summed, before and
-after the measured run; db CPU s/10k: PostgreSQL's processes; others: CPU
-used by processes outside the benchmark, share of the machine; check: every
-pk received is a distinct row holding a document the same wrk thread sent,
-no more rows than requests sent, and no more rows without a pk than
-requests in flight at the end, 5xx and socket errors (pgbench: its
-transactions' rows, exactly; nginx-static: the fixed pk, no row; poisoned:
-4xx only for the poisoned documents, none of them stored)."""
+processes per 10,000 answers (module-bulk: documents); RSS: the server's
+workers, summed, before and after the measured run; db CPU s/10k:
+PostgreSQL's processes; others: CPU used by processes outside the benchmark,
+share of the machine; check: every pk received is a distinct row holding a
+document the same wrk thread sent, no more rows than documents sent, and no
+more rows without a pk than documents in flight at the end, 5xx and socket
+errors (pgbench: its transactions' rows, exactly; nginx-static: the fixed
+pk, no row; poisoned: 4xx only for the poisoned documents, none of them
+stored)."""
+
+
+LEGEND = LEGEND % {"bulk": BULK_DOCS}
 
 
 def table_text(rows):
@@ -1195,6 +1257,11 @@ def bench(a, db, outdir, run_id):
             say(notes[-1])
             continue
 
+        if target.startswith("module-bulk-") and not a.has_bulk:
+            notes.append("%s skipped: this module has no bulk=" % target)
+            say(notes[-1])
+            continue
+
         if target in PEERS:
             lacking = peer_missing(target)
             if lacking:
@@ -1209,9 +1276,11 @@ def bench(a, db, outdir, run_id):
         try:
             srv = make_server(a, db, target, workdir)
             srv.start()
-            # --poison: each point of the module again, poisoned
+            # --poison: each point of the module again, poisoned (not a
+            # bulk target: one refused document refuses its whole body)
             poisons = [0] + ([a.poison] if a.poison and target != "nginx-static"
-                             and module_workers(target) else [])
+                             and module_workers(target)
+                             and bulk_docs(target) == 1 else [])
             for c in a.clients:
                 clean = None
                 for poison in poisons:
