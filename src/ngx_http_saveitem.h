@@ -226,6 +226,7 @@ struct ngx_http_saveitem_job_s {
 
     ngx_uint_t                    stmt;
     ngx_msec_t                    timeout;    /* once sent */
+    ngx_msec_t                    queued;     /* when it began to wait */
     ngx_msec_t                    queued_until;  /* absolute */
     u_char                       *body;       /* null-terminated */
     size_t                        body_len;

@@ -120,6 +120,14 @@ struct ngx_http_saveitem_pool_s {
     ngx_event_t                   retry;      /* end of the backoff */
     ngx_event_t                   dispatch;   /* posted */
 
+    /*
+     * Group commit: connections in use at most (see dispatch), and a
+     * statement's usual time, in 1/16 ms
+     */
+    ngx_uint_t                    active;
+    ngx_msec_t                    rtt16;
+    ngx_event_t                   grow;
+
     /* why no connection can be had now; STORED: none */
     ngx_http_saveitem_reason_e    down;
     unsigned                      exiting:1;  /* worker_shutdown_timeout */
@@ -180,6 +188,8 @@ static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
 static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
+static ngx_uint_t ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool);
+static void ngx_http_saveitem_grow_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason);
 
@@ -297,6 +307,12 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->dispatch.data = pool;
     pool->dispatch.log = cycle->log;
 
+    pool->active = 1;
+    pool->grow.handler = ngx_http_saveitem_grow_handler;
+    pool->grow.data = pool;
+    pool->grow.log = cycle->log;
+    pool->grow.cancelable = 1;
+
     db->pool = pool;
 
     return NGX_OK;
@@ -323,6 +339,10 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
 
     if (pool->retry.timer_set) {
         ngx_del_timer(&pool->retry);
+    }
+
+    if (pool->grow.timer_set) {
+        ngx_del_timer(&pool->grow);
     }
 
     if (pool->dispatch.posted) {
@@ -441,6 +461,7 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     /* taken now: answered within queue_timeout + the query timeout */
 
+    job->queued = ngx_current_msec;
     job->queued_until = ngx_current_msec + db->queue_timeout;
     ngx_http_saveitem_job_wait(pool, job, 0);
 
@@ -667,6 +688,10 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
 
     while (!ngx_queue_empty(&pool->waiting)) {
 
+        if (ngx_http_saveitem_hold(pool)) {
+            break;
+        }
+
         if (!ngx_queue_empty(&pool->idle)) {
             q = ngx_queue_head(&pool->idle);
             sc = ngx_queue_data(q, ngx_http_saveitem_conn_t, queue);
@@ -719,6 +744,69 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
 
 static void
 ngx_http_saveitem_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_dispatch(ev->data);
+}
+
+
+/*
+ * Group commit uses as few connections as keep up: the fewer statements
+ * carry the rows, the less each row costs the server.  While "active"
+ * connections are busy, waiting jobs are left for the first of them to
+ * finish (it takes them all in one statement), rather than sent alone on
+ * another connection; only when the oldest has waited longer than a
+ * statement usually takes is one more connection used.  A connection
+ * that finds nothing waiting when it finishes gives its place back (see
+ * set_idle).  With saveitem_batch off nothing is held: one commit per
+ * request needs as many backends as there are requests.
+ */
+
+static ngx_uint_t
+ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_msec_t                waited, usual;
+    ngx_uint_t                inuse;
+    ngx_http_saveitem_job_t  *first;
+
+    /* busy or being opened */
+
+    inuse = pool->nconns - pool->nidle;
+
+    if (inuse == 0 || inuse < pool->active
+        || pool->active >= pool->db->pool_size)
+    {
+        return 0;
+    }
+
+    first = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                           ngx_http_saveitem_job_t, queue);
+
+    if ((first->batch_rows == 1 && !first->isolate) || first->bulk) {
+        return 0;
+    }
+
+    usual = ngx_max((pool->rtt16 + 15) / 16, 1);
+    waited = ngx_current_msec - first->queued;
+
+    if (waited >= usual) {
+        pool->active++;
+
+        ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
+                       "saveitem: a request waited %M ms, %ui connections "
+                       "in use", waited, pool->active);
+        return 0;
+    }
+
+    if (!pool->grow.timer_set) {
+        ngx_add_timer(&pool->grow, usual - waited);
+    }
+
+    return 1;
+}
+
+
+static void
+ngx_http_saveitem_grow_handler(ngx_event_t *ev)
 {
     ngx_http_saveitem_dispatch(ev->data);
 }
@@ -2758,6 +2846,7 @@ ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
 static void
 ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 {
+    ngx_msec_t                took;
     ngx_uint_t                replayed;
     ngx_queue_t              *q, retry;
     ngx_http_saveitem_job_t  *job;
@@ -2767,9 +2856,14 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
     /* a statement's sync: its time since it was sent (deadline - timeout) */
 
     if (sc->nsettled) {
-        ngx_http_saveitem_metrics_result(sc->pool->db->counters,
-                                         ngx_current_msec
-                                         - (sc->deadline - sc->timeout));
+        took = ngx_current_msec - (sc->deadline - sc->timeout);
+
+        ngx_http_saveitem_metrics_result(sc->pool->db->counters, took);
+
+        /* a moving average over the last 8 or so */
+
+        sc->pool->rtt16 = sc->pool->rtt16 - sc->pool->rtt16 / 8
+                          + ngx_min(took, 60000) * 2;
     }
 
     while (sc->nsettled) {
@@ -2945,6 +3039,12 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
     ngx_queue_remove(&sc->queue);
     ngx_queue_insert_head(&pool->idle, &sc->queue);
     pool->nidle++;
+
+    /* nothing waits for it: one connection fewer in use */
+
+    if (pool->nwaiting == 0 && pool->active > 1) {
+        pool->active--;
+    }
 
     ngx_http_saveitem_dispatch(pool);
 }

@@ -31,6 +31,10 @@ END
 $$;
 CREATE TRIGGER act BEFORE INSERT ON t4.items
     FOR EACH ROW EXECUTE FUNCTION t4.act();
+CREATE TABLE t4.xids (id bigserial PRIMARY KEY, data jsonb NOT NULL,
+                      xid bigint NOT NULL DEFAULT txid_current());
+CREATE TRIGGER act BEFORE INSERT ON t4.xids
+    FOR EACH ROW EXECUTE FUNCTION t4.act();
 CREATE FUNCTION t4.late() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.data ? 'late' THEN
@@ -43,7 +47,7 @@ CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 10;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 12;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -129,6 +133,15 @@ $got = check_burst($Bursts[10], 't4.items',
                    sub { $_[0] =~ /"late"/ ? 422 : 200 });
 is($got->{422}, 1, 'a document refused at commit failed alone');
 is($got->{200}, 19, 'the others were stored');
+
+for my $i (11, 12) {
+    my @r = burst_results($Bursts[$i]);
+    is($r[0][1], '200', "held request $i stored") or diag $r[0][2];
+}
+
+is(psql(q{SELECT count(DISTINCT xid) FROM t4.xids WHERE data ? 'held'}), 1,
+   'two requests 30 ms apart, the only connection in use busy: held for'
+   . ' one statement, not sent alone');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
                                             OR data ? 'late'
@@ -370,3 +383,30 @@ POST /items
 PostgreSQL failed at commit: refused at commit (SQLSTATE 23514)
 --- no_error_log
 a savepoint each
+
+
+
+=== TEST 12: requests wait for the busy connection before another is used
+Three statements of 0.3 s make that the usual time; while the only connection
+in use runs a longer one, two requests 30 ms apart are held, then sent
+together on a second connection once the first has waited that long.
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" pool=4;
+    saveitem_batch on;
+--- config
+    location = /xids {
+        saveitem t4.xids;
+    }
+--- init
+SaveItem::Test::wait_nginx();
+SaveItem::Test::post('/xids', '{"warm": 1, "sleep": 0.3}') for 1 .. 3;
+SaveItem::Test::burst('/xids', ['{"held": 1}'], $main::Bursts[11], 0.2);
+SaveItem::Test::burst('/xids', ['{"held": 2}'], $main::Bursts[12], 0.23);
+--- request
+POST /xids
+{"sleep": 0.6}
+--- wait: 1
+--- error_log eval
+qr/saveitem: a request waited \d+ ms, 2 connections in use/
+--- no_error_log
+[error]
