@@ -138,7 +138,8 @@ typedef struct {
     ngx_http_saveitem_expect_e    type;
     ngx_uint_t                    arg;        /* statement, or jobs */
     ngx_uint_t                    seen;       /* results so far */
-    ngx_http_saveitem_kind_e      kind;       /* of an INSERT */
+    ngx_http_saveitem_kind_e      kind;       /* of an INSERT; TX: not 0
+                                                 when it is a PREPARE */
 } ngx_http_saveitem_expect_t;
 
 
@@ -170,6 +171,7 @@ struct ngx_http_saveitem_conn_s {
     u_char                       *prepared;   /* [stmt * slots + ...] */
     u_char                        count[NGX_INT_T_LEN + 1];  /* bulk */
     const char                  **params;     /* [2 * batch_max] */
+    unsigned                      savepoints:1;  /* prepared */
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
@@ -214,6 +216,8 @@ static void ngx_http_saveitem_notice(void *arg, const PGresult *res);
 static ngx_int_t ngx_http_saveitem_alive(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t share);
+static ngx_int_t ngx_http_saveitem_send_tx(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t t);
 static ngx_int_t ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
     ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
     ngx_http_saveitem_kind_e kind);
@@ -263,6 +267,15 @@ static const char  *ngx_http_saveitem_tx[] = {
     "SAVEPOINT saveitem",
     "ROLLBACK TO SAVEPOINT saveitem",
     "COMMIT"
+};
+
+/* the two sent for each row are prepared once per connection */
+
+static const char  *ngx_http_saveitem_tx_names[] = {
+    NULL,
+    "saveitem_savepoint",
+    "saveitem_rollback_to",
+    NULL
 };
 
 #define NGX_HTTP_SAVEITEM_TX_BEGIN     0
@@ -781,7 +794,9 @@ ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
 
-    if ((first->batch_rows == 1 && !first->isolate) || first->bulk) {
+    /* nor are requests whose statement failed: they have waited once */
+
+    if (first->batch_rows == 1 || first->isolate || first->bulk) {
         return 0;
     }
 
@@ -1590,8 +1605,9 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         goto unnamed;
     }
 
-    if (sc->statement_timeout != st || !sc->prepared[idx]) {
-
+    if (sc->statement_timeout != st || !sc->prepared[idx]
+        || (isolate && !sc->savepoints))
+    {
         if (sc->statement_timeout != st) {
             last = ngx_snprintf(set, sizeof(set) - 1,
                                 "SET statement_timeout = %M", st);
@@ -1616,6 +1632,23 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
             ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx, 0);
             sc->prepared[idx] = 1;
+        }
+
+        if (isolate && !sc->savepoints) {
+            for (i = NGX_HTTP_SAVEITEM_TX_SAVE;
+                 i <= NGX_HTTP_SAVEITEM_TX_BACK;
+                 i++)
+            {
+                if (!PQsendPrepare(sc->pg, ngx_http_saveitem_tx_names[i],
+                                   ngx_http_saveitem_tx[i], 0, NULL))
+                {
+                    goto failed;
+                }
+
+                ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX, i, 1);
+            }
+
+            sc->savepoints = 1;
         }
 
         if (!PQpipelineSync(sc->pg)) {
@@ -1757,37 +1790,28 @@ ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
     ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
     ngx_http_saveitem_kind_e kind)
 {
-    ngx_uint_t                i, t;
+    ngx_uint_t                i;
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
 
     for (i = 0; i <= rows; i++) {
 
-        t = (i == 0) ? NGX_HTTP_SAVEITEM_TX_BEGIN : NGX_HTTP_SAVEITEM_TX_BACK;
-
-        if (!PQsendQueryParams(sc->pg, ngx_http_saveitem_tx[t], 0, NULL,
-                               NULL, NULL, NULL, 0))
+        if (ngx_http_saveitem_send_tx(sc, i == 0 ? NGX_HTTP_SAVEITEM_TX_BEGIN
+                                                 : NGX_HTTP_SAVEITEM_TX_BACK)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX, t, 0);
 
         if (i == rows) {
             break;
         }
 
-        if (i == 0) {
-            if (!PQsendQueryParams(sc->pg,
-                                   ngx_http_saveitem_tx[
-                                       NGX_HTTP_SAVEITEM_TX_SAVE],
-                                   0, NULL, NULL, NULL, NULL, 0))
-            {
-                return NGX_ERROR;
-            }
-
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX,
-                                     NGX_HTTP_SAVEITEM_TX_SAVE, 0);
+        if (i == 0
+            && ngx_http_saveitem_send_tx(sc, NGX_HTTP_SAVEITEM_TX_SAVE)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (!PQsendQueryPrepared(sc->pg, (char *) name->data, keyed ? 2 : 1,
@@ -1799,15 +1823,11 @@ ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
 
         ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1, kind);
 
-        if (!PQsendQueryParams(sc->pg,
-                               ngx_http_saveitem_tx[NGX_HTTP_SAVEITEM_TX_SAVE],
-                               0, NULL, NULL, NULL, NULL, 0))
+        if (ngx_http_saveitem_send_tx(sc, NGX_HTTP_SAVEITEM_TX_SAVE)
+            != NGX_OK)
         {
             return NGX_ERROR;
         }
-
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX,
-                                 NGX_HTTP_SAVEITEM_TX_SAVE, 0);
 
         if (!PQpipelineSync(sc->pg)) {
             return NGX_ERROR;
@@ -1840,6 +1860,32 @@ ngx_http_saveitem_send_isolated(ngx_http_saveitem_conn_t *sc,
     }
 
     ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+
+    return NGX_OK;
+}
+
+
+/* one of an isolation's statements: prepared where it was */
+
+static ngx_int_t
+ngx_http_saveitem_send_tx(ngx_http_saveitem_conn_t *sc, ngx_uint_t t)
+{
+    int  ok;
+
+    if (sc->savepoints && ngx_http_saveitem_tx_names[t] != NULL) {
+        ok = PQsendQueryPrepared(sc->pg, ngx_http_saveitem_tx_names[t], 0,
+                                 NULL, NULL, NULL, 0);
+
+    } else {
+        ok = PQsendQueryParams(sc->pg, ngx_http_saveitem_tx[t], 0, NULL,
+                               NULL, NULL, NULL, 0);
+    }
+
+    if (!ok) {
+        return NGX_ERROR;
+    }
+
+    ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_TX, t, 0);
 
     return NGX_OK;
 }
@@ -2068,10 +2114,16 @@ ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
 
             if (status == PGRES_FATAL_ERROR) {
                 ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
-                              "saveitem: PostgreSQL refused %s: %s",
+                              "saveitem: PostgreSQL refused %s%s: %s",
+                              e->kind ? "to prepare " : "",
                               ngx_http_saveitem_tx[e->arg],
                               PQresultErrorField(res,
                                                  PG_DIAG_MESSAGE_PRIMARY));
+            }
+
+            if (e->kind && status != PGRES_COMMAND_OK) {
+                /* unnamed again next time */
+                sc->savepoints = 0;
             }
 
             PQclear(res);
