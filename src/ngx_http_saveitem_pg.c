@@ -81,6 +81,12 @@ typedef enum {
 /* results expected at most: setup, then a pipeline or an isolation */
 #define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 8)
 
+/*
+ * Group commit holds a request for a busy connection no longer than this,
+ * however long statements take (a slow one should not delay the others)
+ */
+#define NGX_HTTP_SAVEITEM_HOLD_MAX    50
+
 #define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
 #define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
 
@@ -768,7 +774,7 @@ ngx_http_saveitem_retry_handler(ngx_event_t *ev)
  * connections are busy, waiting jobs are left for the first of them to
  * finish (it takes them all in one statement), rather than sent alone on
  * another connection; only when the oldest has waited longer than a
- * statement usually takes is one more connection used.  A connection
+ * statement usually takes (at most HOLD_MAX) is one more connection used.  A connection
  * that finds nothing waiting when it finishes gives its place back (see
  * set_idle).  With saveitem_batch off nothing is held: one commit per
  * request needs as many backends as there are requests.
@@ -800,7 +806,8 @@ ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
         return 0;
     }
 
-    usual = ngx_max((pool->rtt16 + 15) / 16, 1);
+    usual = ngx_min(ngx_max((pool->rtt16 + 15) / 16, 1),
+                    NGX_HTTP_SAVEITEM_HOLD_MAX);
     waited = ngx_current_msec - first->queued;
 
     if (waited >= usual) {

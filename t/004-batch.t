@@ -140,7 +140,7 @@ for my $i (11, 12) {
 }
 
 is(psql(q{SELECT count(DISTINCT xid) FROM t4.xids WHERE data ? 'held'}), 1,
-   'two requests 30 ms apart, the only connection in use busy: held for'
+   'two requests 20 ms apart, the only connection in use busy: held for'
    . ' one statement, not sent alone');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
@@ -387,9 +387,10 @@ a savepoint each
 
 
 === TEST 12: requests wait for the busy connection before another is used
-Three statements of 0.3 s make that the usual time; while the only connection
-in use runs a longer one, two requests 30 ms apart are held, then sent
-together on a second connection once the first has waited that long.
+Three statements of 0.3 s make the usual time longer than the 50 ms a request
+is held at most; while the only connection in use runs a longer one, two
+requests 20 ms apart are held, then sent together on a second connection once
+the first has waited 50 ms.
 --- http_config
     saveitem_database "$TEST_NGINX_DB" pool=4;
     saveitem_batch on;
@@ -401,7 +402,7 @@ together on a second connection once the first has waited that long.
 SaveItem::Test::wait_nginx();
 SaveItem::Test::post('/xids', '{"warm": 1, "sleep": 0.3}') for 1 .. 3;
 SaveItem::Test::burst('/xids', ['{"held": 1}'], $main::Bursts[11], 0.2);
-SaveItem::Test::burst('/xids', ['{"held": 2}'], $main::Bursts[12], 0.23);
+SaveItem::Test::burst('/xids', ['{"held": 2}'], $main::Bursts[12], 0.22);
 --- request
 POST /xids
 {"sleep": 0.6}
