@@ -387,8 +387,8 @@ a savepoint each
 
 
 === TEST 12: requests wait for the busy connection before another is used
-Three statements of 0.3 s make the usual time longer than the 50 ms a request
-is held at most; while the only connection in use runs a longer one, two
+Three statements of 0.3 s make half the usual time longer than the 50 ms a
+request is held at most; while the only connection in use runs a longer one, two
 requests 20 ms apart are held, then sent together on a second connection once
 the first has waited 50 ms.
 --- http_config
