@@ -633,9 +633,10 @@ ngx_http_saveitem_metrics_result(ngx_http_saveitem_counters_t *mc,
 
 
 void
-ngx_http_saveitem_metrics_stored(ngx_http_saveitem_counters_t *mc)
+ngx_http_saveitem_metrics_stored(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t rows)
 {
-    (void) ngx_atomic_fetch_add(&mc->rows, 1);
+    (void) ngx_atomic_fetch_add(&mc->rows, rows);
 }
 
 

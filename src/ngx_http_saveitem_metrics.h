@@ -40,7 +40,8 @@ void ngx_http_saveitem_metrics_sent(ngx_http_saveitem_counters_t *mc,
     ngx_uint_t statements, ngx_uint_t rows);
 void ngx_http_saveitem_metrics_result(ngx_http_saveitem_counters_t *mc,
     ngx_msec_t ms);
-void ngx_http_saveitem_metrics_stored(ngx_http_saveitem_counters_t *mc);
+void ngx_http_saveitem_metrics_stored(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t rows);
 void ngx_http_saveitem_metrics_connect_failed(
     ngx_http_saveitem_counters_t *mc);
 void ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,

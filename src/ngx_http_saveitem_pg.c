@@ -1438,7 +1438,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot, isolate;
+    ngx_uint_t                 nparams, slot, isolate, docs;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
@@ -1453,7 +1453,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                            ngx_http_saveitem_job_t, queue);
 
     isolate = first->isolate;
-    pipeline = (first->batch_rows == 1 && !isolate);
+    pipeline = (first->batch_rows == 1 && !isolate && !first->bulk);
     keyed = (first->key.len > 0);
     max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
                    : ngx_min(first->batch_rows, pool->batch_max);
@@ -1548,23 +1548,28 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     rows = n;
 
+    /* a bulk body's statement carries its documents (a probe: none kept) */
+
+    docs = (first->bulk && !first->probing) ? first->bulk : n;
+
     if (pipeline || isolate) {
         pool->nstatements += n;
         pool->sizes[0] += n;
         n = 1;
+        docs = 1;
 
     } else {
         pool->nstatements++;
 
-        for (i = 0; i < 7 && (n >> (i + 1)); i++) { /* void */ }
+        for (i = 0; i < 7 && (docs >> (i + 1)); i++) { /* void */ }
 
         pool->sizes[i]++;
     }
 
     pool->nrows += first->bulk ? (first->probing ? 0 : first->bulk) : rows;
-    pool->maxrows = ngx_max(pool->maxrows, n);
+    pool->maxrows = ngx_max(pool->maxrows, docs);
 
-    ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, n);
+    ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, docs);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->c->idle = 0;
@@ -2944,7 +2949,8 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
             ngx_memzero(&job->facts, sizeof(ngx_http_saveitem_facts_t));
             job->facts.outcome = NGX_HTTP_SAVEITEM_STORED;
             job->facts.replayed = replayed;
-            ngx_http_saveitem_metrics_stored(sc->pool->db->counters);
+            ngx_http_saveitem_metrics_stored(sc->pool->db->counters,
+                                             job->bulk ? job->bulk : 1);
         }
 
         ngx_http_saveitem_job_done(job);

@@ -202,3 +202,23 @@ POST /single
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- timeout: 20
+
+
+
+=== TEST 12: a bulk body is one statement of its documents in the metrics
+--- http_config eval: $::http_config
+--- config
+    location = /bulk {
+        saveitem t17.items bulk=10;
+    }
+    location = /metrics {
+        saveitem_status;
+    }
+--- request eval
+["POST /bulk\n[{\"m\": 1}, {\"m\": 2}, {\"m\": 3}, {\"m\": 4}, {\"m\": 5}]",
+ "GET /metrics"]
+--- response_body_like eval
+[qr/^\{"pks": \[\d+, \d+, \d+, \d+, \d+\]\}$/,
+ qr/^saveitem_rows_total\{database="[^"]+"\} 5\n(?:.*\n)*saveitem_statements_total\{database="[^"]+"\} 1\n(?:.*\n)*saveitem_statement_rows_bucket\{database="[^"]+",le="4"\} 0\nsaveitem_statement_rows_bucket\{database="[^"]+",le="8"\} 1\n(?:.*\n)*saveitem_statement_rows_sum\{database="[^"]+"\} 5\n/m]
+--- no_error_log
+[error]
