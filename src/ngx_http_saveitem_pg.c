@@ -774,10 +774,11 @@ ngx_http_saveitem_retry_handler(ngx_event_t *ev)
  * connections are busy, waiting jobs are left for the first of them to
  * finish (it takes them all in one statement), rather than sent alone on
  * another connection; only when the oldest has waited half as long as a
- * statement usually takes (at most HOLD_MAX) is one more connection used.  A connection
- * that finds nothing waiting when it finishes gives its place back (see
- * set_idle).  With saveitem_batch off nothing is held: one commit per
- * request needs as many backends as there are requests.
+ * statement usually takes (at most HOLD_MAX) is one more connection
+ * used.  A connection that finds nothing waiting when it finishes gives
+ * its place back (see set_idle).  With saveitem_batch off nothing is
+ * held: one commit per request needs as many backends as there are
+ * requests.
  */
 
 static ngx_uint_t
@@ -800,9 +801,12 @@ ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
 
-    /* nor are requests whose statement failed: they have waited once */
+    /*
+     * nor are requests whose statement failed (they have waited once, and
+     * their wait counts from their arrival), nor bulk bodies
+     */
 
-    if (first->batch_rows == 1 || first->isolate || first->bulk) {
+    if (first->batch_rows == 1 || first->retried || first->bulk) {
         return 0;
     }
 
