@@ -87,6 +87,15 @@ typedef enum {
  */
 #define NGX_HTTP_SAVEITEM_HOLD_MAX    50
 
+/*
+ * Group-commit rows go straight into an isolation, without a statement of
+ * their own first, while the documents refused lately (pool->guilty, in
+ * 1/65536) make a guilty one among them likely: expected guilty documents
+ * at least one half (LIKELY / 65536).  The doomed statement costs its rows
+ * a round trip; the savepoints cost the server less than that.
+ */
+#define NGX_HTTP_SAVEITEM_LIKELY      32768
+
 #define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
 #define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
 
@@ -133,6 +142,14 @@ struct ngx_http_saveitem_pool_s {
     ngx_uint_t                    active;
     ngx_msec_t                    rtt16;
     ngx_event_t                   grow;
+
+    /*
+     * Of the documents whose fate is known, those the server refused for
+     * what they hold, in 1/65536, a moving average over the last 64 or
+     * so; isolating: the rows of a full isolation would likely hold one
+     */
+    ngx_uint_t                    guilty;
+    unsigned                      isolating:1;
 
     /* why no connection can be had now; STORED: none */
     ngx_http_saveitem_reason_e    down;
@@ -254,6 +271,8 @@ static void ngx_http_saveitem_commit_result(ngx_http_saveitem_conn_t *sc,
 static void ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool,
+    ngx_uint_t guilty);
 static void ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool,
     ngx_queue_t *jobs);
 static ngx_uint_t ngx_http_saveitem_retryable(const char *sqlstate);
@@ -1442,7 +1461,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot, isolate, docs;
+    ngx_uint_t                 nparams, slot, isolate, docs, direct;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
@@ -1470,6 +1489,19 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         /* a bulk body is a statement of its own */
         max = 1;
     }
+
+    /* rows that would likely fail together: straight into an isolation */
+
+    direct = 0;
+
+    if (pool->isolating && !isolate && !pipeline && !first->bulk
+        && pool->db->prepare)
+    {
+        max = ngx_min(max, NGX_HTTP_SAVEITEM_ISOLATE);
+        direct = (ngx_min(max, pool->nwaiting) * pool->guilty
+                  >= NGX_HTTP_SAVEITEM_LIKELY);
+    }
+
     bytes = 0;
     n = 0;
 
@@ -1539,6 +1571,18 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
         n++;
         bytes += job->body_len;
+    }
+
+    if (direct && n > 1) {
+        for (q = ngx_queue_head(&sc->jobs);
+             q != ngx_queue_sentinel(&sc->jobs);
+             q = ngx_queue_next(q))
+        {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            job->isolate = 1;
+        }
+
+        isolate = 1;
     }
 
     ngx_queue_remove(&sc->queue);
@@ -2864,6 +2908,13 @@ ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
     ngx_cpystrn(job->facts.sqlstate, (u_char *) sqlstate,
                 sizeof(job->facts.sqlstate));
 
+    if (!late && !job->bulk
+        && (ngx_strncmp(sqlstate, "22", 2) == 0
+            || ngx_strncmp(sqlstate, "23", 2) == 0))
+    {
+        ngx_http_saveitem_guilt(sc->pool, 1);
+    }
+
     if (ngx_strcmp(sqlstate, "25006") == 0) {
         if (!sc->retire) {
             ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
@@ -2957,10 +3008,52 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
                                              job->bulk ? job->bulk : 1);
         }
 
+        if (!job->failed && !job->bulk) {
+            ngx_http_saveitem_guilt(sc->pool, 0);
+        }
+
         ngx_http_saveitem_job_done(job);
     }
 
     ngx_http_saveitem_requeue(sc->pool, &retry);
+}
+
+
+/*
+ * A document stored (0), or refused at its INSERT for what it holds (1: a
+ * data exception or a constraint, SQLSTATE class 22 or 23), for the share
+ * of guilty documents lately.  While a full isolation would likely hold
+ * one, group-commit rows are sent straight into one (see conn_send);
+ * below half of that, in one statement again.  A document refused at
+ * COMMIT (a deferred constraint) is not counted: it fails an isolation
+ * as well.
+ */
+
+static void
+ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
+{
+    ngx_uint_t  likely;
+
+    pool->guilty = pool->guilty - pool->guilty / 64 + guilty * 1024;
+
+    likely = pool->guilty * NGX_HTTP_SAVEITEM_ISOLATE;
+
+    if (!pool->isolating && likely > NGX_HTTP_SAVEITEM_LIKELY) {
+        pool->isolating = 1;
+
+        ngx_log_error(NGX_LOG_INFO, pool->log, 0,
+                      "saveitem: %ui%% of documents refused lately, "
+                      "group-commit rows go in one transaction, "
+                      "a savepoint each",
+                      (pool->guilty * 100 + 32768) / 65536);
+
+    } else if (pool->isolating && likely < NGX_HTTP_SAVEITEM_LIKELY / 2) {
+        pool->isolating = 0;
+
+        ngx_log_error(NGX_LOG_INFO, pool->log, 0,
+                      "saveitem: few documents refused lately, "
+                      "group-commit rows go in one statement again");
+    }
 }
 
 

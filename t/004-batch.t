@@ -13,6 +13,8 @@ DROP SCHEMA IF EXISTS t4 CASCADE;
 CREATE SCHEMA t4;
 CREATE TABLE t4.items (id bigserial PRIMARY KEY, data jsonb NOT NULL,
                        CHECK (NOT data ? 'guilty'));
+CREATE TABLE t4.checked (id bigserial PRIMARY KEY, data jsonb NOT NULL,
+                         CHECK (NOT data ? 'guilty'));
 CREATE TABLE t4.uuids (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
                        data jsonb NOT NULL);
 CREATE FUNCTION t4.act() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -47,7 +49,7 @@ CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 12;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 15;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -142,6 +144,22 @@ for my $i (11, 12) {
 is(psql(q{SELECT count(DISTINCT xid) FROM t4.xids WHERE data ? 'held'}), 1,
    'two requests 20 ms apart, the only connection in use busy: held for'
    . ' one statement, not sent alone');
+
+$got = check_burst($Bursts[13], 't4.items',
+                   sub { $_[0] =~ /"guilty"/ ? 422 : 200 });
+is($got->{422}, 12, 'twelve guilty documents in twenty: each failed');
+
+$got = check_burst($Bursts[14], 't4.items', sub { 200 });
+
+$got = check_burst($Bursts[15], 't4.checked',
+                   sub { $_[0] =~ /"guilty"/ ? 422 : 200 });
+is($got->{422}, 1, 'straight into one transaction: the guilty one failed');
+is($got->{200}, 19, 'the others were stored');
+is(psql(q{SELECT count(*) FROM t4.checked WHERE data ? 'guilty'}), 0,
+   'no row for it');
+
+is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'rare'}), 201,
+   'the innocent documents among rare guilty ones were stored');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data ? 'guilty'
                                             OR data ? 'late'
@@ -411,3 +429,62 @@ POST /xids
 qr/saveitem: a request waited \d+ ms, 2 connections in use/
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: while guilty documents are frequent, rows go straight into one transaction
+Twelve guilty documents in twenty: their statement fails, and they are sent
+again a savepoint each.  The next batch (on another table of the same
+database) holds one guilty document in twenty: it goes into one transaction,
+a savepoint each, with no statement failing first.
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+    location = /checked {
+        saveitem t4.checked;
+    }
+--- init
+SaveItem::Test::burst('/items',
+    main::docs('often', 20,
+               map { ($_ => qq({"burst": "often", "guilty": $_})) } 1 .. 12),
+    $main::Bursts[13], 0.2);
+SaveItem::Test::burst('/items', ['{"burst": "nap", "sleep": 0.6}'],
+                      $main::Bursts[14], 1.2);
+SaveItem::Test::burst('/checked',
+    main::docs('straight', 20, 7 => '{"burst": "straight", "guilty": 7}'),
+    $main::Bursts[15], 1.4);
+--- request
+POST /items
+{"sleep": 0.6}
+--- wait: 2
+--- error_log eval
+[qr/a statement of \d+ rows failed \(new row for relation "items" violates check constraint/,
+ qr/saveitem: \d+% of documents refused lately, group-commit rows go in one transaction, a savepoint each/,
+ qr/saveitem send: (?:1\d|20) rows, \d+ bytes, a savepoint each/]
+--- no_error_log eval
+[qr/a statement of \d+ rows failed \(new row for relation "checked"/,
+ qr/retrying them in halves/]
+
+
+
+=== TEST 14: once guilty documents are rare again, rows go in one statement again
+Five guilty documents, then 200 innocent ones: the share refused lately falls
+below half of what sends rows straight into an isolation.
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+--- init
+SaveItem::Test::wait_nginx();
+SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+SaveItem::Test::post('/items', qq({"burst": "rare", "n": $_})) for 1 .. 200;
+--- request
+POST /items
+{"burst": "rare", "n": 201}
+--- response_body_like: ^\{"pk": \d+\}$
+--- error_log eval
+[qr/saveitem: \d+% of documents refused lately, group-commit rows go in one transaction, a savepoint each/,
+ qr/saveitem: few documents refused lately, group-commit rows go in one statement again/]
