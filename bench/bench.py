@@ -32,13 +32,14 @@ tornado, flask (bench/peers/). A module built before saveitem_batch (or
 bulk=) existed gets no such directive, and its batch (bulk) targets are
 skipped.
 
---poison N measures each point of a module target twice, clean and then
-with one document in N that PostgreSQL refuses (--poison-kind check: a
-CHECK constraint on items, 23514; numeric: 1e200000, 22003): the poisoned
-row reports the innocent documents' 2xx/s and its ratio to the clean
-point, and checks that only poisoned documents were refused (4xx) and none
-stored; not for the bulk targets, where one refused document refuses its
-whole body.
+--poison N (default 10; 0: none) measures the points of a module target at
+the client counts of --poison-clients (default 64; all: every count) twice,
+clean and then with one document in N that PostgreSQL refuses
+(--poison-kind check: a CHECK constraint on items, 23514; numeric:
+1e200000, 22003): the poisoned row reports the innocent documents' 2xx/s
+and its ratio to the clean point, and checks that only poisoned documents
+were refused (4xx) and none stored; not for the bulk targets, where one
+refused document refuses its whole body.
 
 Knobs (environment; the options win): see bench/run --help.
 """
@@ -147,6 +148,8 @@ def parse_args():
   BENCH_PG_PORT        the throwaway PostgreSQL's port (default %d)
   BENCH_PGBOUNCER_PORT PgBouncer's port, module-pgbouncer (default %d)
   BENCH_PGBOUNCER_POOL its default_pool_size (default 8)
+  BENCH_POISON         --poison (default 10; 0: none)
+  BENCH_POISON_CLIENTS --poison-clients (default 64)
   BENCH_PG_DIR         its directory (default /tmp/saveitem-bench-pg-PORT)
   BENCH_OUT            output directory (default bench/out)
   BENCH_SO             the module .so to load (bench/run builds it when
@@ -174,13 +177,17 @@ def parse_args():
                    help="the module .so (bench/run passes the one it built)")
     p.add_argument("--keep-pg", action="store_true",
                    help="leave the PostgreSQL cluster running")
-    p.add_argument("--poison", type=int, default=0, metavar="N",
-                   help="after each point of a module target, the same"
-                   " point again with"
+    p.add_argument("--poison", type=int,
+                   default=int(env("BENCH_POISON", "10")), metavar="N",
+                   help="after a point of a module target (at the client"
+                   " counts of --poison-clients), the same point again with"
                    " one document in N hostile for PostgreSQL: the row"
                    " (TARGET+poisonN) reports the innocent 2xx/s and its"
                    " ratio to the clean point (x clean), and counts the"
-                   " poisoned 4xx")
+                   " poisoned 4xx (default 10; 0: none)")
+    p.add_argument("--poison-clients", default=None, metavar="LIST",
+                   help="the client counts with a poisoned point (default"
+                   " 64; all: every count)")
     p.add_argument("--poison-kind", choices=POISON_KINDS, default="check",
                    help="check: {\"poison\": true}, refused by a CHECK"
                    " constraint added to items (23514, 422); numeric:"
@@ -224,6 +231,14 @@ def parse_args():
 
     if a.poison < 0 or a.poison == 1:
         p.error("--poison N: N >= 2 (0: none)")
+    pc = a.poison_clients or env("BENCH_POISON_CLIENTS", "64")
+    try:
+        a.poison_clients = (set(a.clients) if pc.strip() == "all" else
+                            {int(c) for c in pc.split(",") if c.strip()})
+    except ValueError:
+        p.error("--poison-clients: a list of client counts, or all")
+    if a.soak or not a.poison_clients & set(a.clients):
+        a.poison = 0
     for port in (a.pg_port, a.pgbouncer_port) + tuple(
             range(a.port_base, a.port_base + 5)):
         if port in (lib.port("run-pg"), lib.port("test-nginx"),
@@ -1168,8 +1183,10 @@ def header(a, db, mode):
                          a.warmup, a.duration, a.threads, a.wrk_timeout))
 
     if a.poison and not a.soak:
-        lines.append("poison: each module point again with one document in"
-                     " %d refused by PostgreSQL (%s)%s" % (
+        lines.append("poison: each module point at %s clients again with"
+                     " one document in %d refused by PostgreSQL (%s)%s" % (
+                         ", ".join(str(c) for c in sorted(a.poison_clients
+                                                          & set(a.clients))),
                          a.poison, a.poison_kind,
                          "; items has CHECK (NOT data ? 'poison') for every"
                          " target" if a.poison_kind == "check" else ""))
@@ -1284,6 +1301,8 @@ def bench(a, db, outdir, run_id):
             for c in a.clients:
                 clean = None
                 for poison in poisons:
+                    if poison and c not in a.poison_clients:
+                        continue
                     r = measure_point(a, db, srv, target, c, workdir, run_id,
                                       poison)
                     if c in ceiling and ceiling[c]:

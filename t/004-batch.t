@@ -15,6 +15,10 @@ CREATE TABLE t4.items (id bigserial PRIMARY KEY, data jsonb NOT NULL,
                        CHECK (NOT data ? 'guilty'));
 CREATE TABLE t4.checked (id bigserial PRIMARY KEY, data jsonb NOT NULL,
                          CHECK (NOT data ? 'guilty'));
+CREATE TABLE t4.keyed (id bigserial PRIMARY KEY, data jsonb NOT NULL,
+                       idem text UNIQUE, CHECK (NOT data ? 'guilty'));
+CREATE TABLE t4.keyed2 (id bigserial PRIMARY KEY, data jsonb NOT NULL,
+                        idem text UNIQUE, CHECK (NOT data ? 'guilty'));
 CREATE TABLE t4.uuids (id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
                        data jsonb NOT NULL);
 CREATE FUNCTION t4.act() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -33,6 +37,8 @@ END
 $$;
 CREATE TRIGGER act BEFORE INSERT ON t4.items
     FOR EACH ROW EXECUTE FUNCTION t4.act();
+CREATE TRIGGER act BEFORE INSERT ON t4.keyed
+    FOR EACH ROW EXECUTE FUNCTION t4.act();
 CREATE TABLE t4.xids (id bigserial PRIMARY KEY, data jsonb NOT NULL,
                       xid bigint NOT NULL DEFAULT txid_current());
 CREATE TRIGGER act BEFORE INSERT ON t4.xids
@@ -49,7 +55,7 @@ CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 15;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 17;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -157,6 +163,36 @@ is($got->{422}, 1, 'straight into one transaction: the guilty one failed');
 is($got->{200}, 19, 'the others were stored');
 is(psql(q{SELECT count(*) FROM t4.checked WHERE data ? 'guilty'}), 0,
    'no row for it');
+
+# keyed documents: each answer names the row holding its document and key
+
+$got = check_burst($Bursts[17], 't4.keyed', sub { 200 });
+$got = check_burst("$Bursts[17]-2", 't4.keyed', sub { 200 });
+
+for my $t (['keyed', 'k', 12], ['keyed2', 'l', 1]) {
+    my ($table, $prefix, $guilty) = @$t;
+    my %got;
+
+    for my $n (1 .. 20) {
+        for my $r (burst_results("$Bursts[16]-$prefix$n")) {
+            my ($doc, $status, $body) = @$r;
+            my $want = $doc =~ /"guilty"/ ? 422 : 200;
+
+            is($status, $want, "$table: $doc answered $want") or diag $body;
+            $got{$status}++;
+
+            my ($pk) = $body =~ /^\{"pk": (\d+)\}$/ or next;
+            is(psql("SELECT idem || ' ' || (data->>'n') FROM t4.$table"
+                    . " WHERE id = $pk"), "$prefix$n $n",
+               "$table: row $pk holds document $n under its key");
+        }
+    }
+
+    is($got{422}, $guilty, "$table: $guilty guilty keyed documents failed");
+    is($got{200}, 20 - $guilty, "$table: the others were stored");
+    is(psql("SELECT count(*) FROM t4.$table WHERE data ? 'n'"), 20 - $guilty,
+       "$table: one row each, none for the guilty");
+}
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'rare'}), 201,
    'the innocent documents among rare guilty ones were stored');
@@ -488,3 +524,49 @@ POST /items
 --- error_log eval
 [qr/saveitem: \d+% of documents refused lately, group-commit rows go in one transaction, a savepoint each/,
  qr/saveitem: few documents refused lately, group-commit rows go in one statement again/]
+
+
+
+=== TEST 15: keyed documents, after a failed statement and straight into one transaction
+Idempotency-Key: behind a nap, twenty keyed documents, twelve guilty, fail as
+one statement and are sent again a savepoint each (two parameters a row);
+behind another nap, twenty more on another table, one guilty, go straight into
+one transaction.  Each answer names the row holding its own document under its
+own key.
+--- http_config eval: $::http_config
+--- config
+    location = /keyed {
+        saveitem t4.keyed idempotency=idem;
+    }
+    location = /keyed2 {
+        saveitem t4.keyed2 idempotency=idem;
+    }
+--- init
+SaveItem::Test::wait_nginx();
+my $t0 = Time::HiRes::time();
+my $at = sub { $t0 + $_[0] - Time::HiRes::time() };
+SaveItem::Test::burst('/keyed', ['{"nap": 1, "sleep": 1}'],
+                      $main::Bursts[17], 0);
+for my $n (1 .. 20) {
+    SaveItem::Test::burst('/keyed',
+        [$n <= 12 ? qq({"n": $n, "guilty": 1}) : qq({"n": $n})],
+        "$main::Bursts[16]-k$n", $at->(0.4), ["Idempotency-Key: k$n"]);
+}
+SaveItem::Test::burst('/keyed', ['{"nap": 2, "sleep": 0.8}'],
+                      "$main::Bursts[17]-2", $at->(1.8));
+for my $n (1 .. 20) {
+    SaveItem::Test::burst('/keyed2',
+        [$n == 7 ? qq({"n": $n, "guilty": 1}) : qq({"n": $n})],
+        "$main::Bursts[16]-l$n", $at->(2.1), ["Idempotency-Key: l$n"]);
+}
+--- request
+POST /keyed2
+{"main": 1}
+--- wait: 3
+--- error_log eval
+[qr/a statement of 20 rows failed \(new row for relation "keyed" violates check constraint/,
+ qr/saveitem: \d+% of documents refused lately, group-commit rows go in one transaction, a savepoint each/,
+ qr/saveitem send: 20 rows, \d+ bytes, a savepoint each/]
+--- no_error_log eval
+[qr/a statement of \d+ rows failed \(new row for relation "keyed2"/,
+ qr/retrying them in halves/]
