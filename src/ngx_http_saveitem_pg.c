@@ -78,8 +78,14 @@ typedef enum {
  */
 #define NGX_HTTP_SAVEITEM_ISOLATE     32
 
-/* results expected at most: setup, then a pipeline or an isolation */
-#define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 8)
+/*
+ * Results expected at most: setup (SET, PREPARE of the INSERT, the two
+ * PREPAREs of the savepoint statements, a sync: 5), then an isolation of
+ * ISOLATE rows (BEGIN and SAVEPOINT once; each row ROLLBACK TO but the
+ * first, INSERT, SAVEPOINT, a sync; then ROLLBACK TO, COMMIT, a sync:
+ * 4 a row + 4), or a pipeline (fewer): 137 for 32 rows
+ */
+#define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 16)
 
 /*
  * Group commit holds a request for a busy connection no longer than this,
@@ -1960,6 +1966,19 @@ ngx_http_saveitem_expect(ngx_http_saveitem_conn_t *sc,
 {
     ngx_http_saveitem_expect_t  *e;
 
+    if (sc->nexpect >= NGX_HTTP_SAVEITEM_EXPECT) {
+
+        /* never: the results could not be matched (see results) */
+
+        if (sc->nexpect++ == NGX_HTTP_SAVEITEM_EXPECT) {
+            ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                          "saveitem: more than %d results expected",
+                          NGX_HTTP_SAVEITEM_EXPECT);
+        }
+
+        return;
+    }
+
     e = &sc->expect[(sc->head + sc->nexpect) % NGX_HTTP_SAVEITEM_EXPECT];
 
     e->type = type;
@@ -2104,6 +2123,10 @@ ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc)
     PGresult                    *res;
     ExecStatusType               status;
     ngx_http_saveitem_expect_t  *e;
+
+    if (sc->nexpect > NGX_HTTP_SAVEITEM_EXPECT) {
+        return NGX_ERROR;
+    }
 
     while (sc->nexpect) {
 

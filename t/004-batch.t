@@ -55,7 +55,7 @@ CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 17;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 19;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -193,6 +193,16 @@ for my $t (['keyed', 'k', 12], ['keyed2', 'l', 1]) {
     is(psql("SELECT count(*) FROM t4.$table WHERE data ? 'n'"), 20 - $guilty,
        "$table: one row each, none for the guilty");
 }
+
+for my $r (burst_results($Bursts[19])) {
+    like($r->[1], qr/^50[34]$/, 'the request whose backend died: answered');
+}
+
+$got = check_burst($Bursts[18], 't4.items',
+                   sub { $_[0] =~ /"guilty"/ ? 422 : 200 });
+is($got->{200}, 39, 'a new connection, thirty-two rows a savepoint each first:'
+   . ' every innocent document stored under its own key');
+is($got->{422}, 1, '... and the guilty one refused');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'rare'}), 201,
    'the innocent documents among rare guilty ones were stored');
@@ -570,3 +580,36 @@ POST /keyed2
 --- no_error_log eval
 [qr/a statement of \d+ rows failed \(new row for relation "keyed2"/,
  qr/retrying them in halves/]
+
+
+
+=== TEST 16: a new connection's first statements: setup, then thirty-two rows a savepoint each
+While guilty documents are frequent, the only connection dies under a nap
+with forty requests waiting: on the new connection one send sets the statement
+timeout, prepares the INSERT and the savepoint statements, and sends the first
+thirty-two rows a savepoint each, 137 results to match to what they answer.
+--- http_config eval: $::http_config
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+    location = /ping {
+        return 204;
+    }
+--- init
+SaveItem::Test::wait_nginx();
+SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+SaveItem::Test::burst('/items', ['{"burst": "drop", "sleep": 0.6, "suicide": 1}'],
+                      $main::Bursts[19], 0);
+SaveItem::Test::burst('/items',
+    main::docs('fresh', 40, 20 => '{"burst": "fresh", "guilty": 20}'),
+    $main::Bursts[18], 0.2);
+--- request
+GET /ping
+--- error_code: 204
+--- wait: 1.5
+--- error_log eval
+[qr/saveitem: PostgreSQL error 57P01/,
+ qr/saveitem send: 32 rows, \d+ bytes, a savepoint each/]
+--- no_error_log
+[alert]
