@@ -1500,12 +1500,21 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     direct = 0;
 
-    if (pool->isolating && !isolate && !pipeline && !first->bulk
-        && pool->db->prepare)
-    {
-        max = ngx_min(max, NGX_HTTP_SAVEITEM_ISOLATE);
-        direct = (ngx_min(max, pool->nwaiting) * pool->guilty
-                  >= NGX_HTTP_SAVEITEM_LIKELY);
+    if (pool->isolating && !isolate && !pipeline && !first->bulk) {
+
+        if (pool->db->prepare) {
+            max = ngx_min(max, NGX_HTTP_SAVEITEM_ISOLATE);
+            direct = (ngx_min(max, pool->nwaiting) * pool->guilty
+                      >= NGX_HTTP_SAVEITEM_LIKELY);
+
+        } else {
+            /*
+             * behind a pooler, no savepoints: statements that likely hold
+             * no guilty document, fewer halvings when one does
+             */
+            max = ngx_min(max, ngx_max(NGX_HTTP_SAVEITEM_LIKELY
+                                       / pool->guilty, 2));
+        }
     }
 
     bytes = 0;
@@ -3046,8 +3055,9 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
  * A document stored (0), or refused at its INSERT for what it holds (1: a
  * data exception or a constraint, SQLSTATE class 22 or 23), for the share
  * of guilty documents lately.  While a full isolation would likely hold
- * one, group-commit rows are sent straight into one (see conn_send);
- * below half of that, in one statement again.  A document refused at
+ * one, group-commit rows are sent straight into one (see conn_send), or
+ * with prepare=off in statements that likely hold none; below half of
+ * that, in one statement again.  A document refused at
  * COMMIT (a deferred constraint) is not counted: it fails an isolation
  * as well.
  */
@@ -3066,9 +3076,11 @@ ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
 
         ngx_log_error(NGX_LOG_INFO, pool->log, 0,
                       "saveitem: %ui%% of documents refused lately, "
-                      "group-commit rows go in one transaction, "
-                      "a savepoint each",
-                      (pool->guilty * 100 + 32768) / 65536);
+                      "group-commit rows go %s",
+                      (pool->guilty * 100 + 32768) / 65536,
+                      pool->db->prepare
+                      ? "in one transaction, a savepoint each"
+                      : "in statements of fewer rows (prepare=off)");
 
     } else if (pool->isolating && likely < NGX_HTTP_SAVEITEM_LIKELY / 2) {
         pool->isolating = 0;

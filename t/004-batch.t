@@ -55,7 +55,7 @@ CREATE CONSTRAINT TRIGGER late AFTER INSERT ON t4.items
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION t4.late();
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 19;
+our @Bursts = map { "/tmp/saveitem-t-burst$_-$$" } 0 .. 21;
 
 sub docs {
     my ($name, $n, %odd) = @_;
@@ -203,6 +203,11 @@ $got = check_burst($Bursts[18], 't4.items',
 is($got->{200}, 39, 'a new connection, thirty-two rows a savepoint each first:'
    . ' every innocent document stored under its own key');
 is($got->{422}, 1, '... and the guilty one refused');
+
+$got = check_burst($Bursts[21], 't4.items', sub { 200 });
+$got = check_burst($Bursts[20], 't4.items', sub { 200 });
+is($got->{200}, 20, 'behind a pooler, guilty documents frequent: smaller'
+   . ' statements, all stored');
 
 is(psql(q{SELECT count(*) FROM t4.items WHERE data->>'burst' = 'rare'}), 201,
    'the innocent documents among rare guilty ones were stored');
@@ -613,3 +618,36 @@ GET /ping
  qr/saveitem send: 32 rows, \d+ bytes, a savepoint each/]
 --- no_error_log
 [alert]
+
+
+
+=== TEST 17: behind a pooler (prepare=off), while guilty documents are frequent, smaller statements
+No savepoints there: a failed statement is halved.  After five guilty
+documents, twenty requests that wait go in statements of a few rows (fewer
+than ten), each likely without a guilty one, not in one of twenty.
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" pool=1 prepare=off;
+    saveitem_batch on;
+--- config
+    location = /items {
+        saveitem t4.items;
+    }
+    location = /ping {
+        return 204;
+    }
+--- init
+SaveItem::Test::wait_nginx();
+SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+SaveItem::Test::burst('/items', ['{"burst": "pooled-nap", "sleep": 0.6}'],
+                      $main::Bursts[21], 0);
+SaveItem::Test::burst('/items', main::docs('pooled', 20), $main::Bursts[20],
+                      0.2);
+--- request
+GET /ping
+--- error_code: 204
+--- wait: 1.5
+--- error_log eval
+[qr/saveitem: \d+% of documents refused lately, group-commit rows go in statements of fewer rows \(prepare=off\)/,
+ qr/saveitem send: [2-9] rows/]
+--- no_error_log eval
+[qr/saveitem send: (?:1\d|20) rows/]
