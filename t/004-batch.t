@@ -62,6 +62,24 @@ sub docs {
     return [map { $odd{$_} // qq({"burst": "$name", "n": $_}) } 1 .. $n];
 }
 
+# /items, and /ping to send the block's request while bursts wait
+our $ping_config = <<'_EOC_';
+    location = /items {
+        saveitem t4.items;
+    }
+    location = /ping {
+        return 204;
+    }
+_EOC_
+
+# guilty documents one by one, so that the share refused lately is high
+sub guilty_first {
+    my ($n) = @_;
+
+    SaveItem::Test::wait_nginx();
+    SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. $n;
+}
+
 our $http_config = <<'_EOC_';
     saveitem_database "$TEST_NGINX_DB" pool=1;
     saveitem_batch on;
@@ -529,8 +547,7 @@ below half of what sends rows straight into an isolation.
         saveitem t4.items;
     }
 --- init
-SaveItem::Test::wait_nginx();
-SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+main::guilty_first(5);
 SaveItem::Test::post('/items', qq({"burst": "rare", "n": $_})) for 1 .. 200;
 --- request
 POST /items
@@ -594,16 +611,9 @@ with forty requests waiting: on the new connection one send sets the statement
 timeout, prepares the INSERT and the savepoint statements, and sends the first
 thirty-two rows a savepoint each, 137 results to match to what they answer.
 --- http_config eval: $::http_config
---- config
-    location = /items {
-        saveitem t4.items;
-    }
-    location = /ping {
-        return 204;
-    }
+--- config eval: $::ping_config
 --- init
-SaveItem::Test::wait_nginx();
-SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+main::guilty_first(5);
 SaveItem::Test::burst('/items', ['{"burst": "drop", "sleep": 0.6, "suicide": 1}'],
                       $main::Bursts[19], 0);
 SaveItem::Test::burst('/items',
@@ -628,16 +638,9 @@ than ten), each likely without a guilty one, not in one of twenty.
 --- http_config
     saveitem_database "$TEST_NGINX_DB" pool=1 prepare=off;
     saveitem_batch on;
---- config
-    location = /items {
-        saveitem t4.items;
-    }
-    location = /ping {
-        return 204;
-    }
+--- config eval: $::ping_config
 --- init
-SaveItem::Test::wait_nginx();
-SaveItem::Test::post('/items', qq({"guilty": $_})) for 1 .. 5;
+main::guilty_first(5);
 SaveItem::Test::burst('/items', ['{"burst": "pooled-nap", "sleep": 0.6}'],
                       $main::Bursts[21], 0);
 SaveItem::Test::burst('/items', main::docs('pooled', 20), $main::Bursts[20],
