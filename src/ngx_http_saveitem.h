@@ -60,6 +60,9 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 #define NGX_HTTP_SAVEITEM_LIFETIME         3600000
 #define NGX_HTTP_SAVEITEM_BULK_MAX         1000000
 
+/* nginx's resolver_timeout when none is given */
+#define NGX_HTTP_SAVEITEM_RESOLVER_TIMEOUT 30000
+
 /* the start-up check: at most this long for each step */
 #define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
 
