@@ -1915,6 +1915,14 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
+            if (ms != 0 && ms < NGX_HTTP_SAVEITEM_LIFETIME_MIN) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" is too short: a lifetime must "
+                                   "be at least 1s (or 0: for ever)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             db->lifetime = ms;
             continue;
         }
@@ -1986,7 +1994,10 @@ invalid:
 }
 
 
-/* 0 would answer every request "outcome unknown" */
+/*
+ * 0 would answer every request "outcome unknown"; above INT_MAX ms,
+ * PostgreSQL refuses the connection's "SET statement_timeout"
+ */
 
 static char *
 ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
@@ -1995,6 +2006,11 @@ ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
 
     if (*ms == 0) {
         return "must be more than 0";
+    }
+
+    if (*ms > NGX_HTTP_SAVEITEM_QUERY_TIMEOUT_MAX) {
+        return "must be at most 2147483647ms (24d20h31m23s), the longest "
+               "statement_timeout PostgreSQL takes";
     }
 
     return NGX_CONF_OK;

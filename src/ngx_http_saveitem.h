@@ -60,6 +60,12 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 #define NGX_HTTP_SAVEITEM_LIFETIME         3600000
 #define NGX_HTTP_SAVEITEM_BULK_MAX         1000000
 
+/* lifetime= below it would retire connections as fast as they open */
+#define NGX_HTTP_SAVEITEM_LIFETIME_MIN     1000
+
+/* PostgreSQL's statement_timeout takes at most INT_MAX ms (~24.8 days) */
+#define NGX_HTTP_SAVEITEM_QUERY_TIMEOUT_MAX  2147483647
+
 /* nginx's resolver_timeout when none is given */
 #define NGX_HTTP_SAVEITEM_RESOLVER_TIMEOUT 30000
 
