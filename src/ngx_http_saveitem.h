@@ -95,6 +95,7 @@ typedef enum {
 typedef enum {
     NGX_HTTP_SAVEITEM_R_STORED = 0,
     NGX_HTTP_SAVEITEM_R_METHOD,          /* not a POST */
+    NGX_HTTP_SAVEITEM_R_METHOD_GET,      /* not a GET or HEAD */
     NGX_HTTP_SAVEITEM_R_MEDIA_TYPE,      /* not JSON */
     NGX_HTTP_SAVEITEM_R_INVALID_JSON,
     NGX_HTTP_SAVEITEM_R_INVALID_KEY,     /* Idempotency-Key */
@@ -270,6 +271,10 @@ struct ngx_http_saveitem_job_s {
 
 ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_buf_t *b);
+ngx_int_t ngx_http_saveitem_not_allowed(ngx_http_request_t *r,
+    ngx_http_saveitem_reason_e reason);
+ngx_int_t ngx_http_saveitem_internal(ngx_http_request_t *r, ngx_buf_t *b,
+    ngx_uint_t unknown);
 
 
 /* src/ngx_http_saveitem_db.c */

@@ -728,7 +728,8 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
     ngx_http_saveitem_main_conf_t  *smcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_saveitem_not_allowed(r,
+                                             NGX_HTTP_SAVEITEM_R_METHOD_GET);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -757,7 +758,7 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
     copy = ngx_palloc(r->pool,
                       smcf->dbs.nelts * sizeof(ngx_http_saveitem_counters_t));
     if (copy == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     for (i = 0; i < smcf->dbs.nelts; i++) {
@@ -780,7 +781,7 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     for (fm = ngx_http_saveitem_families; fm->name; fm++) {
