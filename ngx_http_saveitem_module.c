@@ -379,7 +379,13 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
 
     rc = ngx_http_read_client_request_body(r, ngx_http_saveitem_body_handler);
 
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        /* nginx's own failure (memory, a temporary file): ours in JSON */
+        return ngx_http_saveitem_internal(r, NULL, 0);
+    }
+
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* 413, and what breaks HTTP's framing: nginx's page, as nginx's */
         return rc;
     }
 
@@ -1284,10 +1290,10 @@ ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
- * The answer when one cannot be built for want of memory: a constant
- * body in b, preallocated where a row may be committed, or in a buffer
- * allocated here; so that no path falls to nginx's HTML page.  Without
- * even that, the connection is closed.
+ * The answer when one cannot be built (no memory, or nginx failed to
+ * read the body): a constant body in b, preallocated where a row may be
+ * committed, or in a buffer allocated here; so that no path falls to
+ * nginx's HTML page.  Without even that, the connection is closed.
  */
 
 ngx_int_t
@@ -1304,8 +1310,12 @@ ngx_http_saveitem_internal(ngx_http_request_t *r, ngx_buf_t *b,
         "\"outcome\": \"unknown\"}\n";
 
     ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
-                  "saveitem: no memory for the answer%s",
+                  "saveitem: internal error, answered 500%s",
                   unknown ? " (the row may have been stored)" : "");
+
+    /* as nginx does after its own 500: what is left may not be whole */
+
+    r->keepalive = 0;
 
     if (b == NULL) {
         b = ngx_calloc_buf(r->pool);
