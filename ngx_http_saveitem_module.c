@@ -40,6 +40,7 @@ typedef struct {
     ngx_http_saveitem_job_t      *job;
     ngx_str_t                     pk;
     u_char                        sqlstate[6];
+    ngx_buf_t                     fallback;   /* see saveitem_internal() */
     unsigned                      lines:1;    /* an NDJSON body */
 } ngx_http_saveitem_ctx_t;
 
@@ -73,6 +74,7 @@ static ngx_int_t ngx_http_saveitem_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_saveitem_refuse(ngx_http_request_t *r,
     ngx_http_saveitem_reason_e reason);
 static void ngx_http_saveitem_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_saveitem_fail(ngx_http_request_t *r);
 static ngx_int_t ngx_http_saveitem_process(ngx_http_request_t *r,
     ngx_http_saveitem_ctx_t *ctx);
 static ngx_int_t ngx_http_saveitem_read_body(ngx_http_request_t *r,
@@ -245,6 +247,10 @@ static ngx_http_saveitem_answer_t
     /* METHOD */
     { NGX_HTTP_NOT_ALLOWED, "method_not_allowed", "only POST is allowed" },
 
+    /* METHOD_GET */
+    { NGX_HTTP_NOT_ALLOWED, "method_not_allowed",
+      "only GET and HEAD are allowed" },
+
     /* MEDIA_TYPE */
     { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
       "the content type must be application/json" },
@@ -334,19 +340,7 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
     u_char                         type[256];
 
     if (r->method != NGX_HTTP_POST) {
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "saveitem: method %V is not allowed", &r->method_name);
-
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        h->hash = 1;
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "POST");
-
-        return ngx_http_saveitem_refuse(r, NGX_HTTP_SAVEITEM_R_METHOD);
+        return ngx_http_saveitem_not_allowed(r, NGX_HTTP_SAVEITEM_R_METHOD);
     }
 
     h = r->headers_in.content_type;
@@ -376,7 +370,7 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_saveitem_ctx_t));
     if (ctx == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_refuse(r, NGX_HTTP_SAVEITEM_R_INTERNAL);
     }
 
     ctx->request = r;
@@ -385,7 +379,13 @@ ngx_http_saveitem_handler(ngx_http_request_t *r)
 
     rc = ngx_http_read_client_request_body(r, ngx_http_saveitem_body_handler);
 
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        /* nginx's own failure (memory, a temporary file): ours in JSON */
+        return ngx_http_saveitem_internal(r, NULL, 0);
+    }
+
     if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        /* 413, and what breaks HTTP's framing: nginx's page, as nginx's */
         return rc;
     }
 
@@ -422,6 +422,54 @@ ngx_http_saveitem_refuse(ngx_http_request_t *r,
 }
 
 
+/*
+ * A method the location does not take: 405 with Allow, for the saveitem
+ * location (POST), saveitem_status and saveitem_ready (GET, HEAD)
+ */
+
+ngx_int_t
+ngx_http_saveitem_not_allowed(ngx_http_request_t *r,
+    ngx_http_saveitem_reason_e reason)
+{
+    ngx_table_elt_t  *h;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "saveitem: method %V is not allowed", &r->method_name);
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return ngx_http_saveitem_refuse(r, NGX_HTTP_SAVEITEM_R_INTERNAL);
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Allow");
+
+    if (reason == NGX_HTTP_SAVEITEM_R_METHOD) {
+        ngx_str_set(&h->value, "POST");
+
+    } else {
+        ngx_str_set(&h->value, "GET, HEAD");
+    }
+
+    return ngx_http_saveitem_refuse(r, reason);
+}
+
+
+/* the request's body read: nothing went wrong that the client caused */
+
+static ngx_int_t
+ngx_http_saveitem_fail(ngx_http_request_t *r)
+{
+    ngx_http_saveitem_facts_t  f;
+
+    ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+    f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    f.reason = NGX_HTTP_SAVEITEM_R_INTERNAL;
+
+    return ngx_http_saveitem_answer(r, &f);
+}
+
+
 static void
 ngx_http_saveitem_body_handler(ngx_http_request_t *r)
 {
@@ -453,7 +501,7 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
 
     if (ngx_http_saveitem_read_body(r, &body) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_fail(r);
     }
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
@@ -485,12 +533,18 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
         return ngx_http_saveitem_answer(r, &f);
 
     default:
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_fail(r);
     }
 
     ngx_str_null(&key);
 
-    if (slcf->idempotency && ngx_http_saveitem_key(r, &key) != NGX_OK) {
+    rc = slcf->idempotency ? ngx_http_saveitem_key(r, &key) : NGX_OK;
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_saveitem_fail(r);
+    }
+
+    if (rc != NGX_OK) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "saveitem: invalid Idempotency-Key header");
 
@@ -521,9 +575,19 @@ ngx_http_saveitem_post(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
 
+    /* before the job is posted: once posted, its row may be stored */
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return ngx_http_saveitem_fail(r);
+    }
+
+    cln->handler = ngx_http_saveitem_cleanup;
+    cln->data = ctx;
+
     job = ngx_http_saveitem_job_get(slcf->db->pool);
     if (job == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_fail(r);
     }
 
     job->data = ctx;
@@ -545,14 +609,6 @@ ngx_http_saveitem_post(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
         return ngx_http_saveitem_answer(r, &f);
     }
 
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        ngx_http_saveitem_job_detach(job);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    cln->handler = ngx_http_saveitem_cleanup;
-    cln->data = ctx;
     ctx->job = job;
 
     /* notice a client that goes away while the statement runs */
@@ -590,9 +646,18 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
     ngx_str_null(&key);
 
-    if (slcf->idempotency
-        && (ngx_http_saveitem_key(r, &key) != NGX_OK || key.len))
-    {
+    /* refused wherever it comes, idempotency= or not: it would be lost */
+
+    rc = ngx_http_saveitem_key(r, &key);
+
+    if (rc == NGX_ERROR) {
+        return ngx_http_saveitem_fail(r);
+    }
+
+    if (rc != NGX_OK || key.len) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "saveitem: an Idempotency-Key with a bulk body");
+
         f.reason = NGX_HTTP_SAVEITEM_R_BULK_KEY;
         return ngx_http_saveitem_answer(r, &f);
     }
@@ -616,21 +681,11 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
             rc = saveitem_json_check(body->data + start, end - start, &json);
 
             if (rc == SAVEITEM_JSON_INVALID) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "saveitem: invalid JSON in document %ui of a "
-                              "bulk body, at line %uz, column %uz: %s",
-                              n, json.line, json.column, json.message);
-
-                f.reason = NGX_HTTP_SAVEITEM_R_INVALID_JSON;
-                f.json = &json;
-                f.index = n;
-                f.indexed = 1;
-
-                return ngx_http_saveitem_answer(r, &f);
+                goto invalid;
             }
 
             if (rc != SAVEITEM_JSON_OK) {
-                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                return ngx_http_saveitem_fail(r);
             }
 
             size += end - start + 1;
@@ -639,6 +694,33 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
         if (rc == 0) {
             goto valid;
+        }
+
+        /*
+         * the array stops inside or before document n: judged alone, a
+         * broken document says where it breaks, as a line of NDJSON does
+         */
+
+        if (rc == -2) {
+            if (start == end) {
+                saveitem_json_locate(&json, body->data + start, 0);
+                ngx_cpystrn((u_char *) json.message,
+                            (u_char *) (start == body->len
+                                        ? "unexpected end of input"
+                                        : "a document is missing"),
+                            SAVEITEM_JSON_MESSAGE_LEN);
+                goto invalid;
+            }
+
+            rc = saveitem_json_check(body->data + start, end - start, &json);
+
+            if (rc == SAVEITEM_JSON_INVALID) {
+                goto invalid;
+            }
+
+            if (rc != SAVEITEM_JSON_OK) {
+                return ngx_http_saveitem_fail(r);
+            }
         }
     }
 
@@ -658,6 +740,20 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
     return ngx_http_saveitem_answer(r, &f);
 
+invalid:
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "saveitem: invalid JSON in document %ui of a bulk body, "
+                  "at line %uz, column %uz: %s",
+                  n, json.line, json.column, json.message);
+
+    f.reason = NGX_HTTP_SAVEITEM_R_INVALID_JSON;
+    f.json = &json;
+    f.index = n;
+    f.indexed = 1;
+
+    return ngx_http_saveitem_answer(r, &f);
+
 valid:
 
     if (n == 0) {
@@ -670,7 +766,7 @@ valid:
     if (ctx->lines) {
         array = ngx_pnalloc(r->pool, size + 1);
         if (array == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_saveitem_fail(r);
         }
 
         p = array;
@@ -764,14 +860,16 @@ ngx_http_saveitem_read_body(ngx_http_request_t *r, ngx_str_t *body)
 
 
 /*
- * The Idempotency-Key header, at most once; nginx keeps header values
- * null-terminated, as libpq takes them.  NGX_DECLINED: present but not a
- * key.
+ * The Idempotency-Key header, at most once, bare or quoted (an sf-string,
+ * see saveitem_key_unquote()); null-terminated, as libpq takes it.
+ * NGX_DECLINED: present but not a key; NGX_ERROR: no memory.
  */
 
 static ngx_int_t
 ngx_http_saveitem_key(ngx_http_request_t *r, ngx_str_t *key)
 {
+    u_char           *p;
+    size_t            n;
     ngx_uint_t        i;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h, *found;
@@ -811,11 +909,30 @@ ngx_http_saveitem_key(ngx_http_request_t *r, ngx_str_t *key)
         return NGX_OK;
     }
 
-    if (!saveitem_key_is_valid(found->value.data, found->value.len)) {
+    if (found->value.len == 0 || found->value.data[0] != '"') {
+        p = found->value.data;
+        n = found->value.len;
+
+    } else {
+        p = ngx_pnalloc(r->pool, found->value.len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (!saveitem_key_unquote(found->value.data, found->value.len, p, &n))
+        {
+            return NGX_DECLINED;
+        }
+
+        p[n] = '\0';
+    }
+
+    if (!saveitem_key_is_valid(p, n)) {
         return NGX_DECLINED;
     }
 
-    *key = found->value;
+    key->data = p;
+    key->len = n;
 
     return NGX_OK;
 }
@@ -853,6 +970,16 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
 
     if (job->facts.outcome != NGX_HTTP_SAVEITEM_STORED) {
         ngx_memcpy(ctx->sqlstate, job->facts.sqlstate, sizeof(ctx->sqlstate));
+
+        /* a bulk body of one document: that one is at fault, unprobed */
+
+        if (job->bulk == 1
+            && job->facts.reason == NGX_HTTP_SAVEITEM_R_SQL_ERROR
+            && saveitem_sqlstate_is_document((char *) job->facts.sqlstate))
+        {
+            job->facts.index = 0;
+            job->facts.indexed = 1;
+        }
         rc = ngx_http_saveitem_answer(r, &job->facts);
         goto done;
     }
@@ -869,7 +996,8 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
     ctx->pk.len = job->pk.len;
 
     if (ctx->pk.data == NULL) {
-        rc = NGX_HTTP_INTERNAL_SERVER_ERROR;
+        ctx->pk.len = 0;
+        rc = ngx_http_saveitem_internal(r, &ctx->fallback, 1);
 
     } else {
         rc = ngx_http_saveitem_answer_pk(r, &ctx->pk, job->pk_number,
@@ -950,7 +1078,7 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
     if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "saveitem: no answer for reason %d", f->reason);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, unknown);
     }
 
     mlen = ngx_strlen(msg);
@@ -978,7 +1106,7 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, unknown);
     }
 
     b->last = ngx_sprintf(b->last, "{\"error\": \"%s\", \"message\": \"",
@@ -1013,7 +1141,7 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
         && !unknown
         && ngx_http_saveitem_retry_after(r, f->retry_after) != NGX_OK)
     {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, unknown);
     }
 
     return ngx_http_saveitem_output(r, status, NULL, b);
@@ -1047,18 +1175,26 @@ ngx_http_saveitem_retry_after(ngx_http_request_t *r, ngx_msec_t ms)
 }
 
 
+/*
+ * A stored row's answers: the row is committed, so an allocation that
+ * fails is answered with the request's own preallocated buffer
+ */
+
 static ngx_int_t
 ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
     ngx_uint_t number, ngx_uint_t replayed)
 {
-    size_t            len;
-    ngx_buf_t        *b;
-    ngx_table_elt_t  *h;
+    size_t                    len;
+    ngx_buf_t                *b;
+    ngx_table_elt_t          *h;
+    ngx_http_saveitem_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_saveitem_module);
 
     if (replayed) {
         h = ngx_list_push(&r->headers_out.headers);
         if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_saveitem_internal(r, &ctx->fallback, 1);
         }
 
         h->hash = 1;
@@ -1071,7 +1207,7 @@ ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, &ctx->fallback, 1);
     }
 
     b->last = ngx_cpymem(b->last, "{\"pk\": ", sizeof("{\"pk\": ") - 1);
@@ -1097,11 +1233,14 @@ ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
 static ngx_int_t
 ngx_http_saveitem_answer_pks(ngx_http_request_t *r, ngx_str_t *pks)
 {
-    ngx_buf_t  *b;
+    ngx_buf_t                *b;
+    ngx_http_saveitem_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_saveitem_module);
 
     b = ngx_create_temp_buf(r->pool, sizeof("{\"pks\": []}\n") - 1 + pks->len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, &ctx->fallback, pks->len != 0);
     }
 
     b->last = ngx_cpymem(b->last, "{\"pks\": [", sizeof("{\"pks\": [") - 1);
@@ -1151,6 +1290,63 @@ ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
 
 
 /*
+ * The answer when one cannot be built (no memory, or nginx failed to
+ * read the body): a constant body in b, preallocated where a row may be
+ * committed, or in a buffer allocated here; so that no path falls to
+ * nginx's HTML page.  Without even that, the connection is closed.
+ */
+
+ngx_int_t
+ngx_http_saveitem_internal(ngx_http_request_t *r, ngx_buf_t *b,
+    ngx_uint_t unknown)
+{
+    static u_char  failed[] =
+        "{\"error\": \"internal_error\", "
+        "\"message\": \"the server could not handle the request\"}\n";
+
+    static u_char  unwritten[] =
+        "{\"error\": \"internal_error\", "
+        "\"message\": \"the server could not write its answer\", "
+        "\"outcome\": \"unknown\"}\n";
+
+    ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                  "saveitem: internal error, answered 500%s",
+                  unknown ? " (the row may have been stored)" : "");
+
+    /* as nginx does after its own 500: what is left may not be whole */
+
+    r->keepalive = 0;
+
+    if (b == NULL) {
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        ngx_memzero(b, sizeof(ngx_buf_t));
+    }
+
+    b->memory = 1;
+
+    if (unknown) {
+        b->pos = unwritten;
+        b->last = unwritten + sizeof(unwritten) - 1;
+
+    } else {
+        b->pos = failed;
+        b->last = failed + sizeof(failed) - 1;
+    }
+
+    b->start = b->pos;
+    b->end = b->last;
+
+    return ngx_http_saveitem_output(r, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL,
+                                    b);
+}
+
+
+/*
  * saveitem_ready: can the location's database take a write now?  A
  * connection open in this worker's pool says yes at once, with no
  * statement; otherwise the pool opens one and the probe looks again
@@ -1168,7 +1364,8 @@ ngx_http_saveitem_ready_handler(ngx_http_request_t *r)
     ngx_http_saveitem_loc_conf_t  *slcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_saveitem_not_allowed(r,
+                                             NGX_HTTP_SAVEITEM_R_METHOD_GET);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -1181,7 +1378,7 @@ ngx_http_saveitem_ready_handler(ngx_http_request_t *r)
 
     rd = ngx_pcalloc(r->pool, sizeof(ngx_http_saveitem_ready_t));
     if (rd == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     rd->request = r;
@@ -1194,7 +1391,7 @@ ngx_http_saveitem_ready_handler(ngx_http_request_t *r)
 
     cln = ngx_http_cleanup_add(r, 0);
     if (cln == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     cln->handler = ngx_http_saveitem_ready_cleanup;
@@ -1304,7 +1501,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
 
         b = ngx_create_temp_buf(r->pool, len);
         if (b == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return ngx_http_saveitem_internal(r, NULL, 0);
         }
 
         b->last = ngx_cpymem(b->last, "{\"ready\": true}\n", len);
@@ -1317,7 +1514,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
     if (a->status != NGX_HTTP_SERVICE_UNAVAILABLE || a->message == NULL) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "saveitem: no ready answer for reason %d", f->reason);
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -1329,7 +1526,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
 
     b = ngx_create_temp_buf(r->pool, len);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     b->last = ngx_cpymem(b->last, "{\"ready\": false, \"reason\": \"",
@@ -1338,7 +1535,7 @@ ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
     b->last = ngx_cpymem(b->last, "\"}\n", sizeof("\"}\n") - 1);
 
     if (ngx_http_saveitem_retry_after(r, f->retry_after) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
 
     return ngx_http_saveitem_output(r, NGX_HTTP_SERVICE_UNAVAILABLE, NULL, b);
@@ -1915,6 +2112,14 @@ ngx_http_saveitem_database(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
 
+            if (ms != 0 && ms < NGX_HTTP_SAVEITEM_LIFETIME_MIN) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "\"%V\" is too short: a lifetime must "
+                                   "be at least 1s (or 0: for ever)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
             db->lifetime = ms;
             continue;
         }
@@ -1986,7 +2191,10 @@ invalid:
 }
 
 
-/* 0 would answer every request "outcome unknown" */
+/*
+ * 0 would answer every request "outcome unknown"; above INT_MAX ms,
+ * PostgreSQL refuses the connection's "SET statement_timeout"
+ */
 
 static char *
 ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
@@ -1995,6 +2203,11 @@ ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
 
     if (*ms == 0) {
         return "must be more than 0";
+    }
+
+    if (*ms > NGX_HTTP_SAVEITEM_QUERY_TIMEOUT_MAX) {
+        return "must be at most 2147483647ms (24d20h31m23s), the longest "
+               "statement_timeout PostgreSQL takes";
     }
 
     return NGX_CONF_OK;

@@ -60,6 +60,15 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 #define NGX_HTTP_SAVEITEM_LIFETIME         3600000
 #define NGX_HTTP_SAVEITEM_BULK_MAX         1000000
 
+/* lifetime= below it would retire connections as fast as they open */
+#define NGX_HTTP_SAVEITEM_LIFETIME_MIN     1000
+
+/* PostgreSQL's statement_timeout takes at most INT_MAX ms (~24.8 days) */
+#define NGX_HTTP_SAVEITEM_QUERY_TIMEOUT_MAX  2147483647
+
+/* nginx's resolver_timeout when none is given */
+#define NGX_HTTP_SAVEITEM_RESOLVER_TIMEOUT 30000
+
 /* the start-up check: at most this long for each step */
 #define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
 
@@ -86,6 +95,7 @@ typedef enum {
 typedef enum {
     NGX_HTTP_SAVEITEM_R_STORED = 0,
     NGX_HTTP_SAVEITEM_R_METHOD,          /* not a POST */
+    NGX_HTTP_SAVEITEM_R_METHOD_GET,      /* not a GET or HEAD */
     NGX_HTTP_SAVEITEM_R_MEDIA_TYPE,      /* not JSON */
     NGX_HTTP_SAVEITEM_R_INVALID_JSON,
     NGX_HTTP_SAVEITEM_R_INVALID_KEY,     /* Idempotency-Key */
@@ -261,6 +271,10 @@ struct ngx_http_saveitem_job_s {
 
 ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
     ngx_str_t *type, ngx_buf_t *b);
+ngx_int_t ngx_http_saveitem_not_allowed(ngx_http_request_t *r,
+    ngx_http_saveitem_reason_e reason);
+ngx_int_t ngx_http_saveitem_internal(ngx_http_request_t *r, ngx_buf_t *b,
+    ngx_uint_t unknown);
 
 
 /* src/ngx_http_saveitem_db.c */

@@ -149,6 +149,17 @@ saveitem_json_check(const unsigned char *p, size_t len,
     json_error_t   e;
     const char    *nul;
 
+    /* nothing but white space is no document: said as for an empty body */
+
+    for (at = 0; at < len && saveitem_json_ws(p[at]); at++) { /* void */ }
+
+    if (at == len) {
+        saveitem_json_locate(err, p, 0);
+        saveitem_json_message(err, "empty body");
+
+        return SAVEITEM_JSON_INVALID;
+    }
+
     nul = memchr(p, '\0', len);
 
     if (nul != NULL) {
@@ -947,6 +958,21 @@ saveitem_utf8_len_in(const unsigned char *p, const unsigned char *end)
 }
 
 
+/*
+ * An error one document of a bulk body can be at fault for: data (22) or
+ * integrity (23); 22012 is the probe's own (a division by zero).
+ */
+
+int
+saveitem_sqlstate_is_document(const char *sqlstate)
+{
+    return sqlstate != NULL
+           && (strncmp(sqlstate, "22", 2) == 0
+               || strncmp(sqlstate, "23", 2) == 0)
+           && strcmp(sqlstate, "22012") != 0;
+}
+
+
 unsigned
 saveitem_sqlstate_status(const char *sqlstate)
 {
@@ -1296,6 +1322,62 @@ saveitem_key_is_valid(const unsigned char *p, size_t len)
 
 
 /*
+ * An Idempotency-Key in the form of the IETF draft, a structured-field
+ * string (RFC 8941 sf-string: DQUOTE, printable ASCII with "\\" before
+ * a DQUOTE or a "\\", DQUOTE), is the key between the quotes: "abc" and
+ * abc are one key.  A value that does not start with a DQUOTE is the key
+ * as it is.  Writes at most len bytes to dst; returns 1, or 0 when the
+ * quoting is malformed (nothing may follow the closing DQUOTE).
+ */
+
+int
+saveitem_key_unquote(const unsigned char *p, size_t len, unsigned char *dst,
+    size_t *n)
+{
+    size_t  i, k;
+
+    if (len == 0 || p[0] != '"') {
+        memcpy(dst, p, len);
+        *n = len;
+        return 1;
+    }
+
+    k = 0;
+
+    for (i = 1; i < len; i++) {
+
+        if (p[i] == '\\') {
+            if (i + 1 == len || (p[i + 1] != '"' && p[i + 1] != '\\')) {
+                return 0;
+            }
+
+            dst[k++] = p[++i];
+            continue;
+        }
+
+        if (p[i] == '"') {
+            break;
+        }
+
+        if (p[i] < 0x20 || p[i] > 0x7e) {
+            return 0;
+        }
+
+        dst[k++] = p[i];
+    }
+
+    if (i != len - 1) {
+        /* no closing DQUOTE, or something after it */
+        return 0;
+    }
+
+    *n = k;
+
+    return 1;
+}
+
+
+/*
  * Two keys as the key column may give them back: a uuid column prints its
  * own form (lower case, with hyphens, no braces), so keys are compared
  * without case, hyphens and braces.  Two keys equal in this sense never
@@ -1384,7 +1466,9 @@ saveitem_docs_open(saveitem_docs_t *d, const unsigned char *p, size_t len,
 
 /*
  * The next document: 1 and its extent [*start, *end), 0 at the end, -1
- * when the array is malformed around its elements (d->pos tells where).
+ * when the array is malformed around its elements (d->pos tells where),
+ * -2 when it stops inside or before an element: [*start, *end) is what
+ * there is of it (empty: a document is missing), for the caller to judge.
  */
 
 int
@@ -1429,7 +1513,9 @@ saveitem_docs_next(saveitem_docs_t *d, size_t *start, size_t *end)
 
     if (i == d->len) {
         d->pos = i;
-        return -1;
+        *start = i;
+        *end = i;
+        return -2;
     }
 
     if (p[i] == ']' && d->state == 0) {
@@ -1479,7 +1565,7 @@ saveitem_docs_next(saveitem_docs_t *d, size_t *start, size_t *end)
     if (i == d->len || e == *start || (p[i] != ',' && p[i] != ']')) {
         /* unterminated, an empty element, or "}" where "]" ends it */
         d->pos = i;
-        return -1;
+        return -2;
     }
 
     d->state = 1;

@@ -53,6 +53,7 @@ typedef struct {
 int saveitem_content_type_is_json(const unsigned char *p, size_t len);
 int saveitem_json_check(const unsigned char *p, size_t len,
     saveitem_json_error_t *err);
+int saveitem_sqlstate_is_document(const char *sqlstate);
 unsigned saveitem_sqlstate_status(const char *sqlstate);
 const char *saveitem_sqlstate_error(const char *sqlstate);
 const char *saveitem_sqlstate_message(const char *sqlstate);
@@ -64,6 +65,8 @@ size_t saveitem_json_escape(unsigned char *dst, const unsigned char *src,
     size_t len);
 int saveitem_pk_is_number(const unsigned char *p, size_t len);
 int saveitem_key_is_valid(const unsigned char *p, size_t len);
+int saveitem_key_unquote(const unsigned char *p, size_t len,
+    unsigned char *dst, size_t *n);
 
 
 /*
@@ -75,7 +78,7 @@ int saveitem_key_is_valid(const unsigned char *p, size_t len);
 typedef struct {
     const unsigned char  *start;
     size_t                len;
-    size_t                pos;      /* next byte; of the error on -1 */
+    size_t                pos;      /* next byte; of the error on -1, -2 */
     int                   lines;    /* NDJSON */
     int                   state;
 } saveitem_docs_t;

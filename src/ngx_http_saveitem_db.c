@@ -526,8 +526,19 @@ ngx_http_saveitem_db_names(ngx_conf_t *cf, ngx_http_saveitem_db_t *db)
         }
     }
 
+    /*
+     * the http{} level's configuration is never merged: without a
+     * "resolver_timeout" there, its value is unset, (ngx_msec_t) -1, a
+     * timer that has expired already, and a look-up "timed out" unless
+     * its answer came first
+     */
+
     db->resolver = r;
     db->resolver_timeout = db->clcf->resolver_timeout;
+
+    if (db->resolver_timeout == NGX_CONF_UNSET_MSEC) {
+        db->resolver_timeout = NGX_HTTP_SAVEITEM_RESOLVER_TIMEOUT;
+    }
 
     return NGX_OK;
 }

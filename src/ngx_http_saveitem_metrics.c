@@ -124,6 +124,8 @@ static void ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
     ngx_uint_t slot);
 static void ngx_http_saveitem_metrics_tick(ngx_event_t *ev);
 static void ngx_http_saveitem_metrics_publish(ngx_http_saveitem_metrics_t *m);
+static void ngx_http_saveitem_metrics_copy(ngx_http_saveitem_counters_t *dst,
+    ngx_http_saveitem_counters_t *src);
 static u_char *ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
     ngx_http_saveitem_family_t *fm, ngx_http_saveitem_counters_t *mc);
 static ngx_atomic_uint_t ngx_http_saveitem_metrics_gauge(
@@ -344,7 +346,8 @@ ngx_http_saveitem_metrics_label(ngx_conf_t *cf, ngx_http_saveitem_db_t **dbp,
 /*
  * In the master, at start and at each reload: the zone is new (then it
  * gets its list and slot table), or the old cycle's, whose blocks are
- * found again by label.
+ * found again by label.  The list is changed under the zone's mutex:
+ * old workers, exiting, walk it meanwhile (metrics_zero()).
  */
 
 static ngx_int_t
@@ -381,6 +384,8 @@ ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
 
     dbp = m->smcf->dbs.elts;
 
+    ngx_shmtx_lock(&m->shpool->mutex);
+
     for (i = 0; i < m->smcf->dbs.nelts; i++) {
 
         for (q = ngx_queue_head(&m->sh->counters);
@@ -399,8 +404,10 @@ ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
 
         size = sizeof(ngx_http_saveitem_counters_t) + m->labels[i].len;
 
-        mc = ngx_slab_calloc(m->shpool, size);
+        mc = ngx_slab_calloc_locked(m->shpool, size);
         if (mc == NULL) {
+            ngx_shmtx_unlock(&m->shpool->mutex);
+
             ngx_log_error(NGX_LOG_EMERG, zone->shm.log, 0,
                           "saveitem: no room for the counters of database "
                           "%V in the zone \"saveitem_status\": restart nginx",
@@ -419,11 +426,17 @@ ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
         dbp[i]->counters = mc;
     }
 
+    ngx_shmtx_unlock(&m->shpool->mutex);
+
     return NGX_OK;
 }
 
 
-/* a worker takes a slot for its gauges, and starts writing them */
+/*
+ * A worker takes a slot for its gauges, and starts writing them.  Slots
+ * are reclaimed, taken and freed under the zone's mutex, so that a slot
+ * is zeroed only while its owner is dead, never once it is taken again.
+ */
 
 ngx_int_t
 ngx_http_saveitem_metrics_init_process(ngx_cycle_t *cycle,
@@ -438,17 +451,19 @@ ngx_http_saveitem_metrics_init_process(ngx_cycle_t *cycle,
         return NGX_OK;
     }
 
+    ngx_shmtx_lock(&m->shpool->mutex);
+
     ngx_http_saveitem_metrics_reclaim(m);
 
     for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
-        if (m->sh->pids[i] == 0
-            && ngx_atomic_cmp_set(&m->sh->pids[i], 0,
-                                  (ngx_atomic_uint_t) ngx_pid))
-        {
+        if (m->sh->pids[i] == 0) {
+            m->sh->pids[i] = (ngx_atomic_uint_t) ngx_pid;
             m->slot = i;
             break;
         }
     }
+
+    ngx_shmtx_unlock(&m->shpool->mutex);
 
     if (m->slot == -1) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
@@ -486,14 +501,22 @@ ngx_http_saveitem_metrics_exit_process(ngx_cycle_t *cycle,
         ngx_del_timer(&m->tick);
     }
 
+    ngx_shmtx_lock(&m->shpool->mutex);
+
     ngx_http_saveitem_metrics_zero(m, m->slot);
-    (void) ngx_atomic_cmp_set(&m->sh->pids[m->slot],
-                              (ngx_atomic_uint_t) ngx_pid, 0);
+    m->sh->pids[m->slot] = 0;
+
+    ngx_shmtx_unlock(&m->shpool->mutex);
+
     m->slot = -1;
 }
 
 
-/* the slots of workers that died without exiting (the master restarts them) */
+/*
+ * The slots of workers that died without exiting (the master restarts
+ * them), with the zone's mutex held; a slot with this worker's own pid is
+ * a dead one's whose pid came again (this worker has none yet)
+ */
 
 static void
 ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m)
@@ -504,18 +527,23 @@ ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m)
     for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
         pid = m->sh->pids[i];
 
-        if (pid == 0
-            || kill((ngx_pid_t) pid, 0) == 0
-            || ngx_errno != NGX_ESRCH)
+        if (pid == 0) {
+            continue;
+        }
+
+        if ((ngx_pid_t) pid != ngx_pid
+            && (kill((ngx_pid_t) pid, 0) == 0 || ngx_errno != NGX_ESRCH))
         {
             continue;
         }
 
         ngx_http_saveitem_metrics_zero(m, i);
-        (void) ngx_atomic_cmp_set(&m->sh->pids[i], pid, 0);
+        m->sh->pids[i] = 0;
     }
 }
 
+
+/* with the zone's mutex held: the master may add to the list */
 
 static void
 ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
@@ -680,7 +708,10 @@ ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
 /*
  * saveitem_status: every family with its HELP and TYPE lines, then its
  * samples for each database of this configuration.  The reader only
- * reads the zone; the answer is built in one buffer from r->pool.
+ * reads the zone: a copy of each block, taken first, so that a code or
+ * a class that other workers count for the first time meanwhile cannot
+ * outgrow the buffer sized for the copy, and cut a line.  The answer is
+ * built in one buffer from r->pool.
  */
 
 ngx_int_t
@@ -693,11 +724,12 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
     ngx_uint_t                      i, k, lines;
     ngx_http_saveitem_db_t        **dbp;
     ngx_http_saveitem_family_t     *fm;
-    ngx_http_saveitem_counters_t   *mc;
+    ngx_http_saveitem_counters_t   *mc, *copy;
     ngx_http_saveitem_main_conf_t  *smcf;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return NGX_HTTP_NOT_ALLOWED;
+        return ngx_http_saveitem_not_allowed(r,
+                                             NGX_HTTP_SAVEITEM_R_METHOD_GET);
     }
 
     rc = ngx_http_discard_request_body(r);
@@ -723,8 +755,15 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
 
     dbp = smcf->dbs.elts;
 
+    copy = ngx_palloc(r->pool,
+                      smcf->dbs.nelts * sizeof(ngx_http_saveitem_counters_t));
+    if (copy == NULL) {
+        return ngx_http_saveitem_internal(r, NULL, 0);
+    }
+
     for (i = 0; i < smcf->dbs.nelts; i++) {
-        mc = dbp[i]->counters;
+        mc = &copy[i];
+        ngx_http_saveitem_metrics_copy(mc, dbp[i]->counters);
 
         lines = NGX_HTTP_SAVEITEM_METRICS_ROWS + NGX_HTTP_SAVEITEM_METRICS_TIMES
                 + 4 + 10;
@@ -742,10 +781,8 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        return ngx_http_saveitem_internal(r, NULL, 0);
     }
-
-    /* a code or a class counted for the first time since: cut, if need be */
 
     for (fm = ngx_http_saveitem_families; fm->name; fm++) {
         b->last = ngx_slprintf(b->last, b->end, "# HELP %s %s\n# TYPE %s %s\n",
@@ -753,13 +790,39 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
 
         for (i = 0; i < smcf->dbs.nelts; i++) {
             b->last = ngx_http_saveitem_metrics_samples(b->last, b->end, fm,
-                                                        dbp[i]->counters);
+                                                        &copy[i]);
         }
     }
 
     ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
 
     return ngx_http_saveitem_output(r, NGX_HTTP_OK, &type, b);
+}
+
+
+/*
+ * A block as it is now, word by word (each an atomic read): counters only
+ * grow, so the copy is a consistent enough snapshot for one scrape
+ */
+
+static void
+ngx_http_saveitem_metrics_copy(ngx_http_saveitem_counters_t *dst,
+    ngx_http_saveitem_counters_t *src)
+{
+    ngx_uint_t     i, n;
+    ngx_atomic_t  *s, *d;
+
+    dst->label = src->label;
+
+    s = src->requests;
+    d = dst->requests;
+    n = (sizeof(ngx_http_saveitem_counters_t)
+         - offsetof(ngx_http_saveitem_counters_t, requests))
+        / sizeof(ngx_atomic_t);
+
+    for (i = 0; i < n; i++) {
+        d[i] = s[i];
+    }
 }
 
 

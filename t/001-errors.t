@@ -413,3 +413,16 @@ SaveItem::Test::psql('DROP TABLE t1.gone');
  "{\"error\": \"database_error\", \"message\": \"the database could not store the item\", \"sqlstate\": \"42P01\"}\n"]
 --- error_log
 saveitem: PostgreSQL error 42P01: relation "t1.gone" does not exist
+
+
+
+=== TEST 24: only white space is an empty body, and said so
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- raw_request eval
+"POST /items HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nConnection: close\r\n\r\n \n\t "
+--- error_code: 400
+--- response_body
+{"error": "invalid_json", "message": "empty body", "line": 1, "column": 1, "position": 0}
+--- error_log
+saveitem: invalid JSON at line 1, column 1: empty body

@@ -371,3 +371,48 @@ sekret
 --- must_die
 --- error_log
 invalid parameter "bytes=0"
+
+
+
+=== TEST 27: a lifetime below 1s is refused: connections would be retired as they open
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" lifetime=500ms;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- must_die
+--- error_log
+"lifetime=500ms" is too short: a lifetime must be at least 1s (or 0: for ever)
+
+
+
+=== TEST 28: a query timeout beyond what statement_timeout takes is refused
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+--- config
+    location = /items {
+        saveitem items;
+        saveitem_query_timeout 25d;
+    }
+--- must_die
+--- error_log eval
+qr/\[emerg\] .*"saveitem_query_timeout" directive must be at most 2147483647ms \(24d20h31m23s\), the longest statement_timeout PostgreSQL takes in \S+nginx\.conf:\d+/
+
+
+
+=== TEST 29: the longest query timeout statement_timeout takes, and a lifetime of 1s, are fine
+--- http_config
+    saveitem_database "$TEST_NGINX_DB" lifetime=1s;
+--- config
+    location = /items {
+        saveitem items;
+        saveitem_query_timeout 2147483647ms;
+    }
+--- request
+POST /items
+{"longest": 1}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- no_error_log
+[error]

@@ -378,3 +378,20 @@ Test::More::like(main::prom_get('/api/v1/rules'),
 --- request
 GET /metrics
 --- response_body_like: (?m)^saveitem_rows_total\{database="[^"]+"\} 3$
+
+
+
+=== TEST 8: only GET and HEAD: a JSON 405 with Allow, the body of a POST read away
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /metrics
+{"a": 1}
+--- error_code: 405
+--- response_headers
+Allow: GET, HEAD
+Content-Type: application/json
+--- response_body
+{"error": "method_not_allowed", "message": "only GET and HEAD are allowed"}
+--- error_log
+saveitem: method POST is not allowed

@@ -212,3 +212,23 @@ Test::More::ok(defined $up, 'ready again within 5 s of its start ('
 GET /ready
 --- response_body
 {"ready": true}
+
+
+
+=== TEST 9: a method other than GET and HEAD: a JSON 405 with Allow
+--- http_config
+    saveitem_database "$TEST_NGINX_DB";
+--- config
+    location = /ready {
+        saveitem_ready;
+    }
+--- request
+DELETE /ready
+--- error_code: 405
+--- response_headers
+Allow: GET, HEAD
+Content-Type: application/json
+--- response_body
+{"error": "method_not_allowed", "message": "only GET and HEAD are allowed"}
+--- error_log
+saveitem: method DELETE is not allowed

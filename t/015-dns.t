@@ -7,6 +7,8 @@
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx::Socket 'no_plan';
+use IO::Select;
+use IO::Socket::INET;
 use POSIX ();
 use Time::HiRes ();
 use SaveItem::Test;
@@ -15,7 +17,7 @@ our $Util = "$FindBin::Bin/../util";
 our $Main = $$;
 our $Dir = "/tmp/saveitem-t15-$$";
 our %Addr = (a => '127.0.0.2', b => '127.0.0.3');
-our ($Dns, $Moved, $OnA);
+our ($Dns, $Moved, $OnA, $Slow);
 
 $ENV{TEST_NGINX_DNS_PORT} //= 15353;
 $ENV{TEST_NGINX_DNS_PG_PORT} //= 15541;
@@ -63,6 +65,8 @@ END {
     if ($$ == $Main) {
         kill 'TERM', $Dns if $Dns;
         waitpid($Dns, 0) if $Dns;
+        kill 'TERM', $Slow if $Slow;
+        waitpid($Slow, 0) if $Slow;
         cluster($_, 'stop') for grep { -d "$Dir/pg-$_" } keys %Addr;
         system('rm', '-rf', $Dir);
     }
@@ -85,6 +89,38 @@ if ($Dns == 0) {
 
 Time::HiRes::sleep(0.3);
 die "dnsmasq did not start: see $Dir/dnsmasq.log" if waitpid($Dns, 1) == $Dns;
+
+# a resolver that answers after 100 ms (dnsmasq's answers, held back): a
+# look-up whose timer has expired already loses to it every time
+{
+    my $sock = IO::Socket::INET->new(Proto => 'udp', LocalAddr => '127.0.0.1',
+                                     LocalPort => 0)
+        or die "slow resolver: $!";
+
+    $ENV{TEST_NGINX_DNS_SLOW_PORT} = $sock->sockport;
+
+    $Slow = fork() // die "fork: $!";
+
+    if ($Slow == 0) {
+        # not the test's: its handlers would bail the whole run out
+        $SIG{$_} = sub { POSIX::_exit(0) } for qw(INT TERM HUP);
+
+        my $up = IO::Socket::INET->new(Proto => 'udp',
+                                       PeerAddr => '127.0.0.1',
+                                       PeerPort => $ENV{TEST_NGINX_DNS_PORT})
+            or POSIX::_exit(1);
+        my $sel = IO::Select->new($up);
+
+        for ( ;; ) {
+            my $from = $sock->recv(my $query, 4096) // next;
+            Time::HiRes::sleep(0.1);
+            $up->send($query);
+            next unless $sel->can_read(1);
+            $up->recv(my $answer, 4096);
+            $sock->send($answer, 0, $from);
+        }
+    }
+}
 
 # the database moves while nginx runs: the old server stops, the name
 # points to the new one; how long until a request is stored again
@@ -137,4 +173,44 @@ POST /items
 {"dns": "b"}
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
+--- timeout: 5
+
+
+
+=== TEST 2: the first request after a start, no resolver_timeout given: stored
+--- http_config
+    resolver 127.0.0.1:$TEST_NGINX_DNS_SLOW_PORT valid=1s ipv6=off;
+    saveitem_database "host=db.saveitem.test port=$TEST_NGINX_DNS_PG_PORT dbname=saveitem user=postgres connect_timeout=2";
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- request
+POST /items
+{"first": 1}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- no_error_log
+could not be resolved
+--- timeout: 5
+
+
+
+=== TEST 3: ... again, after another start
+--- http_config
+    resolver 127.0.0.1:$TEST_NGINX_DNS_SLOW_PORT valid=1s ipv6=off;
+    saveitem_database "host=db.saveitem.test port=$TEST_NGINX_DNS_PG_PORT dbname=saveitem user=postgres connect_timeout=2";
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+--- config
+    location = /items {
+        saveitem items;
+    }
+--- request
+POST /items
+{"first": 2}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- no_error_log
+could not be resolved
 --- timeout: 5

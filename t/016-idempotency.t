@@ -83,6 +83,14 @@ is(psql(q{SELECT count(*) FROM t16.items WHERE data ? 'plain'}), 2,
    'without the header, each request is a row');
 is(psql(q{SELECT count(*) FROM t16.items WHERE data ? 'refused'}), 0,
    'nothing refused was stored');
+is(psql(q{SELECT count(*) FROM t16.items WHERE idem = 'quoted-1'}), 1,
+   'a key quoted and bare: one row, its key stored without the quotes');
+is(psql(q{SELECT count(*) FROM t16.items WHERE idem LIKE '%"%'}), 0,
+   '... no key stored with its quotes');
+is(psql(q{SELECT idem FROM t16.items WHERE data->>'q' = '2'}), 'quoted-\\2',
+   'a quoted key with an escaped backslash: the backslash, once');
+is(psql(q{SELECT count(*) FROM t16.items WHERE data ? 'unused'}), 2,
+   'where no column is named, the key is not used: two rows');
 
 __DATA__
 
@@ -221,3 +229,67 @@ POST /items
 --- must_die
 --- error_log
 the idempotency column "idem" of "t16"."nounique" has no unique index of its own
+
+
+
+=== TEST 11: a quoted key (the draft's structured-field string) is the key between the quotes
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- init
+my ($status, $body) = SaveItem::Test::post('/items', '{"q": 1}',
+                                           ['Idempotency-Key: "quoted-1"']);
+Test::More::like("$status $body", qr/^200 \{"pk": \d+\}$/,
+                 'a quoted key: stored');
+($status, $body) = SaveItem::Test::post('/items', '{"q": 2}',
+                                        ['Idempotency-Key: "quoted-\\\\2"']);
+Test::More::like("$status $body", qr/^200 \{"pk": \d+\}$/,
+                 'a quoted key with an escaped backslash: stored');
+--- more_headers
+Idempotency-Key: quoted-1
+--- request
+POST /items
+{"q": 1}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- response_headers
+Idempotent-Replayed: true
+--- no_error_log
+[error]
+
+
+
+=== TEST 12: malformed quoting: 400, not stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- init
+for my $key ('"open', '"a"b"', '"a\\b"', '""', '"a b"', '"a";p=1') {
+    my ($status, $body) = SaveItem::Test::post('/items', '{"refused": 1}',
+                                               ["Idempotency-Key: $key"]);
+    Test::More::is("$status $body", '400 {"error": "invalid_idempotency_key", '
+                   . '"message": "the Idempotency-Key header must be 1 to 255 '
+                   . 'visible ASCII characters, once"}', "the key $key: 400");
+}
+--- more_headers
+Idempotency-Key: "close
+--- request
+POST /items
+{"refused": 2}
+--- error_code: 400
+--- response_body
+{"error": "invalid_idempotency_key", "message": "the Idempotency-Key header must be 1 to 255 visible ASCII characters, once"}
+--- error_log
+saveitem: invalid Idempotency-Key header
+
+
+
+=== TEST 13: where no column is named, a single document's key is not used: each is a row
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+Idempotency-Key: unused
+--- request eval
+["POST /plain\n{\"unused\": true}", "POST /plain\n{\"unused\": true}"]
+--- response_body_like eval
+['^\{"pk": \d+\}$', '^\{"pk": \d+\}$']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: "]

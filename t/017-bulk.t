@@ -222,3 +222,47 @@ POST /single
  qr/^saveitem_rows_total\{database="[^"]+"\} 5\n(?:.*\n)*saveitem_statements_total\{database="[^"]+"\} 1\n(?:.*\n)*saveitem_statement_rows_bucket\{database="[^"]+",le="4"\} 0\nsaveitem_statement_rows_bucket\{database="[^"]+",le="8"\} 1\n(?:.*\n)*saveitem_statement_rows_sum\{database="[^"]+"\} 5\n/m]
 --- no_error_log
 [error]
+
+
+
+=== TEST 13: an array broken inside or before a document: 400 with that document's index
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["POST /bulk\n[{\"refused\": 1},{\"refused\": 2},{\"refused\":]",
+ "POST /bulk\n[{\"refused\": 1},]",
+ "POST /bulk\n[{\"refused\": 1}, {\"refused\": 2}"]
+--- error_code eval
+[400, 400, 400]
+--- response_body eval
+["{\"error\": \"invalid_json\", \"message\": \"unexpected token near ']'\", \"index\": 2, \"line\": 1, \"column\": 12, \"position\": 12}\n",
+ "{\"error\": \"invalid_json\", \"message\": \"a document is missing\", \"index\": 1, \"line\": 1, \"column\": 1, \"position\": 0}\n",
+ "{\"error\": \"invalid_json\", \"message\": \"a bulk body must be a JSON array of documents\", \"line\": 1, \"column\": 32, \"position\": 31}\n"]
+
+
+
+=== TEST 14: a body of one document that PostgreSQL refuses: its index, 0
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /bulk
+[{"refused": 1, "bad": 1}]
+--- error_code: 422
+--- response_body_like chomp
+^\{"error": "constraint_violation", "message": ".+", "sqlstate": "23514", "index": 0\}\n$
+
+
+
+=== TEST 15: an Idempotency-Key with a bulk body where no key column is named: 400, not stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+Idempotency-Key: bulk-1
+--- request
+POST /bulk
+[{"refused": 1}, {"refused": 2}]
+--- error_code: 400
+--- response_body
+{"error": "invalid_idempotency_key", "message": "an Idempotency-Key is not taken with a bulk body"}
+--- error_log
+saveitem: an Idempotency-Key with a bulk body

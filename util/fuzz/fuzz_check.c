@@ -666,6 +666,61 @@ fuzz_sqlstate(const unsigned char *data, size_t size)
 }
 
 
+/*
+ * saveitem_key_unquote: a value that is not quoted is the key as it is;
+ * a quoted one gives at most its length, and quoted again (a "\\"
+ * before each DQUOTE and "\\") it is the value again
+ */
+
+static void
+fuzz_key_unquote(const unsigned char *data, size_t size)
+{
+    size_t          n, i, k;
+    unsigned char  *key, *again;
+
+    key = malloc(size + 1);
+    again = malloc(2 * size + 3);
+
+    if (key == NULL || again == NULL) {
+        free(key);
+        free(again);
+        return;
+    }
+
+    if (saveitem_key_unquote(data, size, key, &n)) {
+        CHECK(n <= size, "key_unquote: longer than the value");
+
+        if (size == 0 || data[0] != '"') {
+            CHECK(n == size && memcmp(key, data, size) == 0,
+                  "key_unquote: a bare value changed");
+
+        } else {
+            k = 0;
+            again[k++] = '"';
+
+            for (i = 0; i < n; i++) {
+                if (key[i] == '"' || key[i] == '\\') {
+                    again[k++] = '\\';
+                }
+
+                again[k++] = key[i];
+            }
+
+            again[k++] = '"';
+
+            CHECK(k == size && memcmp(again, data, size) == 0,
+                  "key_unquote: quoted again, not the value");
+        }
+
+    } else {
+        CHECK(size > 0 && data[0] == '"', "key_unquote: a bare value refused");
+    }
+
+    free(key);
+    free(again);
+}
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -675,6 +730,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_json_escape(data, size);
     fuzz_pk_is_number(data, size);
     fuzz_sqlstate(data, size);
+    fuzz_key_unquote(data, size);
 
     return 0;
 }
