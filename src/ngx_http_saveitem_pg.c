@@ -88,6 +88,17 @@ typedef enum {
 #define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 16)
 
 /*
+ * The parameters of what one connection sends at once, two a row (the
+ * document and its key): a statement of batch_max rows, a pipeline or an
+ * isolation, whichever takes the most rows; any batch_max (rows= below
+ * ISOLATE, or no group commit at all) still isolates ISOLATE rows
+ */
+#define ngx_http_saveitem_nparams(pool)                                       \
+    (2 * ngx_max((pool)->batch_max,                                           \
+                 ngx_max(NGX_HTTP_SAVEITEM_PIPELINE,                          \
+                         NGX_HTTP_SAVEITEM_ISOLATE)))
+
+/*
  * Group commit holds a request for a busy connection no longer than this,
  * however long statements take (a slow one should not delay the others)
  */
@@ -199,7 +210,7 @@ struct ngx_http_saveitem_conn_s {
     PGresult                     *setup_err;
     u_char                       *prepared;   /* [stmt * slots + ...] */
     u_char                        count[NGX_INT_T_LEN + 1];  /* bulk */
-    const char                  **params;     /* [2 * batch_max] */
+    const char                  **params;     /* [nparams(pool)] */
     unsigned                      savepoints:1;  /* prepared */
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
@@ -905,8 +916,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     db = pool->db;
 
     sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
-                    + 2 * ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
-                      * sizeof(const char *)
+                    + ngx_http_saveitem_nparams(pool) * sizeof(const char *)
                     + pool->nstmts * ngx_http_saveitem_slots(pool),
                     pool->log);
     if (sc == NULL) {
@@ -916,8 +926,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 
     sc->pool = pool;
     sc->params = (const char **) &sc[1];
-    sc->prepared = (u_char *) &sc->params[2 * ngx_max(pool->batch_max,
-                                                NGX_HTTP_SAVEITEM_PIPELINE)];
+    sc->prepared = (u_char *) &sc->params[ngx_http_saveitem_nparams(pool)];
     sc->log = *pool->log;
     sc->log.handler = ngx_http_saveitem_conn_log;
     sc->log.data = sc;
