@@ -33,8 +33,8 @@ typedef enum {
 
 
 typedef enum {
-    NGX_HTTP_SAVEITEM_SET = 0,
-    NGX_HTTP_SAVEITEM_PREPARE,
+    NGX_HTTP_SAVEITEM_SET = 0,      /* arg 0 */
+    NGX_HTTP_SAVEITEM_PREPARE,      /* arg: the statement's slot */
     NGX_HTTP_SAVEITEM_INSERT,
     NGX_HTTP_SAVEITEM_SYNC,         /* arg 1: inside a transaction */
     NGX_HTTP_SAVEITEM_TX,           /* arg: ngx_http_saveitem_tx[] */
@@ -215,6 +215,7 @@ struct ngx_http_saveitem_conn_s {
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
+    unsigned                      setup_failed:1;  /* its SET */
 };
 
 
@@ -268,6 +269,9 @@ static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc,
+    PGresult *res);
+static void ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job);
 static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
 static ngx_int_t ngx_http_saveitem_insert_result(
@@ -1705,7 +1709,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 goto failed;
             }
 
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
             sc->statement_timeout = st;
         }
 
@@ -1804,7 +1808,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
 
         if (!PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
                                NULL, &sc->params[keyed ? 2 * i : i], NULL,
@@ -2277,11 +2281,11 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     if (e->type == NGX_HTTP_SAVEITEM_SET) {
-        sc->statement_timeout = 0;
-
-    } else {
-        sc->prepared[e->arg] = 0;
+        ngx_http_saveitem_set_failed(sc, res);
+        return;
     }
+
+    sc->prepared[e->arg] = 0;
 
     if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
         PQclear(res);
@@ -2301,10 +2305,7 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
-                  "saveitem: PostgreSQL refused %s: %s",
-                  e->type == NGX_HTTP_SAVEITEM_SET
-                  ? "SET statement_timeout"
-                  : (char *) sql->data,
+                  "saveitem: PostgreSQL refused %s: %s", sql->data,
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -2314,6 +2315,90 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     sc->setup_err = res;
+}
+
+
+/*
+ * The connection's statement_timeout could not be set: the connection is
+ * not used again.  The INSERTs sent after the SET are settled as if no
+ * connection could be made: sent again, once, on a new connection (see
+ * not_run).  When the server ended the session there (a FATAL error, the
+ * backend terminated), none of them ran: the connection fails next, and
+ * they are settled here; otherwise each when its result comes: one that
+ * ran anyway (its statement prepared before) is stored.
+ */
+
+static void
+ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc, PGresult *res)
+{
+    ngx_uint_t                i;
+    const char               *severity, *sqlstate;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    sc->statement_timeout = 0;
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        PQclear(res);
+        return;
+    }
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: PostgreSQL refused SET statement_timeout: %s "
+                  "(SQLSTATE %s), closing the connection",
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                  sqlstate ? sqlstate : "none");
+
+    ngx_http_saveitem_metrics_error(sc->pool->db->counters, sqlstate);
+
+    sc->setup_failed = 1;
+    sc->retire = 1;
+
+    if (severity != NULL
+        && (ngx_strcmp(severity, "FATAL") == 0
+            || ngx_strcmp(severity, "PANIC") == 0))
+    {
+        q = ngx_queue_head(&sc->jobs);
+
+        for (i = 0; i < sc->nsettled; i++) {
+            q = ngx_queue_next(q);
+        }
+
+        for ( /* void */ ; q != ngx_queue_sentinel(&sc->jobs);
+             q = ngx_queue_next(q))
+        {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            ngx_http_saveitem_not_run(job);
+        }
+    }
+
+    PQclear(res);
+}
+
+
+/* a job whose statement did not run for its connection's fault */
+
+static void
+ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job)
+{
+    if (job->probing) {
+        /* a bulk body known not stored, as its own error said */
+        job->failed = 1;
+        job->probing = 0;
+        job->retry = 0;
+        return;
+    }
+
+    job->failed = 1;
+    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    job->facts.reason = NGX_HTTP_SAVEITEM_R_UNREACHABLE;
+
+    if (!job->retried) {
+        job->retry = 1;
+    }
 }
 
 
@@ -2342,6 +2427,25 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     for (i = 0; i < sc->nsettled; i++) {
         q = ngx_queue_next(q);
+    }
+
+    if (sc->setup_failed
+        && (PQresultStatus(res) == PGRES_FATAL_ERROR
+            || PQresultStatus(res) == PGRES_PIPELINE_ABORTED))
+    {
+        /* it failed for the SET's sake (or with it): on a new connection */
+
+        for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+            if (!job->failed) {
+                ngx_http_saveitem_not_run(job);
+            }
+        }
+
+        sc->nsettled += e->arg;
+        PQclear(res);
+        return NGX_OK;
     }
 
     switch (PQresultStatus(res)) {
