@@ -486,6 +486,23 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
 
+    /*
+     * the key is read until the statement's result, which can come after
+     * the request (and the header it came in) has gone: the job keeps its
+     * own copy; the body is read only when sent, with the request there
+     */
+
+    if (job->key.len) {
+        if (job->key.len >= sizeof(job->key_buf)) {
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_INVALID_KEY;
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(job->key_buf, job->key.data, job->key.len);
+        job->key_buf[job->key.len] = '\0';
+        job->key.data = job->key_buf;
+    }
+
     if (pool->down && pool->nconns == 0 && pool->retry.timer_set) {
         job->facts.reason = pool->down;
         job->facts.retry_after = pool->retry.timer.key - ngx_current_msec;
