@@ -2883,56 +2883,73 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
 
 
 /*
- * Rows with idempotency keys: (key, primary key, replayed), mapped to the
- * jobs by key (no two equal keys in one statement).  A job whose key did
- * not come back has it stored with another document: not stored.
+ * Rows with idempotency keys: (place, primary key, what happened), one for
+ * each job, in order (see ngx_http_saveitem_db_stmts_key()).  A job whose
+ * key holds another document, or whose row a trigger skipped, is not
+ * stored.
  */
 
 static ngx_int_t
 ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q)
 {
-    int                       r, nrows;
+    int                       r;
     Oid                       type;
-    u_char                   *key;
-    ngx_uint_t                i;
+    u_char                   *what;
+    ngx_int_t                 n;
     ngx_http_saveitem_job_t  *job;
 
-    if (PQnfields(res) != 3) {
+    if (PQnfields(res) != 3 || (ngx_uint_t) PQntuples(res) != e->arg) {
         ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
-                      "saveitem: INSERT with keys returned %d columns",
+                      "saveitem: INSERT with keys of %ui rows returned %d "
+                      "rows of %d columns", e->arg, PQntuples(res),
                       PQnfields(res));
         return NGX_ERROR;
     }
 
-    nrows = PQntuples(res);
     type = PQftype(res, 1);
 
-    for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+    for (r = 0; (ngx_uint_t) r < e->arg; r++, q = ngx_queue_next(q)) {
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-        for (r = 0; r < nrows; r++) {
-            key = (u_char *) PQgetvalue(res, r, 0);
+        n = ngx_atoi((u_char *) PQgetvalue(res, r, 0),
+                     PQgetlength(res, r, 0));
+        what = (u_char *) PQgetvalue(res, r, 2);
 
-            if (saveitem_key_equal(key, PQgetlength(res, r, 0),
-                                   job->key.data, job->key.len))
-            {
-                break;
-            }
-        }
-
-        if (r == nrows) {
-            job->failed = 1;
-            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
-            job->facts.reason = NGX_HTTP_SAVEITEM_R_KEY_REUSED;
-            continue;
-        }
-
-        if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
+        if (n != r + 1 || PQgetlength(res, r, 2) != 1) {
+            ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                          "saveitem: INSERT with keys returned row %d "
+                          "for row %d", (int) n, r + 1);
             return NGX_ERROR;
         }
 
-        job->facts.replayed = (PQgetvalue(res, r, 2)[0] == 't');
+        switch (what[0]) {
+
+        case 'n':
+        case 'r':
+            if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            job->facts.replayed = (what[0] == 'r');
+            break;
+
+        case 'k':
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_KEY_REUSED;
+            break;
+
+        default: /* 's' */
+            ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                          "saveitem: INSERT with the key \"%V\" returned "
+                          "no row (a trigger skipped it)", &job->key);
+
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_ROW_SKIPPED;
+            break;
+        }
     }
 
     return NGX_OK;
