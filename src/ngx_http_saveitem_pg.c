@@ -2860,8 +2860,32 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
     if (ngx_strcmp(sqlstate, "22012") == 0) {
         job->probe_lo = mid;
 
-    } else {
+    } else if (ngx_strncmp(sqlstate, "22", 2) == 0
+               || ngx_strncmp(sqlstate, "23", 2) == 0)
+    {
         job->probe_hi = mid;
+
+    } else {
+        /*
+         * not what a document holds (a timeout, a conflict, resources,
+         * the backend terminated): no document is blamed for it; the
+         * bulk body is answered with its own error, without an index
+         */
+
+        ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                      "saveitem: probing a bulk body of %ui documents for "
+                      "the one at fault failed: %s (SQLSTATE %s); "
+                      "answering without its index", job->bulk,
+                      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                      sqlstate);
+
+        PQclear(res);
+
+        job->failed = 1;
+        job->retry = 0;
+        job->probing = 0;
+
+        return NGX_OK;
     }
 
     PQclear(res);
@@ -3439,6 +3463,23 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
         if (job->retry) {
             /* its statement failed with an error: nothing was committed */
             ngx_queue_insert_tail(&retry, q);
+            continue;
+        }
+
+        if (job->probing) {
+            /*
+             * a probe never commits, and the bulk body failed before it:
+             * not stored, as its own error said; which document is at
+             * fault is not known
+             */
+
+            ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                          "saveitem: the connection failed while probing "
+                          "a bulk body of %ui documents for the one at "
+                          "fault; answering without its index", job->bulk);
+
+            job->probing = 0;
+            ngx_http_saveitem_job_done(job);
             continue;
         }
 
