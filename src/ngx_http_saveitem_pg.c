@@ -277,6 +277,7 @@ static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
 static ngx_int_t ngx_http_saveitem_insert_result(
     ngx_http_saveitem_conn_t *sc, ngx_http_saveitem_expect_t *e,
     PGresult *res);
+static void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
@@ -597,9 +598,7 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
         PQclear(job->res);
     }
 
-    if (job->pk.data != NULL && job->pk.data != job->pk_buf) {
-        ngx_free(job->pk.data);
-    }
+    ngx_http_saveitem_job_forget_pk(job);
 
     if (job->pks.data != NULL) {
         ngx_free(job->pks.data);
@@ -619,15 +618,23 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
 static void
 ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
 {
+    ngx_uint_t        stored;
+    static ngx_str_t  empty = ngx_null_string;
+
     if (job->data != NULL) {
         job->handler(job);
 
     } else {
+        /* a key its statement returned names no row unless committed */
+
+        stored = (job->facts.outcome == NGX_HTTP_SAVEITEM_STORED
+                  && job->pk.len);
+
         ngx_log_error(NGX_LOG_INFO, job->log, 0,
                       "saveitem: client closed the request before the "
                       "answer: %s%s%V%s%s",
                       ngx_http_saveitem_outcomes[job->facts.outcome],
-                      job->pk.len ? ", key " : "", &job->pk,
+                      stored ? ", key " : "", stored ? &job->pk : &empty,
                       job->facts.sqlstate[0] ? ", SQLSTATE " : "",
                       job->facts.sqlstate);
     }
@@ -2635,6 +2642,10 @@ ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     len = PQgetlength(res, i, col);
     value = (u_char *) PQgetvalue(res, i, col);
 
+    /* a job sent again (its statement failed at commit) had one */
+
+    ngx_http_saveitem_job_forget_pk(job);
+
     if ((size_t) len <= sizeof(job->pk_buf)) {
         job->pk.data = job->pk_buf;
 
@@ -2653,6 +2664,18 @@ ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
                      && saveitem_pk_is_number(job->pk.data, job->pk.len);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job)
+{
+    if (job->pk.data != NULL && job->pk.data != job->pk_buf) {
+        ngx_free(job->pk.data);
+    }
+
+    ngx_str_null(&job->pk);
+    job->pk_number = 0;
 }
 
 
@@ -3285,6 +3308,9 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
         job->retry = 0;
         job->failed = 0;
         job->sent = 0;
+
+        /* a key returned before its commit failed names nothing */
+        ngx_http_saveitem_job_forget_pk(job);
 
         if (job->data == NULL) {
             job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
