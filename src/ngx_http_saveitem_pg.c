@@ -151,6 +151,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_msec_t                    backoff;
     ngx_event_t                   retry;      /* end of the backoff */
     ngx_event_t                   dispatch;   /* posted */
+    ngx_event_t                   open;       /* posted: for readiness */
 
     /*
      * Group commit: connections in use at most (see dispatch), and a
@@ -215,6 +216,7 @@ struct ngx_http_saveitem_conn_s {
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
+    unsigned                      used:1;     /* has carried a statement */
     unsigned                      setup_failed:1;  /* its SET */
 };
 
@@ -231,6 +233,8 @@ static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
 static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_open_handler(ngx_event_t *ev);
+static ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
 static ngx_uint_t ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_grow_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
@@ -367,6 +371,10 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->dispatch.data = pool;
     pool->dispatch.log = cycle->log;
 
+    pool->open.handler = ngx_http_saveitem_open_handler;
+    pool->open.data = pool;
+    pool->open.log = cycle->log;
+
     pool->active = 1;
     pool->grow.handler = ngx_http_saveitem_grow_handler;
     pool->grow.data = pool;
@@ -407,6 +415,10 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
 
     if (pool->dispatch.posted) {
         ngx_delete_posted_event(&pool->dispatch);
+    }
+
+    if (pool->open.posted) {
+        ngx_delete_posted_event(&pool->open);
     }
 
     while (!ngx_queue_empty(&pool->idle)) {
@@ -506,7 +518,7 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     if (pool->down && pool->nconns == 0 && pool->retry.timer_set) {
         job->facts.reason = pool->down;
-        job->facts.retry_after = pool->retry.timer.key - ngx_current_msec;
+        job->facts.retry_after = ngx_http_saveitem_retry_left(pool);
 
         ngx_log_error(NGX_LOG_INFO, job->log, 0,
                       "saveitem: no connection to PostgreSQL can be opened "
@@ -653,8 +665,7 @@ ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
     if (outcome == NGX_HTTP_SAVEITEM_NOT_STORED
         && job->pool->retry.timer_set)
     {
-        job->facts.retry_after = job->pool->retry.timer.key
-                                 - ngx_current_msec;
+        job->facts.retry_after = ngx_http_saveitem_retry_left(job->pool);
     }
 
     ngx_http_saveitem_job_done(job);
@@ -829,6 +840,39 @@ static void
 ngx_http_saveitem_retry_handler(ngx_event_t *ev)
 {
     ngx_http_saveitem_dispatch(ev->data);
+}
+
+
+/* saveitem_ready asked for a connection and none is open or opening */
+
+static void
+ngx_http_saveitem_open_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_pool_t *pool = ev->data;
+
+    if (pool->exiting || ngx_exiting || pool->nconns > 0
+        || pool->retry.timer_set)
+    {
+        return;
+    }
+
+    (void) ngx_http_saveitem_connect(pool);
+}
+
+
+/*
+ * What is left of the backoff, for Retry-After: its timer may be late
+ * (a busy event loop), its key then in the past
+ */
+
+static ngx_msec_t
+ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (pool->retry.timer.key - ngx_current_msec);
+
+    return left > 0 ? (ngx_msec_t) left : 0;
 }
 
 
@@ -1672,6 +1716,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, docs);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
+    sc->used = 1;
     sc->c->idle = 0;
     sc->c->read->cancelable = 0;
     sc->log.action = "sending to PostgreSQL";
@@ -3384,7 +3429,14 @@ ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc)
 
     lifetime = sc->pool->db->lifetime;
 
-    if (lifetime == 0 || ngx_current_msec - sc->started < lifetime) {
+    /*
+     * a connection carries at least one statement, however short its
+     * lifetime (below the time a connect takes, none would otherwise)
+     */
+
+    if (lifetime == 0 || !sc->used
+        || ngx_current_msec - sc->started < lifetime)
+    {
         return 0;
     }
 
@@ -3399,6 +3451,7 @@ ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc)
 static void
 ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 {
+    ngx_msec_t                 age;
     ngx_http_saveitem_pool_t  *pool;
 
     pool = sc->pool;
@@ -3427,9 +3480,11 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
     /* the end of its lifetime, which does not keep an exiting worker */
 
     if (pool->db->lifetime) {
+        age = ngx_current_msec - sc->started;
+
         sc->c->read->cancelable = 1;
-        ngx_add_timer(sc->c->read,
-                      pool->db->lifetime - (ngx_current_msec - sc->started));
+        ngx_add_timer(sc->c->read, age < pool->db->lifetime
+                                   ? pool->db->lifetime - age : 1);
     }
 
     ngx_queue_remove(&sc->queue);
@@ -3622,11 +3677,18 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
         return NGX_OK;
     }
 
-    if (pool->nconnecting == 0 && !pool->retry.timer_set) {
-        (void) ngx_http_saveitem_connect(pool);
+    /*
+     * the connect starts from a posted event, not inside the handler of
+     * the request that asked (libpq's first steps run at its start)
+     */
+
+    if (pool->nconnecting == 0 && !pool->retry.timer_set
+        && !pool->open.posted)
+    {
+        ngx_post_event(&pool->open, &ngx_posted_events);
     }
 
-    if (pool->nconnecting) {
+    if (pool->nconnecting || pool->open.posted) {
         return NGX_AGAIN;
     }
 
@@ -3635,7 +3697,7 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
     f->reason = pool->down ? pool->down : NGX_HTTP_SAVEITEM_R_UNREACHABLE;
 
     if (pool->retry.timer_set) {
-        f->retry_after = pool->retry.timer.key - ngx_current_msec;
+        f->retry_after = ngx_http_saveitem_retry_left(pool);
     }
 
     return NGX_DECLINED;
