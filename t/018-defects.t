@@ -84,9 +84,28 @@ _SQL_
 # A PostgreSQL proxy that ends the session where the module sets its
 # statement_timeout, as a backend terminated there does: a FATAL error
 # (57P01), then the end of the connection.  $SetFail holds how many
-# sessions to end so; the others are relayed untouched.
+# sessions to end so; the others are relayed untouched.  $Slow holds "T D":
+# connections accepted after the time T wait D seconds first (a slow
+# connect).
 
 our $SetFail = "/tmp/saveitem-t18-setfail-$$";
+our $Slow = "/tmp/saveitem-t18-slow-$$";
+
+sub slow_connects {
+    my ($after, $delay) = @_;
+
+    open my $fh, '>', $Slow or die "$Slow: $!";
+    print $fh Time::HiRes::time() + $after, " $delay\n";
+    close $fh;
+}
+
+sub slow_connect {
+    open my $fh, '<', $Slow or return;
+    my ($t, $d) = split ' ', <$fh> // '';
+    close $fh;
+
+    Time::HiRes::sleep($d) if $t && Time::HiRes::time() > $t;
+}
 our ($ProxyPid, $ProxyPort);
 
 sub set_fail {
@@ -186,6 +205,7 @@ sub start_proxy {
 
         if (defined $kid && $kid == 0) {
             close $listen;
+            slow_connect();
             relay($client);
             POSIX::_exit(0);
         }
@@ -205,7 +225,7 @@ END {
     if ($ProxyPid) {
         kill 'TERM', $ProxyPid;
         waitpid($ProxyPid, 0);
-        unlink $SetFail;
+        unlink $SetFail, $Slow;
     }
 }
 
@@ -375,11 +395,12 @@ location (a statement's parameters were as many as its rows, 16 at
 least).  Seven slow requests keep the pool's seven connections busy while
 the keyed documents queue; then each connection takes four of them, in a
 statement that fails (the gate holds it until the connection is older
-than lifetime=1s), and their rows wait together for a new connection:
-their isolation takes up to 32 rows, with a key each.
+than lifetime=1s), and their rows wait together for a new connection
+(made slow by the proxy): their isolation takes up to 32 rows, with a key
+each.
 --- http_config eval
 qq{
-    saveitem_database "\$TEST_NGINX_DB" pool=7 lifetime=1s;
+    saveitem_database "$::Proxy" pool=7 lifetime=1s;
     saveitem_batch on rows=4;
 }
 --- config
@@ -397,6 +418,7 @@ qq{
 SaveItem::Test::wait_nginx();
 SaveItem::Test::psql(q{UPDATE t18.gate
                        SET until = clock_timestamp() + interval '1.8 s'});
+main::slow_connects(1.2, 0.5);
 SaveItem::Test::burst('/block',
     [map { qq({"block": $_, "sleep": 0.8}) } 1 .. 7], $main::Bursts[1], 0);
 main::burst_keyed('/iso',
@@ -426,6 +448,7 @@ qq{
 }
 --- config eval: $::config
 --- init
+main::slow_connects(0, 0);
 main::set_fail(1);
 --- request
 POST /items
@@ -448,6 +471,7 @@ qq{
 }
 --- config eval: $::config
 --- init
+main::slow_connects(0, 0);
 main::set_fail(10);
 --- request
 POST /items
@@ -471,6 +495,7 @@ qq{
 }
 --- config eval: $::config
 --- init
+main::slow_connects(0, 0);
 main::set_fail(1);
 --- request
 POST /items
