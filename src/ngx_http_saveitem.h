@@ -72,6 +72,9 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 /* the start-up check: at most this long for each step */
 #define NGX_HTTP_SAVEITEM_CHECK_TIMEOUT    2000
 
+/* an Idempotency-Key, at most (see saveitem_key_is_valid()) */
+#define NGX_HTTP_SAVEITEM_KEY_LEN          255
+
 /* at most, see ngx_http_saveitem_db_params() */
 #define NGX_HTTP_SAVEITEM_PARAMS           8
 
@@ -238,9 +241,11 @@ struct ngx_http_saveitem_job_s {
     ngx_msec_t                    timeout;    /* once sent */
     ngx_msec_t                    queued;     /* when it began to wait */
     ngx_msec_t                    queued_until;  /* absolute */
-    u_char                       *body;       /* null-terminated */
+    u_char                       *body;       /* null-terminated, the
+                                                 request's: read only
+                                                 when sent */
     size_t                        body_len;
-    ngx_str_t                     key;        /* null-terminated, or empty */
+    ngx_str_t                     key;        /* in key_buf, or empty */
     ngx_uint_t                    bulk;       /* documents in body, a JSON
                                                  array; 0: one document */
     ngx_str_t                     pks;        /* bulk: "1,2,..." */
@@ -254,6 +259,7 @@ struct ngx_http_saveitem_job_s {
     PGresult                     *res;        /* holds facts.detail */
     ngx_str_t                     pk;
     u_char                        pk_buf[64];
+    u_char                        key_buf[NGX_HTTP_SAVEITEM_KEY_LEN + 1];
     unsigned                      pk_number:1;
 
     unsigned                      waiting:1;

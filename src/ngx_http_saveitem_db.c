@@ -1111,10 +1111,17 @@ ngx_http_saveitem_db_stmts_bulk(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
  * its row; a key stored with the same document (as jsonb) returns that
  * row again, marked (the row version written by the no-op update carries
  * our transaction as its xmax); a key stored with another document
- * returns nothing.  The key comes back with each row: rows map to
- * requests by key, never two equal keys in one statement.  DO UPDATE,
- * not DO NOTHING: a concurrent copy waits for the first and then sees
- * its row, which a separate SELECT in the same statement would not.
+ * returns nothing.  DO UPDATE, not DO NOTHING: a concurrent copy waits
+ * for the first and then sees its row, which a separate SELECT in the
+ * same statement would not.
+ *
+ * Each row comes back as (its place among the parameters, primary key,
+ * what happened: n new, r replayed, k the key holds another document,
+ * s skipped by a trigger), in the order sent: the keys are compared by
+ * the server, as the key column's type compares them (an integer column
+ * stores 007 as 7), never by their spelling.  The parameters of the
+ * VALUES list below take the key column's type from the INSERT.  Never
+ * two equal keys in one statement (21000).
  */
 
 static ngx_int_t
@@ -1134,14 +1141,25 @@ ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
 
     for (n = 1; n <= batch_max; n++) {
 
-        len = sizeof("INSERT INTO  AS saveitem_row (, ) VALUES  "
-                     "ON CONFLICT () DO UPDATE SET  = EXCLUDED. "
+        len = sizeof("WITH saveitem_i AS (INSERT INTO  AS saveitem_row (, ) "
+                     "VALUES  ON CONFLICT () DO UPDATE SET  = EXCLUDED. "
                      "WHERE saveitem_row.::jsonb = EXCLUDED.::jsonb "
-                     "RETURNING saveitem_row.::text, saveitem_row., "
-                     "saveitem_row.xmax <> 0") - 1
-              + stmt->table.len + 3 * stmt->column.len
-              + 5 * stmt->idem.len + stmt->returning.len
-              + n * (sizeof(",($, $)") - 1 + 2 * NGX_INT_T_LEN);
+                     "RETURNING saveitem_row. AS saveitem_k, "
+                     "saveitem_row. AS saveitem_pk, "
+                     "saveitem_row.xmax <> 0 AS saveitem_r) "
+                     "SELECT saveitem_v.n, saveitem_i.saveitem_pk, "
+                     "CASE WHEN saveitem_i.saveitem_r THEN 'r' "
+                     "WHEN saveitem_i.saveitem_r IS NOT NULL THEN 'n' "
+                     "WHEN EXISTS (SELECT 1 FROM  saveitem_s "
+                     "WHERE saveitem_s. = saveitem_v.k) THEN 'k' "
+                     "ELSE 's' END FROM (VALUES ) AS saveitem_v (n, k) "
+                     "LEFT JOIN saveitem_i "
+                     "ON saveitem_i.saveitem_k = saveitem_v.k "
+                     "ORDER BY saveitem_v.n") - 1
+              + 2 * stmt->table.len + 3 * stmt->column.len
+              + 6 * stmt->idem.len + stmt->returning.len
+              + n * (sizeof(",($, $)") - 1 + 2 * NGX_INT_T_LEN)
+              + n * (sizeof(",(, $)") - 1 + 2 * NGX_INT_T_LEN);
 
         p = ngx_pnalloc(cf->pool, len + 1);
         if (p == NULL) {
@@ -1150,7 +1168,8 @@ ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
 
         stmt->sql_key[n].data = p;
 
-        p = ngx_sprintf(p, "INSERT INTO %V AS saveitem_row (%V, %V) VALUES ",
+        p = ngx_sprintf(p, "WITH saveitem_i AS (INSERT INTO %V AS saveitem_row "
+                        "(%V, %V) VALUES ",
                         &stmt->table, &stmt->column, &stmt->idem);
 
         for (k = 1; k <= n; k++) {
@@ -1160,11 +1179,26 @@ ngx_http_saveitem_db_stmts_key(ngx_conf_t *cf, ngx_http_saveitem_stmt_t *stmt,
 
         p = ngx_sprintf(p, " ON CONFLICT (%V) DO UPDATE SET %V = EXCLUDED.%V "
                         "WHERE saveitem_row.%V::jsonb = EXCLUDED.%V::jsonb "
-                        "RETURNING saveitem_row.%V::text, saveitem_row.%V, "
-                        "saveitem_row.xmax <> 0",
+                        "RETURNING saveitem_row.%V AS saveitem_k, "
+                        "saveitem_row.%V AS saveitem_pk, "
+                        "saveitem_row.xmax <> 0 AS saveitem_r) "
+                        "SELECT saveitem_v.n, saveitem_i.saveitem_pk, "
+                        "CASE WHEN saveitem_i.saveitem_r THEN 'r' "
+                        "WHEN saveitem_i.saveitem_r IS NOT NULL THEN 'n' "
+                        "WHEN EXISTS (SELECT 1 FROM %V saveitem_s "
+                        "WHERE saveitem_s.%V = saveitem_v.k) THEN 'k' "
+                        "ELSE 's' END FROM (VALUES ",
                         &stmt->idem, &stmt->idem, &stmt->idem,
                         &stmt->column, &stmt->column, &stmt->idem,
-                        &stmt->returning);
+                        &stmt->returning, &stmt->table, &stmt->idem);
+
+        for (k = 1; k <= n; k++) {
+            p = ngx_sprintf(p, "%s(%ui, $%ui)", k == 1 ? "" : ",", k, 2 * k);
+        }
+
+        p = ngx_sprintf(p, ") AS saveitem_v (n, k) LEFT JOIN saveitem_i "
+                        "ON saveitem_i.saveitem_k = saveitem_v.k "
+                        "ORDER BY saveitem_v.n");
 
         *p = '\0';
         stmt->sql_key[n].len = p - stmt->sql_key[n].data;

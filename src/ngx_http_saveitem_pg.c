@@ -33,8 +33,8 @@ typedef enum {
 
 
 typedef enum {
-    NGX_HTTP_SAVEITEM_SET = 0,
-    NGX_HTTP_SAVEITEM_PREPARE,
+    NGX_HTTP_SAVEITEM_SET = 0,      /* arg 0 */
+    NGX_HTTP_SAVEITEM_PREPARE,      /* arg: the statement's slot */
     NGX_HTTP_SAVEITEM_INSERT,
     NGX_HTTP_SAVEITEM_SYNC,         /* arg 1: inside a transaction */
     NGX_HTTP_SAVEITEM_TX,           /* arg: ngx_http_saveitem_tx[] */
@@ -86,6 +86,17 @@ typedef enum {
  * 4 a row + 4), or a pipeline (fewer): 137 for 32 rows
  */
 #define NGX_HTTP_SAVEITEM_EXPECT      (4 * NGX_HTTP_SAVEITEM_ISOLATE + 16)
+
+/*
+ * The parameters of what one connection sends at once, two a row (the
+ * document and its key): a statement of batch_max rows, a pipeline or an
+ * isolation, whichever takes the most rows; any batch_max (rows= below
+ * ISOLATE, or no group commit at all) still isolates ISOLATE rows
+ */
+#define ngx_http_saveitem_nparams(pool)                                       \
+    (2 * ngx_max((pool)->batch_max,                                           \
+                 ngx_max(NGX_HTTP_SAVEITEM_PIPELINE,                          \
+                         NGX_HTTP_SAVEITEM_ISOLATE)))
 
 /*
  * Group commit holds a request for a busy connection no longer than this,
@@ -140,6 +151,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_msec_t                    backoff;
     ngx_event_t                   retry;      /* end of the backoff */
     ngx_event_t                   dispatch;   /* posted */
+    ngx_event_t                   open;       /* posted: for readiness */
 
     /*
      * Group commit: connections in use at most (see dispatch), and a
@@ -199,11 +211,13 @@ struct ngx_http_saveitem_conn_s {
     PGresult                     *setup_err;
     u_char                       *prepared;   /* [stmt * slots + ...] */
     u_char                        count[NGX_INT_T_LEN + 1];  /* bulk */
-    const char                  **params;     /* [2 * batch_max] */
+    const char                  **params;     /* [nparams(pool)] */
     unsigned                      savepoints:1;  /* prepared */
     unsigned                      fatal:1;    /* the server said goodbye */
     unsigned                      retire:1;   /* close when idle */
     unsigned                      timedout:1;
+    unsigned                      used:1;     /* has carried a statement */
+    unsigned                      setup_failed:1;  /* its SET */
 };
 
 
@@ -219,6 +233,8 @@ static void ngx_http_saveitem_fail_waiting(ngx_http_saveitem_pool_t *pool,
 static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_open_handler(ngx_event_t *ev);
+static ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
 static ngx_uint_t ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_grow_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
@@ -257,11 +273,15 @@ static void ngx_http_saveitem_write_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_read_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_saveitem_results(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc,
+    PGresult *res);
+static void ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job);
 static void ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
 static ngx_int_t ngx_http_saveitem_insert_result(
     ngx_http_saveitem_conn_t *sc, ngx_http_saveitem_expect_t *e,
     PGresult *res);
+static void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
@@ -351,6 +371,10 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->dispatch.data = pool;
     pool->dispatch.log = cycle->log;
 
+    pool->open.handler = ngx_http_saveitem_open_handler;
+    pool->open.data = pool;
+    pool->open.log = cycle->log;
+
     pool->active = 1;
     pool->grow.handler = ngx_http_saveitem_grow_handler;
     pool->grow.data = pool;
@@ -391,6 +415,10 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
 
     if (pool->dispatch.posted) {
         ngx_delete_posted_event(&pool->dispatch);
+    }
+
+    if (pool->open.posted) {
+        ngx_delete_posted_event(&pool->open);
     }
 
     while (!ngx_queue_empty(&pool->idle)) {
@@ -471,9 +499,26 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
 
+    /*
+     * the key is read until the statement's result, which can come after
+     * the request (and the header it came in) has gone: the job keeps its
+     * own copy; the body is read only when sent, with the request there
+     */
+
+    if (job->key.len) {
+        if (job->key.len >= sizeof(job->key_buf)) {
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_INVALID_KEY;
+            return NGX_DECLINED;
+        }
+
+        ngx_memcpy(job->key_buf, job->key.data, job->key.len);
+        job->key_buf[job->key.len] = '\0';
+        job->key.data = job->key_buf;
+    }
+
     if (pool->down && pool->nconns == 0 && pool->retry.timer_set) {
         job->facts.reason = pool->down;
-        job->facts.retry_after = pool->retry.timer.key - ngx_current_msec;
+        job->facts.retry_after = ngx_http_saveitem_retry_left(pool);
 
         ngx_log_error(NGX_LOG_INFO, job->log, 0,
                       "saveitem: no connection to PostgreSQL can be opened "
@@ -565,9 +610,7 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
         PQclear(job->res);
     }
 
-    if (job->pk.data != NULL && job->pk.data != job->pk_buf) {
-        ngx_free(job->pk.data);
-    }
+    ngx_http_saveitem_job_forget_pk(job);
 
     if (job->pks.data != NULL) {
         ngx_free(job->pks.data);
@@ -587,15 +630,23 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
 static void
 ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
 {
+    ngx_uint_t        stored;
+    static ngx_str_t  empty = ngx_null_string;
+
     if (job->data != NULL) {
         job->handler(job);
 
     } else {
+        /* a key its statement returned names no row unless committed */
+
+        stored = (job->facts.outcome == NGX_HTTP_SAVEITEM_STORED
+                  && job->pk.len);
+
         ngx_log_error(NGX_LOG_INFO, job->log, 0,
                       "saveitem: client closed the request before the "
                       "answer: %s%s%V%s%s",
                       ngx_http_saveitem_outcomes[job->facts.outcome],
-                      job->pk.len ? ", key " : "", &job->pk,
+                      stored ? ", key " : "", stored ? &job->pk : &empty,
                       job->facts.sqlstate[0] ? ", SQLSTATE " : "",
                       job->facts.sqlstate);
     }
@@ -614,8 +665,7 @@ ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
     if (outcome == NGX_HTTP_SAVEITEM_NOT_STORED
         && job->pool->retry.timer_set)
     {
-        job->facts.retry_after = job->pool->retry.timer.key
-                                 - ngx_current_msec;
+        job->facts.retry_after = ngx_http_saveitem_retry_left(job->pool);
     }
 
     ngx_http_saveitem_job_done(job);
@@ -793,6 +843,39 @@ ngx_http_saveitem_retry_handler(ngx_event_t *ev)
 }
 
 
+/* saveitem_ready asked for a connection and none is open or opening */
+
+static void
+ngx_http_saveitem_open_handler(ngx_event_t *ev)
+{
+    ngx_http_saveitem_pool_t *pool = ev->data;
+
+    if (pool->exiting || ngx_exiting || pool->nconns > 0
+        || pool->retry.timer_set)
+    {
+        return;
+    }
+
+    (void) ngx_http_saveitem_connect(pool);
+}
+
+
+/*
+ * What is left of the backoff, for Retry-After: its timer may be late
+ * (a busy event loop), its key then in the past
+ */
+
+static ngx_msec_t
+ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_msec_int_t  left;
+
+    left = (ngx_msec_int_t) (pool->retry.timer.key - ngx_current_msec);
+
+    return left > 0 ? (ngx_msec_t) left : 0;
+}
+
+
 /*
  * Group commit uses as few connections as keep up: the fewer statements
  * carry the rows, the less each row costs the server.  While "active"
@@ -905,8 +988,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
     db = pool->db;
 
     sc = ngx_calloc(sizeof(ngx_http_saveitem_conn_t)
-                    + 2 * ngx_max(pool->batch_max, NGX_HTTP_SAVEITEM_PIPELINE)
-                      * sizeof(const char *)
+                    + ngx_http_saveitem_nparams(pool) * sizeof(const char *)
                     + pool->nstmts * ngx_http_saveitem_slots(pool),
                     pool->log);
     if (sc == NULL) {
@@ -916,8 +998,7 @@ ngx_http_saveitem_connect(ngx_http_saveitem_pool_t *pool)
 
     sc->pool = pool;
     sc->params = (const char **) &sc[1];
-    sc->prepared = (u_char *) &sc->params[2 * ngx_max(pool->batch_max,
-                                                NGX_HTTP_SAVEITEM_PIPELINE)];
+    sc->prepared = (u_char *) &sc->params[ngx_http_saveitem_nparams(pool)];
     sc->log = *pool->log;
     sc->log.handler = ngx_http_saveitem_conn_log;
     sc->log.data = sc;
@@ -1635,6 +1716,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, docs);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
+    sc->used = 1;
     sc->c->idle = 0;
     sc->c->read->cancelable = 0;
     sc->log.action = "sending to PostgreSQL";
@@ -1696,7 +1778,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 goto failed;
             }
 
-            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
+            ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
             sc->statement_timeout = st;
         }
 
@@ -1795,7 +1877,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, st, 0);
+        ngx_http_saveitem_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
 
         if (!PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
                                NULL, &sc->params[keyed ? 2 * i : i], NULL,
@@ -2268,11 +2350,11 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     if (e->type == NGX_HTTP_SAVEITEM_SET) {
-        sc->statement_timeout = 0;
-
-    } else {
-        sc->prepared[e->arg] = 0;
+        ngx_http_saveitem_set_failed(sc, res);
+        return;
     }
+
+    sc->prepared[e->arg] = 0;
 
     if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
         PQclear(res);
@@ -2292,10 +2374,7 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
-                  "saveitem: PostgreSQL refused %s: %s",
-                  e->type == NGX_HTTP_SAVEITEM_SET
-                  ? "SET statement_timeout"
-                  : (char *) sql->data,
+                  "saveitem: PostgreSQL refused %s: %s", sql->data,
                   PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY));
 
     /* the statement that follows fails for this reason: tell that one */
@@ -2305,6 +2384,90 @@ ngx_http_saveitem_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     sc->setup_err = res;
+}
+
+
+/*
+ * The connection's statement_timeout could not be set: the connection is
+ * not used again.  The INSERTs sent after the SET are settled as if no
+ * connection could be made: sent again, once, on a new connection (see
+ * not_run).  When the server ended the session there (a FATAL error, the
+ * backend terminated), none of them ran: the connection fails next, and
+ * they are settled here; otherwise each when its result comes: one that
+ * ran anyway (its statement prepared before) is stored.
+ */
+
+static void
+ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc, PGresult *res)
+{
+    ngx_uint_t                i;
+    const char               *severity, *sqlstate;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    sc->statement_timeout = 0;
+
+    if (PQresultStatus(res) != PGRES_FATAL_ERROR) {
+        PQclear(res);
+        return;
+    }
+
+    severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+    ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                  "saveitem: PostgreSQL refused SET statement_timeout: %s "
+                  "(SQLSTATE %s), closing the connection",
+                  PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                  sqlstate ? sqlstate : "none");
+
+    ngx_http_saveitem_metrics_error(sc->pool->db->counters, sqlstate);
+
+    sc->setup_failed = 1;
+    sc->retire = 1;
+
+    if (severity != NULL
+        && (ngx_strcmp(severity, "FATAL") == 0
+            || ngx_strcmp(severity, "PANIC") == 0))
+    {
+        q = ngx_queue_head(&sc->jobs);
+
+        for (i = 0; i < sc->nsettled; i++) {
+            q = ngx_queue_next(q);
+        }
+
+        for ( /* void */ ; q != ngx_queue_sentinel(&sc->jobs);
+             q = ngx_queue_next(q))
+        {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+            ngx_http_saveitem_not_run(job);
+        }
+    }
+
+    PQclear(res);
+}
+
+
+/* a job whose statement did not run for its connection's fault */
+
+static void
+ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job)
+{
+    if (job->probing) {
+        /* a bulk body known not stored, as its own error said */
+        job->failed = 1;
+        job->probing = 0;
+        job->retry = 0;
+        return;
+    }
+
+    job->failed = 1;
+    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    job->facts.reason = NGX_HTTP_SAVEITEM_R_UNREACHABLE;
+
+    if (!job->retried) {
+        job->retry = 1;
+    }
 }
 
 
@@ -2333,6 +2496,25 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
 
     for (i = 0; i < sc->nsettled; i++) {
         q = ngx_queue_next(q);
+    }
+
+    if (sc->setup_failed
+        && (PQresultStatus(res) == PGRES_FATAL_ERROR
+            || PQresultStatus(res) == PGRES_PIPELINE_ABORTED))
+    {
+        /* it failed for the SET's sake (or with it): on a new connection */
+
+        for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+            if (!job->failed) {
+                ngx_http_saveitem_not_run(job);
+            }
+        }
+
+        sc->nsettled += e->arg;
+        PQclear(res);
+        return NGX_OK;
     }
 
     switch (PQresultStatus(res)) {
@@ -2505,6 +2687,10 @@ ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     len = PQgetlength(res, i, col);
     value = (u_char *) PQgetvalue(res, i, col);
 
+    /* a job sent again (its statement failed at commit) had one */
+
+    ngx_http_saveitem_job_forget_pk(job);
+
     if ((size_t) len <= sizeof(job->pk_buf)) {
         job->pk.data = job->pk_buf;
 
@@ -2523,6 +2709,18 @@ ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
                      && saveitem_pk_is_number(job->pk.data, job->pk.len);
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job)
+{
+    if (job->pk.data != NULL && job->pk.data != job->pk_buf) {
+        ngx_free(job->pk.data);
+    }
+
+    ngx_str_null(&job->pk);
+    job->pk_number = 0;
 }
 
 
@@ -2730,8 +2928,32 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
     if (ngx_strcmp(sqlstate, "22012") == 0) {
         job->probe_lo = mid;
 
-    } else {
+    } else if (ngx_strncmp(sqlstate, "22", 2) == 0
+               || ngx_strncmp(sqlstate, "23", 2) == 0)
+    {
         job->probe_hi = mid;
+
+    } else {
+        /*
+         * not what a document holds (a timeout, a conflict, resources,
+         * the backend terminated): no document is blamed for it; the
+         * bulk body is answered with its own error, without an index
+         */
+
+        ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                      "saveitem: probing a bulk body of %ui documents for "
+                      "the one at fault failed: %s (SQLSTATE %s); "
+                      "answering without its index", job->bulk,
+                      PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                      sqlstate);
+
+        PQclear(res);
+
+        job->failed = 1;
+        job->retry = 0;
+        job->probing = 0;
+
+        return NGX_OK;
     }
 
     PQclear(res);
@@ -2753,56 +2975,73 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
 
 
 /*
- * Rows with idempotency keys: (key, primary key, replayed), mapped to the
- * jobs by key (no two equal keys in one statement).  A job whose key did
- * not come back has it stored with another document: not stored.
+ * Rows with idempotency keys: (place, primary key, what happened), one for
+ * each job, in order (see ngx_http_saveitem_db_stmts_key()).  A job whose
+ * key holds another document, or whose row a trigger skipped, is not
+ * stored.
  */
 
 static ngx_int_t
 ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res, ngx_queue_t *q)
 {
-    int                       r, nrows;
+    int                       r;
     Oid                       type;
-    u_char                   *key;
-    ngx_uint_t                i;
+    u_char                   *what;
+    ngx_int_t                 n;
     ngx_http_saveitem_job_t  *job;
 
-    if (PQnfields(res) != 3) {
+    if (PQnfields(res) != 3 || (ngx_uint_t) PQntuples(res) != e->arg) {
         ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
-                      "saveitem: INSERT with keys returned %d columns",
+                      "saveitem: INSERT with keys of %ui rows returned %d "
+                      "rows of %d columns", e->arg, PQntuples(res),
                       PQnfields(res));
         return NGX_ERROR;
     }
 
-    nrows = PQntuples(res);
     type = PQftype(res, 1);
 
-    for (i = 0; i < e->arg; i++, q = ngx_queue_next(q)) {
+    for (r = 0; (ngx_uint_t) r < e->arg; r++, q = ngx_queue_next(q)) {
         job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-        for (r = 0; r < nrows; r++) {
-            key = (u_char *) PQgetvalue(res, r, 0);
+        n = ngx_atoi((u_char *) PQgetvalue(res, r, 0),
+                     PQgetlength(res, r, 0));
+        what = (u_char *) PQgetvalue(res, r, 2);
 
-            if (saveitem_key_equal(key, PQgetlength(res, r, 0),
-                                   job->key.data, job->key.len))
-            {
-                break;
-            }
-        }
-
-        if (r == nrows) {
-            job->failed = 1;
-            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
-            job->facts.reason = NGX_HTTP_SAVEITEM_R_KEY_REUSED;
-            continue;
-        }
-
-        if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
+        if (n != r + 1 || PQgetlength(res, r, 2) != 1) {
+            ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                          "saveitem: INSERT with keys returned row %d "
+                          "for row %d", (int) n, r + 1);
             return NGX_ERROR;
         }
 
-        job->facts.replayed = (PQgetvalue(res, r, 2)[0] == 't');
+        switch (what[0]) {
+
+        case 'n':
+        case 'r':
+            if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            job->facts.replayed = (what[0] == 'r');
+            break;
+
+        case 'k':
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_KEY_REUSED;
+            break;
+
+        default: /* 's' */
+            ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                          "saveitem: INSERT with the key \"%V\" returned "
+                          "no row (a trigger skipped it)", &job->key);
+
+            job->failed = 1;
+            job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            job->facts.reason = NGX_HTTP_SAVEITEM_R_ROW_SKIPPED;
+            break;
+        }
     }
 
     return NGX_OK;
@@ -3115,6 +3354,9 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
         job->failed = 0;
         job->sent = 0;
 
+        /* a key returned before its commit failed names nothing */
+        ngx_http_saveitem_job_forget_pk(job);
+
         if (job->data == NULL) {
             job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
             ngx_http_saveitem_job_done(job);
@@ -3187,7 +3429,14 @@ ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc)
 
     lifetime = sc->pool->db->lifetime;
 
-    if (lifetime == 0 || ngx_current_msec - sc->started < lifetime) {
+    /*
+     * a connection carries at least one statement, however short its
+     * lifetime (below the time a connect takes, none would otherwise)
+     */
+
+    if (lifetime == 0 || !sc->used
+        || ngx_current_msec - sc->started < lifetime)
+    {
         return 0;
     }
 
@@ -3202,6 +3451,7 @@ ngx_http_saveitem_expired(ngx_http_saveitem_conn_t *sc)
 static void
 ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
 {
+    ngx_msec_t                 age;
     ngx_http_saveitem_pool_t  *pool;
 
     pool = sc->pool;
@@ -3230,9 +3480,11 @@ ngx_http_saveitem_set_idle(ngx_http_saveitem_conn_t *sc)
     /* the end of its lifetime, which does not keep an exiting worker */
 
     if (pool->db->lifetime) {
+        age = ngx_current_msec - sc->started;
+
         sc->c->read->cancelable = 1;
-        ngx_add_timer(sc->c->read,
-                      pool->db->lifetime - (ngx_current_msec - sc->started));
+        ngx_add_timer(sc->c->read, age < pool->db->lifetime
+                                   ? pool->db->lifetime - age : 1);
     }
 
     ngx_queue_remove(&sc->queue);
@@ -3292,6 +3544,23 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
         if (job->retry) {
             /* its statement failed with an error: nothing was committed */
             ngx_queue_insert_tail(&retry, q);
+            continue;
+        }
+
+        if (job->probing) {
+            /*
+             * a probe never commits, and the bulk body failed before it:
+             * not stored, as its own error said; which document is at
+             * fault is not known
+             */
+
+            ngx_log_error(NGX_LOG_WARN, &sc->log, 0,
+                          "saveitem: the connection failed while probing "
+                          "a bulk body of %ui documents for the one at "
+                          "fault; answering without its index", job->bulk);
+
+            job->probing = 0;
+            ngx_http_saveitem_job_done(job);
             continue;
         }
 
@@ -3408,11 +3677,18 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
         return NGX_OK;
     }
 
-    if (pool->nconnecting == 0 && !pool->retry.timer_set) {
-        (void) ngx_http_saveitem_connect(pool);
+    /*
+     * the connect starts from a posted event, not inside the handler of
+     * the request that asked (libpq's first steps run at its start)
+     */
+
+    if (pool->nconnecting == 0 && !pool->retry.timer_set
+        && !pool->open.posted)
+    {
+        ngx_post_event(&pool->open, &ngx_posted_events);
     }
 
-    if (pool->nconnecting) {
+    if (pool->nconnecting || pool->open.posted) {
         return NGX_AGAIN;
     }
 
@@ -3421,7 +3697,7 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
     f->reason = pool->down ? pool->down : NGX_HTTP_SAVEITEM_R_UNREACHABLE;
 
     if (pool->retry.timer_set) {
-        f->retry_after = pool->retry.timer.key - ngx_current_msec;
+        f->retry_after = ngx_http_saveitem_retry_left(pool);
     }
 
     return NGX_DECLINED;
