@@ -2898,9 +2898,7 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
         /* data (22) or integrity (23): one document can be at fault */
 
         if (job->bulk < 2 || job->data == NULL
-            || (ngx_strncmp(sqlstate, "22", 2) != 0
-                && ngx_strncmp(sqlstate, "23", 2) != 0)
-            || ngx_strcmp(sqlstate, "22012") == 0)
+            || !saveitem_sqlstate_is_document(sqlstate))
         {
             return NGX_DECLINED;
         }
@@ -2928,9 +2926,7 @@ ngx_http_saveitem_bulk_error(ngx_http_saveitem_conn_t *sc,
     if (ngx_strcmp(sqlstate, "22012") == 0) {
         job->probe_lo = mid;
 
-    } else if (ngx_strncmp(sqlstate, "22", 2) == 0
-               || ngx_strncmp(sqlstate, "23", 2) == 0)
-    {
+    } else if (saveitem_sqlstate_is_document(sqlstate)) {
         job->probe_hi = mid;
 
     } else {
