@@ -22,6 +22,7 @@
 
 #include "ngx_http_saveitem.h"
 #include "ngx_http_saveitem_metrics.h"
+#include "ngx_http_saveitem_policy.h"
 
 
 typedef enum {
@@ -60,25 +61,6 @@ typedef enum {
 
 
 /*
- * With saveitem_batch off, a connection that becomes free takes up to this
- * many waiting requests, each its own statement and transaction, as a
- * pipeline: one round trip for all of them (libpq 15 still writes each
- * at its PQpipelineSync()).  Waiting requests are shared out among the
- * connections that can take them, so a pipeline is only this deep when
- * every connection is busy.
- */
-#define NGX_HTTP_SAVEITEM_PIPELINE    16
-
-/*
- * The rows of a group-commit statement that failed for one guilty
- * document are sent again in one transaction, a savepoint each, at most
- * this many at a time: one round trip and one commit find the guilty and
- * store the others (a subtransaction each: fewer than PostgreSQL's 64
- * cached per backend)
- */
-#define NGX_HTTP_SAVEITEM_ISOLATE     32
-
-/*
  * Results expected at most: setup (SET, PREPARE of the INSERT, the two
  * PREPAREs of the savepoint statements, a sync: 5), then an isolation of
  * ISOLATE rows (BEGIN and SAVEPOINT once; each row ROLLBACK TO but the
@@ -97,24 +79,6 @@ typedef enum {
     (2 * ngx_max((pool)->batch_max,                                           \
                  ngx_max(NGX_HTTP_SAVEITEM_PIPELINE,                          \
                          NGX_HTTP_SAVEITEM_ISOLATE)))
-
-/*
- * Group commit holds a request for a busy connection no longer than this,
- * however long statements take (a slow one should not delay the others)
- */
-#define NGX_HTTP_SAVEITEM_HOLD_MAX    50
-
-/*
- * Group-commit rows go straight into an isolation, without a statement of
- * their own first, while the documents refused lately (pool->guilty, in
- * 1/65536) make a guilty one among them likely: expected guilty documents
- * at least one half (LIKELY / 65536).  The doomed statement costs its rows
- * a round trip; the savepoints cost the server less than that.
- */
-#define NGX_HTTP_SAVEITEM_LIKELY      32768
-
-#define NGX_HTTP_SAVEITEM_BACKOFF_MIN 50
-#define NGX_HTTP_SAVEITEM_BACKOFF_MAX 1000
 
 #define INT2OID                       21
 #define INT4OID                       23
@@ -301,7 +265,6 @@ static void ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool,
     ngx_uint_t guilty);
 static void ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool,
     ngx_queue_t *jobs);
-static ngx_uint_t ngx_http_saveitem_retryable(const char *sqlstate);
 static ngx_uint_t ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, ngx_uint_t owner,
     ngx_uint_t late);
@@ -771,7 +734,7 @@ ngx_http_saveitem_dispatch_handler(ngx_event_t *ev)
 static void
 ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
 {
-    ngx_uint_t                 share, slots;
+    ngx_uint_t                 share;
     ngx_queue_t               *q;
     ngx_http_saveitem_conn_t  *sc;
 
@@ -803,19 +766,11 @@ ngx_http_saveitem_dispatch(ngx_http_saveitem_pool_t *pool)
                 continue;
             }
 
-            slots = pool->nidle + pool->nconnecting
-                    + pool->db->pool_size - pool->nconns;
-
-            if (pool->down || pool->retry.timer_set) {
-                slots = pool->nidle;
-            }
-
-            share = (pool->nwaiting + slots - 1) / slots;
-
-            if (!pool->db->prepare) {
-                /* behind a pooler: one transaction in flight at a time */
-                share = 1;
-            }
+            share = saveitem_policy_share(pool->nwaiting, pool->nidle,
+                                          pool->nconnecting, pool->nconns,
+                                          pool->db->pool_size,
+                                          pool->down || pool->retry.timer_set,
+                                          pool->db->prepare);
 
             ngx_http_saveitem_conn_send(sc, share);
             continue;
@@ -877,64 +832,52 @@ ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool)
 
 
 /*
- * Group commit uses as few connections as keep up: the fewer statements
- * carry the rows, the less each row costs the server.  While "active"
- * connections are busy, waiting jobs are left for the first of them to
- * finish (it takes them all in one statement), rather than sent alone on
- * another connection; only when the oldest has waited half as long as a
- * statement usually takes (at most HOLD_MAX) is one more connection
- * used.  A connection that finds nothing waiting when it finishes gives
- * its place back (see set_idle).  With saveitem_batch off nothing is
- * held: one commit per request needs as many backends as there are
- * requests.
+ * Group commit uses as few connections as keep up (the rule:
+ * saveitem_policy_hold()): the first waiting request may be held for a
+ * busy connection, and a connection that finds nothing waiting when it
+ * finishes gives its place back (see set_idle).  With saveitem_batch off
+ * nothing is held: one commit per request needs as many backends as
+ * there are requests; nor are requests whose statement failed (they have
+ * waited once, and their wait counts from their arrival), nor bulk
+ * bodies.
  */
 
 static ngx_uint_t
 ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
 {
-    ngx_msec_t                waited, usual;
-    ngx_uint_t                inuse;
+    int                       grow;
+    ngx_msec_t                waited, hold;
     ngx_http_saveitem_job_t  *first;
-
-    /* busy or being opened */
-
-    inuse = pool->nconns - pool->nidle;
-
-    if (inuse == 0 || inuse < pool->active
-        || pool->active >= pool->db->pool_size)
-    {
-        return 0;
-    }
 
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
-
-    /*
-     * nor are requests whose statement failed (they have waited once, and
-     * their wait counts from their arrival), nor bulk bodies
-     */
 
     if (first->batch_rows == 1 || first->retried || first->bulk) {
         return 0;
     }
 
-    /* half of it: measured, sooner is better at 16 clients, as good at 64 */
-
-    usual = ngx_min(ngx_max((pool->rtt16 + 31) / 32, 1),
-                    NGX_HTTP_SAVEITEM_HOLD_MAX);
     waited = ngx_current_msec - first->queued;
 
-    if (waited >= usual) {
+    /* in use: busy or being opened */
+
+    hold = saveitem_policy_hold(pool->nconns - pool->nidle, pool->active,
+                                pool->db->pool_size, pool->rtt16, waited,
+                                &grow);
+
+    if (grow) {
         pool->active++;
 
         ngx_log_debug2(NGX_LOG_DEBUG_HTTP, pool->log, 0,
                        "saveitem: a request waited %M ms, %ui connections "
                        "in use", waited, pool->active);
+    }
+
+    if (hold == 0) {
         return 0;
     }
 
     if (!pool->grow.timer_set) {
-        ngx_add_timer(&pool->grow, usual - waited);
+        ngx_add_timer(&pool->grow, hold);
     }
 
     return 1;
@@ -958,9 +901,7 @@ ngx_http_saveitem_backoff(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason)
 {
     pool->down = reason;
-    pool->backoff = pool->backoff ? ngx_min(pool->backoff * 2,
-                                            NGX_HTTP_SAVEITEM_BACKOFF_MAX)
-                                  : NGX_HTTP_SAVEITEM_BACKOFF_MIN;
+    pool->backoff = saveitem_policy_backoff(pool->backoff);
 
     if (!pool->retry.timer_set) {
         ngx_add_timer(&pool->retry, pool->backoff);
@@ -1547,8 +1488,9 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     size_t                     bytes;
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
+    int                        direct;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot, isolate, docs, direct;
+    ngx_uint_t                 nparams, slot, isolate, docs;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
@@ -1565,7 +1507,7 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     isolate = first->isolate;
     pipeline = (first->batch_rows == 1 && !isolate && !first->bulk);
     keyed = (first->key.len > 0);
-    max = pipeline ? ngx_max(ngx_min(share, NGX_HTTP_SAVEITEM_PIPELINE), 1)
+    max = pipeline ? saveitem_policy_pipeline(share)
                    : ngx_min(first->batch_rows, pool->batch_max);
 
     if (isolate) {
@@ -1582,20 +1524,8 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     direct = 0;
 
     if (pool->isolating && !isolate && !pipeline && !first->bulk) {
-
-        if (pool->db->prepare) {
-            max = ngx_min(max, NGX_HTTP_SAVEITEM_ISOLATE);
-            direct = (ngx_min(max, pool->nwaiting) * pool->guilty
-                      >= NGX_HTTP_SAVEITEM_LIKELY);
-
-        } else {
-            /*
-             * behind a pooler, no savepoints: statements that likely hold
-             * no guilty document, fewer halvings when one does
-             */
-            max = ngx_min(max, ngx_max(NGX_HTTP_SAVEITEM_LIKELY
-                                       / pool->guilty, 2));
-        }
+        max = saveitem_policy_guilty_rows(max, pool->nwaiting, pool->guilty,
+                                          pool->db->prepare, &direct);
     }
 
     bytes = 0;
@@ -1749,16 +1679,12 @@ ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     /*
      * The server aborts a statement itself just before the module's own
-     * timer fires, so that a timeout normally means "not stored".  SET is
-     * transactional: it gets a sync of its own, as does PREPARE.
+     * timer fires, so that a timeout normally means "not stored" (see
+     * saveitem_policy_statement_timeout()).  SET is transactional: it gets
+     * a sync of its own, as does PREPARE.
      */
 
-    if (first->timeout > 1) {
-        st = first->timeout - ngx_max(ngx_min(first->timeout / 10, 1000), 1);
-
-    } else {
-        st = 1;
-    }
+    st = saveitem_policy_statement_timeout(first->timeout);
 
     if (!pool->db->prepare) {
         goto unnamed;
@@ -2476,7 +2402,8 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res)
 {
     Oid                         type;
-    ngx_uint_t                  i, taken, half, isolate;
+    int                         isolate;
+    ngx_uint_t                  i, taken, half;
     const char                 *sqlstate;
     ngx_queue_t                *q;
     ngx_http_saveitem_job_t    *job;
@@ -2576,7 +2503,7 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
         sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         ngx_http_saveitem_metrics_error(sc->pool->db->counters, sqlstate);
 
-        if (e->arg > 1 && ngx_http_saveitem_retryable(sqlstate)) {
+        if (e->arg > 1 && saveitem_policy_retryable(sqlstate)) {
 
             /*
              * One document may be guilty: the rows are sent again in one
@@ -2588,8 +2515,8 @@ ngx_http_saveitem_insert_result(ngx_http_saveitem_conn_t *sc,
              * pipelined, the slow one alone.
              */
 
-            half = ngx_strcmp(sqlstate, "57014") == 0 ? 1 : (e->arg + 1) / 2;
-            isolate = (half > 1 && sc->pool->db->prepare);
+            half = saveitem_policy_retry_rows(e->arg, sqlstate,
+                                              sc->pool->db->prepare, &isolate);
 
             ngx_log_error(NGX_LOG_INFO, &sc->log, 0,
                           "saveitem: a statement of %ui rows failed (%s), "
@@ -3072,7 +2999,7 @@ ngx_http_saveitem_sync_error(ngx_http_saveitem_conn_t *sc, PGresult *res)
 
     taken = 0;
     retry = (sc->nsettled > 1
-             && ngx_http_saveitem_retryable(
+             && saveitem_policy_retryable(
                     PQresultErrorField(res, PG_DIAG_SQLSTATE)));
 
     q = ngx_queue_head(&sc->jobs);
@@ -3248,10 +3175,7 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 
         ngx_http_saveitem_metrics_result(sc->pool->db->counters, took);
 
-        /* a moving average over the last 8 or so */
-
-        sc->pool->rtt16 = sc->pool->rtt16 - sc->pool->rtt16 / 8
-                          + ngx_min(took, 60000) * 2;
+        sc->pool->rtt16 = saveitem_policy_rtt(sc->pool->rtt16, took);
     }
 
     while (sc->nsettled) {
@@ -3300,13 +3224,12 @@ ngx_http_saveitem_settle(ngx_http_saveitem_conn_t *sc)
 static void
 ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
 {
-    ngx_uint_t  likely;
+    ngx_uint_t  isolating;
 
-    pool->guilty = pool->guilty - pool->guilty / 64 + guilty * 1024;
+    pool->guilty = saveitem_policy_guilt(pool->guilty, guilty);
+    isolating = saveitem_policy_isolating(pool->guilty, pool->isolating);
 
-    likely = pool->guilty * NGX_HTTP_SAVEITEM_ISOLATE;
-
-    if (!pool->isolating && likely > NGX_HTTP_SAVEITEM_LIKELY) {
+    if (isolating && !pool->isolating) {
         pool->isolating = 1;
 
         ngx_log_error(NGX_LOG_INFO, pool->log, 0,
@@ -3317,7 +3240,7 @@ ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
                       ? "in one transaction, a savepoint each"
                       : "in statements of fewer rows (prepare=off)");
 
-    } else if (pool->isolating && likely < NGX_HTTP_SAVEITEM_LIKELY / 2) {
+    } else if (!isolating && pool->isolating) {
         pool->isolating = 0;
 
         ngx_log_error(NGX_LOG_INFO, pool->log, 0,
@@ -3383,33 +3306,6 @@ ngx_http_saveitem_requeue(ngx_http_saveitem_pool_t *pool, ngx_queue_t *jobs)
     }
 }
 
-
-/* a batch that failed for these may have one guilty document */
-
-static ngx_uint_t
-ngx_http_saveitem_retryable(const char *sqlstate)
-{
-    if (sqlstate == NULL) {
-        return 0;
-    }
-
-    /* a statement timeout may be one slow document's */
-
-    if (ngx_strcmp(sqlstate, "57014") == 0) {
-        return 1;
-    }
-
-    /* the wrong server: no document is guilty */
-
-    if (ngx_strcmp(sqlstate, "25006") == 0) {
-        return 0;
-    }
-
-    return ngx_strncmp(sqlstate, "08", 2) != 0
-           && ngx_strncmp(sqlstate, "53", 2) != 0
-           && ngx_strncmp(sqlstate, "57", 2) != 0
-           && ngx_strncmp(sqlstate, "XX", 2) != 0;
-}
 
 
 /*

@@ -16,6 +16,8 @@
 #             nginx reloaded, clients aborting and trickling, EAGAIN and
 #             short reads injected on the libpq socket, all under load
 #             (util/fault/run --quick)
+#   unit      the unit tests of the adaptive rules, pure functions built
+#             with ASan and UBSan; seconds (util/unit/run)
 #   fuzz      libFuzzer on the checks of bytes, 60 s, fixed seed
 #             (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
@@ -32,7 +34,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOGS=$SAVEITEM_ROOT/build/test-all
-ALL="suite asan valgrind faults fuzz http-fuzz package"
+ALL="unit suite asan valgrind faults fuzz http-fuzz package"
 
 
 part_cmd()
@@ -42,6 +44,7 @@ part_cmd()
     asan)      echo "bash $SAVEITEM_UTIL/memcheck asan" ;;
     valgrind)  echo "bash $SAVEITEM_UTIL/memcheck valgrind" ;;
     faults)    echo "bash $SAVEITEM_UTIL/fault/run --quick" ;;
+    unit)      echo "bash $SAVEITEM_UTIL/unit/run" ;;
     fuzz)      echo "bash $SAVEITEM_UTIL/fuzz/run 60" ;;
     http-fuzz) echo "bash $SAVEITEM_UTIL/fuzz/http" ;;
     package)   echo "bash $SAVEITEM_UTIL/package-test.sh" ;;
