@@ -8,7 +8,7 @@
  * POST -> JSON check -> INSERT on a pooled, non-blocking libpq
  * connection -> {"pk": N}.  This file is the nginx side: directives,
  * the request (method, type, body, checks), and the answer: the pool
- * (src/ngx_http_saveitem_pg.c) reports what happened, and one function
+ * (src/ngx_http_saveitem_pool.c) reports what happened, and one function
  * here, ngx_http_saveitem_answer(), decides what to say.
  */
 

@@ -23,9 +23,17 @@
  *   src/ngx_http_saveitem_db.c     the database: conninfo, what is safe to
  *                                  log, host names, connection parameters,
  *                                  statement texts, the start-up check
- *   src/ngx_http_saveitem_pg.c     the per-worker pool and the connection
- *                                  state machine; reports facts, never
- *                                  HTTP statuses
+ *   src/ngx_http_saveitem_pool.c   the per-worker pool: its queue of jobs,
+ *                                  dispatch, backoff, readiness, gauges
+ *   src/ngx_http_saveitem_conn.c   a connection's state machine: connect,
+ *                                  events, expected results, read
+ *   src/ngx_http_saveitem_batch.c  batches: which jobs go together, the
+ *                                  statements that carry them, what each
+ *                                  result means for each job
+ *   src/ngx_http_saveitem_policy.c the adaptive rules, pure functions
+ *                                  (the last four report facts, never
+ *                                  HTTP statuses; they share
+ *                                  src/ngx_http_saveitem_pool.h)
  *   src/ngx_http_saveitem_check.c  pure checks on bytes
  *   src/ngx_http_saveitem_metrics.c counters for saveitem_status, in
  *                                  shared memory
@@ -316,7 +324,7 @@ typedef struct {
 } ngx_http_saveitem_pool_stat_t;
 
 
-/* src/ngx_http_saveitem_pg.c */
+/* src/ngx_http_saveitem_pool.c */
 
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_main_conf_t *smcf);
