@@ -1358,7 +1358,7 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
         ngx_http_saveitem_job_done(job);
     }
 
-    ngx_http_saveitem_pool_requeue(sc->pool, &retry);
+    ngx_http_saveitem_job_requeue(sc->pool, &retry);
 }
 
 

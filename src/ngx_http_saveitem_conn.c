@@ -496,7 +496,7 @@ ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_conn_close(sc);
 
     if (ngx_exiting) {
-        ngx_http_saveitem_pool_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
+        ngx_http_saveitem_job_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
         return;
     }
 
@@ -1183,7 +1183,7 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     }
 
     ngx_http_saveitem_conn_close(sc);
-    ngx_http_saveitem_pool_requeue(pool, &retry);
+    ngx_http_saveitem_job_requeue(pool, &retry);
     ngx_http_saveitem_pool_dispatch(pool);
 }
 

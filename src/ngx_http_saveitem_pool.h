@@ -10,9 +10,9 @@
 
 /*
  * What the pool (src/ngx_http_saveitem_pool.c), the connection state
- * machine (src/ngx_http_saveitem_conn.c) and batches
- * (src/ngx_http_saveitem_batch.c) share; the rest of the module sees
- * only ngx_http_saveitem.h.
+ * machine (src/ngx_http_saveitem_conn.c), batches
+ * (src/ngx_http_saveitem_batch.c) and jobs (src/ngx_http_saveitem_job.c)
+ * share; the rest of the module sees only ngx_http_saveitem.h.
  */
 
 
@@ -194,18 +194,9 @@ extern const char  *ngx_http_saveitem_tx_names[];
 
 /* src/ngx_http_saveitem_pool.c */
 
-void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
-    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
-void ngx_http_saveitem_pool_fail_waiting(ngx_http_saveitem_pool_t *pool,
-    ngx_http_saveitem_reason_e reason);
 void ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool);
 void ngx_http_saveitem_pool_backoff(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason);
-void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_pool_requeue(ngx_http_saveitem_pool_t *pool,
-    ngx_queue_t *jobs);
 
 
 /* src/ngx_http_saveitem_conn.c */
@@ -235,6 +226,22 @@ void ngx_http_saveitem_batch_sync_error(ngx_http_saveitem_conn_t *sc,
 void ngx_http_saveitem_batch_commit_result(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 void ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc);
+
+
+/* src/ngx_http_saveitem_job.c */
+
+void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
+    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
+void ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_job_t *job, ngx_uint_t head);
+void ngx_http_saveitem_job_fail_waiting(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
+ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
+void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
+    ngx_queue_t *jobs);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_POOL_H_INCLUDED_ */
