@@ -8,6 +8,13 @@
  * jobs waiting for one (the jobs themselves: src/ngx_http_saveitem_job.c),
  * dispatch, the backoff while no connection can be made, readiness, and
  * its gauges.  Reports facts (ngx_http_saveitem_facts_t), never statuses.
+ *
+ * The top of the path to the database: the pool calls the connections
+ * (src/ngx_http_saveitem_conn.c), which call batches
+ * (src/ngx_http_saveitem_batch.c); all of them call the jobs.  Nothing
+ * below calls back up: a connection reports to the pool through the two
+ * handlers set here (pool->released, pool->connect_failed), as nginx's
+ * peer connection reports to its owner through its free handler.
  */
 
 
@@ -15,10 +22,13 @@
 
 
 static void ngx_http_saveitem_dispatch_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_retry_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_open_handler(ngx_event_t *ev);
 static ngx_uint_t ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool);
 static void ngx_http_saveitem_grow_handler(ngx_event_t *ev);
+static void ngx_http_saveitem_pool_backoff(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
 
 
 ngx_int_t
@@ -61,6 +71,9 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->grow.data = pool;
     pool->grow.log = cycle->log;
     pool->grow.cancelable = 1;
+
+    pool->released = ngx_http_saveitem_pool_dispatch;
+    pool->connect_failed = ngx_http_saveitem_pool_backoff;
 
     db->pool = pool;
 
@@ -230,7 +243,7 @@ ngx_http_saveitem_dispatch_handler(ngx_event_t *ev)
  * once opened: one slow statement delays only the few behind it.
  */
 
-void
+static void
 ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
 {
     ngx_uint_t                 share;
@@ -271,7 +284,7 @@ ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
                                           pool->down || pool->retry.timer_set,
                                           pool->db->prepare);
 
-            ngx_http_saveitem_batch_send(sc, share);
+            ngx_http_saveitem_conn_send(sc, share);
             continue;
         }
 
@@ -379,7 +392,7 @@ ngx_http_saveitem_grow_handler(ngx_event_t *ev)
  * connection is open, waiting requests fail fast with the reason
  */
 
-void
+static void
 ngx_http_saveitem_pool_backoff(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason)
 {
