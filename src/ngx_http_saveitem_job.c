@@ -5,10 +5,11 @@
 
 /*
  * Jobs: a job links one request to the connection that carries its
- * statement.  Taken from the pool's free list, queued in its wait queue
- * until a connection takes it (or sent again, or failed, from there),
- * handed to its request once done, and freed.  The bottom of the pool,
- * the connections and batches: it calls none of them.
+ * statement; the pool owns it, a request that ends early only detaches.
+ * Taken from the pool's free list, queued in its wait queue until a
+ * connection takes it (or sent again, or failed, from there), handed to
+ * its request once done, and freed.  The bottom of the pool, the
+ * connections and batches: it calls none of them.
  */
 
 
