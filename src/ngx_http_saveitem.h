@@ -324,7 +324,7 @@ typedef struct {
 } ngx_http_saveitem_pool_stat_t;
 
 
-/* src/ngx_http_saveitem_pool.c */
+/* src/ngx_http_saveitem_pool.c, src/ngx_http_saveitem_job.c */
 
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_main_conf_t *smcf);

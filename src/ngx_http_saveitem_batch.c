@@ -9,6 +9,11 @@
  * the statements that carry them, and what each result means for each
  * job: its key, or why not stored.  The adaptive rules it follows are the
  * pure functions of src/ngx_http_saveitem_policy.c.
+ *
+ * Below the connection (src/ngx_http_saveitem_conn.c), which calls it to
+ * send and to read each result; it calls only the jobs
+ * (src/ngx_http_saveitem_job.c): a connection that cannot send is failed
+ * by the connection, from what batch_send returns.
  */
 
 
@@ -20,6 +25,9 @@ static ngx_int_t ngx_http_saveitem_batch_send_isolated(
     ngx_uint_t keyed, ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t t);
+static void ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
+    ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
@@ -60,15 +68,16 @@ const char  *ngx_http_saveitem_tx_names[] = {
  * Takes the first waiting job and those queued behind it that can share
  * its statement (group commit: what waits when a connection becomes free,
  * never more waiting), or with saveitem_batch off up to "share" of them,
- * a statement each, and sends them with any setup first.  Every job sent
- * is answered within its own query timeout from now: the timer is not
- * extended by the results of the others.
+ * a statement each, and hands them to libpq with any setup first (the
+ * connection flushes them: see conn_send).  Every job sent is answered
+ * within its own query timeout from now: the timer is not extended by the
+ * results of the others.  NGX_ERROR: libpq took not all of it.
  */
 
-void
+ngx_int_t
 ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 {
-    int                        rc, direct;
+    int                        direct;
     u_char                    *last;
     size_t                     bytes;
     ngx_msec_t                 st;
@@ -288,7 +297,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 goto failed;
             }
 
-            ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
+            ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
             sc->statement_timeout = st;
         }
 
@@ -299,8 +308,8 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                 goto failed;
             }
 
-            ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx,
-                                          0);
+            ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_PREPARE, idx,
+                                           0);
             sc->prepared[idx] = 1;
         }
 
@@ -315,7 +324,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
                     goto failed;
                 }
 
-                ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_TX, i, 1);
+                ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_TX, i, 1);
             }
 
             sc->savepoints = 1;
@@ -325,7 +334,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
     if (isolate) {
@@ -348,7 +357,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         /* from here on, the server may commit these rows */
 
@@ -361,7 +370,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
     goto sent;
@@ -388,7 +397,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
 
         if (!PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
                                NULL, &sc->params[keyed ? 2 * i : i], NULL,
@@ -397,7 +406,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
@@ -408,7 +417,7 @@ unnamed:
             goto failed;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
 sent:
@@ -417,25 +426,11 @@ sent:
     sc->deadline = ngx_current_msec + first->timeout;
     ngx_add_timer(sc->c->read, first->timeout);
 
-    rc = PQflush(sc->pg);
-
-    if (rc == -1) {
-        goto failed;
-    }
-
-    if (ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
-        goto failed;
-    }
-
-    sc->log.action = "waiting for PostgreSQL";
-
-    return;
+    return NGX_OK;
 
 failed:
 
-    /* the jobs whose sync was not handed to libpq are not stored */
-
-    ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
+    return NGX_ERROR;
 }
 
 
@@ -490,7 +485,7 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
             return NGX_ERROR;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1, kind);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_INSERT, 1, kind);
 
         if (ngx_http_saveitem_batch_send_tx(sc, NGX_HTTP_SAVEITEM_TX_SAVE)
             != NGX_OK)
@@ -502,7 +497,7 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
             return NGX_ERROR;
         }
 
-        ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 1, 0);
+        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 1, 0);
     }
 
     if (!PQsendQueryParams(sc->pg,
@@ -512,7 +507,7 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
         return NGX_ERROR;
     }
 
-    ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_COMMIT, 0, 0);
+    ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_COMMIT, 0, 0);
 
     /* from here on, the server may commit these rows */
 
@@ -528,7 +523,7 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
         return NGX_ERROR;
     }
 
-    ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
+    ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
 
     return NGX_OK;
 }
@@ -554,9 +549,42 @@ ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc, ngx_uint_t t)
         return NGX_ERROR;
     }
 
-    ngx_http_saveitem_conn_expect(sc, NGX_HTTP_SAVEITEM_TX, t, 0);
+    ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_TX, t, 0);
 
     return NGX_OK;
+}
+
+
+/* what the connection is to read back, in order (see conn_results) */
+
+static void
+ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
+    ngx_http_saveitem_kind_e kind)
+{
+    ngx_http_saveitem_expect_t  *e;
+
+    if (sc->nexpect >= NGX_HTTP_SAVEITEM_EXPECT) {
+
+        /* never: the results could not be matched (see conn_results) */
+
+        if (sc->nexpect++ == NGX_HTTP_SAVEITEM_EXPECT) {
+            ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
+                          "saveitem: more than %d results expected",
+                          NGX_HTTP_SAVEITEM_EXPECT);
+        }
+
+        return;
+    }
+
+    e = &sc->expect[(sc->head + sc->nexpect) % NGX_HTTP_SAVEITEM_EXPECT];
+
+    e->type = type;
+    e->arg = arg;
+    e->seen = 0;
+    e->kind = kind;
+
+    sc->nexpect++;
 }
 
 
@@ -762,6 +790,29 @@ ngx_http_saveitem_batch_result(ngx_http_saveitem_conn_t *sc,
     PQclear(res);
 
     return NGX_OK;
+}
+
+
+/* a job whose statement did not run for its connection's fault */
+
+void
+ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job)
+{
+    if (job->probing) {
+        /* a bulk body known not stored, as its own error said */
+        job->failed = 1;
+        job->probing = 0;
+        job->retry = 0;
+        return;
+    }
+
+    job->failed = 1;
+    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+    job->facts.reason = NGX_HTTP_SAVEITEM_R_UNREACHABLE;
+
+    if (!job->retried) {
+        job->retry = 1;
+    }
 }
 
 
@@ -1358,7 +1409,7 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
         ngx_http_saveitem_job_done(job);
     }
 
-    ngx_http_saveitem_pool_requeue(sc->pool, &retry);
+    ngx_http_saveitem_job_requeue(sc->pool, &retry);
 }
 
 
@@ -1366,7 +1417,7 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
  * A document stored (0), or refused at its INSERT for what it holds (1: a
  * data exception or a constraint, SQLSTATE class 22 or 23), for the share
  * of guilty documents lately.  While a full isolation would likely hold
- * one, group-commit rows are sent straight into one (see conn_send), or
+ * one, group-commit rows are sent straight into one (see batch_send), or
  * with prepare=off in statements that likely hold none; below half of
  * that, in one statement again.  A document refused at
  * COMMIT (a deferred constraint) is not counted: it fails an isolation

@@ -11,6 +11,10 @@
  * event).  A connection always runs in pipeline mode; what it has sent
  * is a FIFO of expected results, read here in order and handed to the
  * batch code (src/ngx_http_saveitem_batch.c) for what they mean.
+ *
+ * Below the pool: what the pool must know (a connection released, none
+ * could be made) goes through the handlers it set (pool->released,
+ * pool->connect_failed), never by a call to src/ngx_http_saveitem_pool.c.
  */
 
 
@@ -26,6 +30,8 @@ static u_char *ngx_http_saveitem_conn_log(ngx_log_t *log, u_char *buf,
     size_t len);
 static ngx_int_t ngx_http_saveitem_wrap(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc);
+static ngx_int_t ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t on);
 static void ngx_http_saveitem_connect_handler(ngx_event_t *ev);
 static void ngx_http_saveitem_connect_timedout(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_connected(ngx_http_saveitem_conn_t *sc);
@@ -41,6 +47,8 @@ static void ngx_http_saveitem_conn_setup_result(ngx_http_saveitem_conn_t *sc,
 static void ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc);
+static void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_reason_e reason, const char *why);
 
 
 /*
@@ -63,7 +71,7 @@ ngx_http_saveitem_conn_open(ngx_http_saveitem_pool_t *pool)
                     + pool->nstmts * ngx_http_saveitem_slots(pool),
                     pool->log);
     if (sc == NULL) {
-        ngx_http_saveitem_pool_backoff(pool, NGX_HTTP_SAVEITEM_R_NO_CONNECTION);
+        pool->connect_failed(pool, NGX_HTTP_SAVEITEM_R_NO_CONNECTION);
         return NGX_ERROR;
     }
 
@@ -285,7 +293,7 @@ ngx_http_saveitem_unwrap(ngx_http_saveitem_conn_t *sc)
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc, ngx_uint_t on)
 {
     ngx_event_t  *wev;
@@ -496,13 +504,12 @@ ngx_http_saveitem_connect_failed(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_conn_close(sc);
 
     if (ngx_exiting) {
-        ngx_http_saveitem_pool_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
+        ngx_http_saveitem_job_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
         return;
     }
 
-    ngx_http_saveitem_pool_backoff(pool,
-                                   local ? NGX_HTTP_SAVEITEM_R_NO_CONNECTION
-                                         : NGX_HTTP_SAVEITEM_R_UNREACHABLE);
+    pool->connect_failed(pool, local ? NGX_HTTP_SAVEITEM_R_NO_CONNECTION
+                                     : NGX_HTTP_SAVEITEM_R_UNREACHABLE);
 }
 
 
@@ -602,34 +609,40 @@ ngx_http_saveitem_conn_alive(ngx_http_saveitem_conn_t *sc)
 }
 
 
+/*
+ * Sends what the batch code puts on the connection (it takes the jobs
+ * and queues their statements in libpq), then as much of it as the
+ * socket takes now; libpq asks for "writable" for the rest.
+ */
+
 void
-ngx_http_saveitem_conn_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
-    ngx_http_saveitem_kind_e kind)
+ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 {
-    ngx_http_saveitem_expect_t  *e;
+    int  rc;
 
-    if (sc->nexpect >= NGX_HTTP_SAVEITEM_EXPECT) {
-
-        /* never: the results could not be matched (see results) */
-
-        if (sc->nexpect++ == NGX_HTTP_SAVEITEM_EXPECT) {
-            ngx_log_error(NGX_LOG_ALERT, &sc->log, 0,
-                          "saveitem: more than %d results expected",
-                          NGX_HTTP_SAVEITEM_EXPECT);
-        }
-
-        return;
+    if (ngx_http_saveitem_batch_send(sc, share) != NGX_OK) {
+        goto failed;
     }
 
-    e = &sc->expect[(sc->head + sc->nexpect) % NGX_HTTP_SAVEITEM_EXPECT];
+    rc = PQflush(sc->pg);
 
-    e->type = type;
-    e->arg = arg;
-    e->seen = 0;
-    e->kind = kind;
+    if (rc == -1) {
+        goto failed;
+    }
 
-    sc->nexpect++;
+    if (ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
+        goto failed;
+    }
+
+    sc->log.action = "waiting for PostgreSQL";
+
+    return;
+
+failed:
+
+    /* the jobs whose sync was not handed to libpq are not stored */
+
+    ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
 }
 
 
@@ -1000,29 +1013,6 @@ ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc, PGresult *res)
 }
 
 
-/* a job whose statement did not run for its connection's fault */
-
-void
-ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job)
-{
-    if (job->probing) {
-        /* a bulk body known not stored, as its own error said */
-        job->failed = 1;
-        job->probing = 0;
-        job->retry = 0;
-        return;
-    }
-
-    job->failed = 1;
-    job->facts.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
-    job->facts.reason = NGX_HTTP_SAVEITEM_R_UNREACHABLE;
-
-    if (!job->retried) {
-        job->retry = 1;
-    }
-}
-
-
 /*
  * saveitem_database lifetime=: an older connection is closed when idle,
  * never mid-statement, so that load spreads again after a failback or a
@@ -1076,7 +1066,7 @@ ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc)
         || ngx_http_saveitem_conn_expired(sc))
     {
         ngx_http_saveitem_conn_close(sc);
-        ngx_http_saveitem_pool_dispatch(pool);
+        pool->released(pool);
         return;
     }
 
@@ -1104,7 +1094,7 @@ ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc)
         pool->active--;
     }
 
-    ngx_http_saveitem_pool_dispatch(pool);
+    pool->released(pool);
 }
 
 
@@ -1115,7 +1105,7 @@ ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc)
  * why: for the log; NULL: libpq's message, "": already logged.
  */
 
-void
+static void
 ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_reason_e reason, const char *why)
 {
@@ -1183,8 +1173,8 @@ ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
     }
 
     ngx_http_saveitem_conn_close(sc);
-    ngx_http_saveitem_pool_requeue(pool, &retry);
-    ngx_http_saveitem_pool_dispatch(pool);
+    ngx_http_saveitem_job_requeue(pool, &retry);
+    pool->released(pool);
 }
 
 

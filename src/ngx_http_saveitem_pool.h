@@ -10,9 +10,10 @@
 
 /*
  * What the pool (src/ngx_http_saveitem_pool.c), the connection state
- * machine (src/ngx_http_saveitem_conn.c) and batches
- * (src/ngx_http_saveitem_batch.c) share; the rest of the module sees
- * only ngx_http_saveitem.h.
+ * machine (src/ngx_http_saveitem_conn.c), batches
+ * (src/ngx_http_saveitem_batch.c) and jobs (src/ngx_http_saveitem_job.c)
+ * share; the rest of the module sees only ngx_http_saveitem.h.  Each file
+ * calls only those below it: pool -> conn -> batch -> job.
  */
 
 
@@ -85,6 +86,10 @@ typedef enum {
 
 typedef struct ngx_http_saveitem_conn_s  ngx_http_saveitem_conn_t;
 
+typedef void (*ngx_http_saveitem_released_pt)(ngx_http_saveitem_pool_t *pool);
+typedef void (*ngx_http_saveitem_failed_pt)(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
+
 
 struct ngx_http_saveitem_pool_s {
     ngx_http_saveitem_db_t       *db;
@@ -112,6 +117,14 @@ struct ngx_http_saveitem_pool_s {
     ngx_event_t                   retry;      /* end of the backoff */
     ngx_event_t                   dispatch;   /* posted */
     ngx_event_t                   open;       /* posted: for readiness */
+
+    /*
+     * Set by the pool for its connections, which are below it and do not
+     * call it: one was released (idle again, or closed): dispatch; none
+     * could be made: back off
+     */
+    ngx_http_saveitem_released_pt released;
+    ngx_http_saveitem_failed_pt   connect_failed;
 
     /*
      * Group commit: connections in use at most (see dispatch), and a
@@ -192,41 +205,19 @@ extern const char  *ngx_http_saveitem_tx_names[];
 #define NGX_HTTP_SAVEITEM_TX_COMMIT    3
 
 
-/* src/ngx_http_saveitem_pool.c */
-
-void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
-    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
-void ngx_http_saveitem_pool_fail_waiting(ngx_http_saveitem_pool_t *pool,
-    ngx_http_saveitem_reason_e reason);
-void ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool);
-void ngx_http_saveitem_pool_backoff(ngx_http_saveitem_pool_t *pool,
-    ngx_http_saveitem_reason_e reason);
-void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_pool_requeue(ngx_http_saveitem_pool_t *pool,
-    ngx_queue_t *jobs);
-
-
 /* src/ngx_http_saveitem_conn.c */
 
 ngx_int_t ngx_http_saveitem_conn_open(ngx_http_saveitem_pool_t *pool);
-ngx_int_t ngx_http_saveitem_watch_write(ngx_http_saveitem_conn_t *sc,
-    ngx_uint_t on);
+void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t share);
 ngx_int_t ngx_http_saveitem_conn_alive(ngx_http_saveitem_conn_t *sc);
-void ngx_http_saveitem_conn_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
-    ngx_http_saveitem_kind_e kind);
-void ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job);
 ngx_uint_t ngx_http_saveitem_conn_expired(ngx_http_saveitem_conn_t *sc);
-void ngx_http_saveitem_conn_fail(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_reason_e reason, const char *why);
 void ngx_http_saveitem_conn_close(ngx_http_saveitem_conn_t *sc);
 
 
 /* src/ngx_http_saveitem_batch.c */
 
-void ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc,
+ngx_int_t ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t share);
 ngx_int_t ngx_http_saveitem_batch_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
@@ -235,6 +226,23 @@ void ngx_http_saveitem_batch_sync_error(ngx_http_saveitem_conn_t *sc,
 void ngx_http_saveitem_batch_commit_result(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 void ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc);
+void ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job);
+
+
+/* src/ngx_http_saveitem_job.c */
+
+void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
+    ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
+void ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_job_t *job, ngx_uint_t head);
+void ngx_http_saveitem_job_fail_waiting(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
+ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
+void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
+    ngx_queue_t *jobs);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_POOL_H_INCLUDED_ */
