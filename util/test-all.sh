@@ -16,6 +16,10 @@
 #             nginx reloaded, clients aborting and trickling, EAGAIN and
 #             short reads injected on the libpq socket, all under load
 #             (util/fault/run --quick)
+#   campaign  the randomized fault campaign: rounds of a configuration,
+#             client behaviours and database faults drawn from a seed,
+#             against the module built with ASan and UBSan, a fixed master
+#             seed, about 3 minutes (util/fault/campaign --quick)
 #   fuzz      libFuzzer on the checks of bytes, 60 s, fixed seed
 #             (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
@@ -32,7 +36,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOGS=$SAVEITEM_ROOT/build/test-all
-ALL="suite asan valgrind faults fuzz http-fuzz package"
+ALL="suite asan valgrind faults campaign fuzz http-fuzz package"
 
 
 part_cmd()
@@ -42,6 +46,7 @@ part_cmd()
     asan)      echo "bash $SAVEITEM_UTIL/memcheck asan" ;;
     valgrind)  echo "bash $SAVEITEM_UTIL/memcheck valgrind" ;;
     faults)    echo "bash $SAVEITEM_UTIL/fault/run --quick" ;;
+    campaign)  echo "bash $SAVEITEM_UTIL/fault/campaign --quick" ;;
     fuzz)      echo "bash $SAVEITEM_UTIL/fuzz/run 60" ;;
     http-fuzz) echo "bash $SAVEITEM_UTIL/fuzz/http" ;;
     package)   echo "bash $SAVEITEM_UTIL/package-test.sh" ;;
