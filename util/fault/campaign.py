@@ -81,7 +81,7 @@ APP = "saveitem_campaign"    # the module's application_name ...
 ROLE = "saveitem_campaign"   # ... and role (PgBouncer's too)
 TABLE = "campaign.items"
 QUICK_MASTER = 17            # --quick: this master seed ...
-QUICK_ROUNDS = 14            # ... this many rounds
+QUICK_ROUNDS = 20            # ... this many rounds
 ANSWER_LIMIT = 20.0          # seconds: a request unanswered by then hangs
 DRAIN_LIMIT = ANSWER_LIMIT + 5
 PROBE_LIMIT = 5.0            # seconds after the round: a POST stored by then
@@ -115,6 +115,9 @@ CREATE OR REPLACE FUNCTION campaign.act() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.data ? 'sleep' THEN
         PERFORM pg_sleep((NEW.data->>'sleep')::float);
+    END IF;
+    IF NEW.data ? 'refuse' THEN
+        RAISE EXCEPTION 'campaign: refused by the trigger';
     END IF;
     RETURN NEW;
 END
@@ -158,24 +161,28 @@ class Draw:
         w = {b: 1.0 * r.choice((0, 1, 1, 3)) for b in BEHAVIOURS}
         w["unique"] += 1
         self.weights = w
-        self.guilty_keyed = 0.5     # of guilty documents, with a key
+        self.keyed_share = 0.5      # of slow, leaving, guilty documents
+        self.refuse_share = 0.3     # of guilty documents: by the trigger
+        self.terminate = (0.5, 2.0)  # seconds the fault lasts, from .. to
 
         # risky combinations, more often than uniform picks would draw them
         self.focus = r.choices((None, "isolation", "leave", "set"),
                                (0.4, 0.25, 0.15, 0.2))[0]
         if self.focus == "isolation":
-            # keyed batches that fail (a guilty document) pile up while
-            # their connections go away: isolations of many keyed rows
+            # keyed batches that fail (a document the trigger refuses:
+            # frequent guilty ones of class 23 send rows straight into
+            # savepoints) and wait together while their connections go
+            # away: more than 16 keyed rows in one isolation overflowed its
+            # parameters
             self.key, self.batch, self.route = "text", True, "prepared"
-            self.rows = r.choice((4, 8, 12, 16, 24, 31))
-            self.pool = r.choice((1, 2))
-            self.clients = 24
-            self.lifetime = r.choice((100, 300))
-            w["keyed"] += 4
-            w["guilty"] += 2
-            w["leave"] = 0
-            self.guilty_keyed = 1.0
-            self.faults.append("terminate")
+            self.rows = r.choice((12, 16))
+            self.pool = r.choice((2, 3))
+            self.clients, self.queue_timeout = 48, 3000
+            self.lifetime = 100
+            w.update(unique=0, keyed=4, guilty=1, replay=0, slow=1, bulk=0,
+                     leave=0, slow_body=0)
+            self.keyed_share = self.refuse_share = 1.0
+            self.faults.append(r.choice(("terminate", "freeze")))
         elif self.focus == "leave":
             # keyed clients leaving while their statement sleeps
             self.key = self.key or "text"
@@ -183,6 +190,7 @@ class Draw:
         elif self.focus == "set":
             # new connections all the time, their first SET failing
             self.lifetime = 100
+            self.terminate = (1.0, 2.5)
             self.faults += ["terminate", "set"]
             if r.random() < 0.2:
                 self.query_timeout = "25d"
@@ -293,13 +301,17 @@ class Round:
     # the documents
 
     def document(self, rid, i, sleep=None, guilty=False):
+        """a document; a guilty one is refused by the CHECK (SQLSTATE
+        23514), or by the trigger (P0001: not counted as a guilty document
+        by the module, so that it keeps sending such rows in batches)"""
         d = {"c": self.seed, "r": rid, "i": i,
              "pad": "".join(self.rng.choice(fault.ALPHABET)
                             for _ in range(self.rng.randint(0, 60)))}
         if sleep:
             d["sleep"] = sleep
         if guilty:
-            d["guilty"] = True
+            d["refuse" if self.rng.random() < self.draw.refuse_share
+              else "guilty"] = True
         return d
 
     def new_key(self, rid):
@@ -313,10 +325,8 @@ class Round:
         d = self.draw
         rid = len(self.requests)
         b = self.rng.choices(list(d.weights), list(d.weights.values()))[0]
-        keyed = d.key and (b == "keyed" or b in ("leave", "slow")
-                           and self.rng.random() < 0.5
-                           or b == "guilty"
-                           and self.rng.random() < d.guilty_keyed)
+        keyed = d.key and (b == "keyed" or b in ("leave", "slow", "guilty")
+                           and self.rng.random() < d.keyed_share)
         if b == "replay" and self.keys:
             key, docs = self.rng.choice(self.keys)
             req = Request(rid, b, docs, key)
@@ -452,7 +462,7 @@ class Round:
 
     async def fault_terminate(self):
         n = 0
-        end = time.monotonic() + self.rng.uniform(0.5, 2.0)
+        end = time.monotonic() + self.rng.uniform(*self.draw.terminate)
         pause = self.rng.choice((0.01, 0.03, 0.1))
         while time.monotonic() < end:
             out = await self.psql(
@@ -696,7 +706,7 @@ def sanitizer_reports(logs):
     return found
 
 
-async def one_round(seed, n, total):
+async def one_round(seed, n, total, keep):
     rnd = Round(seed)
     d = rnd.draw
     t0 = time.monotonic()
@@ -722,7 +732,7 @@ async def one_round(seed, n, total):
             f.write("seed %d\n%s\n%s\n" % (seed, d.summary(), rnd.line()))
             f.writelines("note: %s\n" % x for x in rnd.notes)
             f.writelines("FAIL: %s\n" % x for x in rnd.failures)
-    else:
+    elif not keep:
         shutil.rmtree(directory, ignore_errors=True)
     return rnd
 
@@ -745,7 +755,7 @@ async def main_async(args):
         if args.rounds and n > args.rounds \
            or args.minutes and n > 1 and time.monotonic() > deadline:
             break
-        rnd = await one_round(seed, n, total)
+        rnd = await one_round(seed, n, total, args.keep)
         if rnd.failures:
             failed.append((n, rnd))
         else:
@@ -767,6 +777,8 @@ def main():
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--master", type=int)
     ap.add_argument("--seed", type=int, help="rerun this round alone")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the logs of passing rounds too")
     args = ap.parse_args()
     if args.quick:
         args.master = QUICK_MASTER if args.master is None else args.master
