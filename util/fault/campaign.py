@@ -81,7 +81,7 @@ APP = "saveitem_campaign"    # the module's application_name ...
 ROLE = "saveitem_campaign"   # ... and role (PgBouncer's too)
 TABLE = "campaign.items"
 QUICK_MASTER = 17            # --quick: this master seed ...
-QUICK_ROUNDS = 20            # ... this many rounds
+QUICK_ROUNDS = 26            # ... this many rounds
 ANSWER_LIMIT = 20.0          # seconds: a request unanswered by then hangs
 DRAIN_LIMIT = ANSWER_LIMIT + 5
 PROBE_LIMIT = 5.0            # seconds after the round: a POST stored by then
@@ -163,6 +163,7 @@ class Draw:
         self.weights = w
         self.keyed_share = 0.5      # of slow, leaving, guilty documents
         self.refuse_share = 0.3     # of guilty documents: by the trigger
+        self.freeze_postmaster = 0.3  # of freezes: the postmaster alone
         self.terminate = (0.5, 2.0)  # seconds the fault lasts, from .. to
 
         # risky combinations, more often than uniform picks would draw them
@@ -177,12 +178,15 @@ class Draw:
             self.key, self.batch, self.route = "text", True, "prepared"
             self.rows = r.choice((12, 16))
             self.pool = r.choice((2, 3))
-            self.clients, self.queue_timeout = 48, 3000
+            self.clients, self.queue, self.queue_timeout = 48, 512, 3000
             self.lifetime = 100
             w.update(unique=0, keyed=4, guilty=1, replay=0, slow=1, bulk=0,
                      leave=0, slow_body=0)
             self.keyed_share = self.refuse_share = 1.0
-            self.faults.append(r.choice(("terminate", "freeze")))
+            # a frozen postmaster: failed batches wait for a connection
+            self.freeze_postmaster = 0.8
+            self.faults = ["freeze"] + (["terminate"] if r.random() < 0.3
+                                        else [])
         elif self.focus == "leave":
             # keyed clients leaving while their statement sleeps
             self.key = self.key or "text"
@@ -477,14 +481,22 @@ class Round:
         await asyncio.to_thread(PG.pg_sh, "restart")
 
     async def fault_freeze(self):
-        pids = PG.pids()
-        try:
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            await asyncio.sleep(self.rng.uniform(0.2, 1.2))
-        finally:
-            thaw(pids)
-        return "%d processes" % len(pids)
+        """SIGSTOP, a moment, SIGCONT, once to three times: of the postmaster
+        and its children, or of the postmaster alone (the statements
+        running go on, new connections wait)"""
+        times = self.rng.choice((1, 2, 3))
+        alone = self.rng.random() < self.draw.freeze_postmaster
+        for n in range(times):
+            pids = PG.pids()[:1] if alone else PG.pids()
+            try:
+                for pid in pids:
+                    os.kill(pid, signal.SIGSTOP)
+                await asyncio.sleep(self.rng.uniform(0.2, 1.0))
+            finally:
+                thaw(pids)
+            await asyncio.sleep(self.rng.uniform(0.2, 0.6))
+        return "%d times%s" % (times, ", the postmaster alone" if alone
+                               else "")
 
     async def fault_set(self):
         """new connections' SET fails: with prepare=off, set_config()
@@ -571,88 +583,15 @@ class Round:
     # the invariants
 
     def check(self, nginx):
-        rows, by_doc, by_key = {}, {}, {}
-        out = PG.psql("SELECT id, %s, data::text FROM %s" % (
-            "coalesce(idem::text, '')" if self.draw.key else "''", TABLE))
-        for line in filter(None, out.split("\n")):
-            rid, key, data = line.split("|", 2)
-            data = json.loads(data)
-            rows[int(rid)] = (key, data)
-            by_doc.setdefault((data.get("r"), data.get("i")), []).append(
-                int(rid))
-            if key:
-                by_key.setdefault(key, []).append(int(rid))
-
+        rows = self.read_rows()
+        self.nrows = len(rows)
         bad = {}
 
         def problem(kind, what):
             bad.setdefault(kind, []).append(what)
 
-        # who may have stored each document: its requests (a replay sends
-        # the document of the request that made the key)
-        senders = {}
-        for req in self.requests:
-            for doc in req.docs:
-                senders.setdefault((doc["r"], doc["i"]), []).append(req)
-
-        key_pk = {}
-        for req in self.requests:
-            if req.result == "hang":
-                problem("no answer within %d s" % ANSWER_LIMIT,
-                        "request %d (%s)" % (req.rid, req.behaviour))
-            if req.guilty is not None and req.status and req.answer \
-               and isinstance(req.answer.get("index"), int) \
-               and req.bulk and req.answer["index"] != req.guilty:
-                problem("a refused bulk body blamed another document",
-                        "request %d: index %d, the guilty one is %d"
-                        % (req.rid, req.answer["index"], req.guilty))
-            if req.pks is None:
-                continue
-            for doc, pk in zip(req.docs, req.pks):
-                row = rows.get(pk)
-                if row is None:
-                    problem("200 without a row", "request %d (%s): pk %d"
-                            % (req.rid, req.behaviour, pk))
-                elif row[1] != doc:
-                    problem("row holds another document",
-                            "request %d (%s): pk %d holds r=%s i=%s"
-                            % (req.rid, req.behaviour, pk, row[1].get("r"),
-                               row[1].get("i")))
-            if req.key:
-                if key_pk.setdefault(req.key, req.pks[0]) != req.pks[0]:
-                    problem("one key, two pks", "key %s: %d and %d" % (
-                        req.key, key_pk[req.key], req.pks[0]))
-                row = rows.get(req.pks[0])
-                if row and row[0] and row[0].lstrip("0") \
-                   != req.key.lstrip("0"):
-                    problem("row holds another key", "key %s: row %d has %s"
-                            % (req.key, req.pks[0], row[0]))
-
-        for (r, i), ids in by_doc.items():
-            if len(ids) > 1:
-                problem("document stored twice", "r=%s i=%s rows %s"
-                        % (r, i, ids))
-            reqs = senders.get((r, i))
-            if not reqs:
-                problem("row nobody sent", "rows %s" % ids)
-                continue
-            given = {p for q in reqs if q.pks for p in q.pks}
-            if any(q.guilty == i and q.docs[i]["r"] == r for q in reqs):
-                problem("guilty document stored", "rows %s" % ids)
-            for rid in ids:
-                if rid in given:
-                    continue
-                if not any(q.result in ("unknown", "no_answer", "hang")
-                           for q in reqs):
-                    problem("row without a 200", "row %d: %s" % (rid, "; ".join(
-                        "request %d (%s) %s %s %s" % (
-                            q.rid, q.behaviour, q.key or "", q.status
-                            or q.result, json.dumps(q.answer)[:100])
-                        for q in reqs[:2])))
-        for key, ids in by_key.items():
-            if len(ids) > 1:
-                problem("key stored twice", "key %s: rows %s" % (key, ids))
-
+        self.check_answers(rows, problem)
+        self.check_rows(rows, problem)
         for kind, items in sorted(bad.items()):
             self.fail("%s: %d, e.g. %s" % (kind, len(items),
                                           "; ".join(items[:2])))
@@ -663,7 +602,83 @@ class Round:
         for line in nginx.log_problems(lib.CRASH_PATTERNS):
             if not line.startswith("sanitizer report"):
                 self.fail(line)
-        self.nrows = len(rows)
+
+    def read_rows(self):
+        """{id: (key or "", document)}"""
+        rows = {}
+        out = PG.psql("SELECT id, %s, data::text FROM %s" % (
+            "coalesce(idem::text, '')" if self.draw.key else "''", TABLE))
+        for line in filter(None, out.split("\n")):
+            rid, key, data = line.split("|", 2)
+            rows[int(rid)] = (key, json.loads(data))
+        return rows
+
+    def check_answers(self, rows, problem):
+        """each answer against the rows"""
+        key_pk = {}
+        for req in self.requests:
+            what = "request %d (%s)" % (req.rid, req.behaviour)
+            if req.result == "hang":
+                problem("no answer within %d s" % ANSWER_LIMIT, what)
+            index = (req.answer or {}).get("index")
+            if req.bulk and req.guilty is not None \
+               and isinstance(index, int) and index != req.guilty:
+                problem("a refused bulk body blamed another document",
+                        "%s: index %d, the guilty one %d"
+                        % (what, index, req.guilty))
+            if req.pks is None:
+                continue
+            for doc, pk in zip(req.docs, req.pks):
+                key, data = rows.get(pk, (None, None))
+                if data is None:
+                    problem("200 without a row", "%s: pk %d" % (what, pk))
+                elif data != doc:
+                    problem("row holds another document",
+                            "%s: pk %d holds r=%s i=%s"
+                            % (what, pk, data.get("r"), data.get("i")))
+                elif req.key and key.lstrip("0") != req.key.lstrip("0"):
+                    problem("row holds another key", "%s: key %s, row %d %s"
+                            % (what, req.key, pk, key))
+            if req.key and key_pk.setdefault(req.key, req.pks[0]) \
+               != req.pks[0]:
+                problem("one key, two pks", "key %s: %d and %d"
+                        % (req.key, key_pk[req.key], req.pks[0]))
+
+    def check_rows(self, rows, problem):
+        """each row against the answers of the requests that sent its
+        document (a replay sends the document of the key's first request)"""
+        senders, by_doc, by_key = {}, {}, {}
+        for req in self.requests:
+            for doc in req.docs:
+                senders.setdefault((doc["r"], doc["i"]), []).append(req)
+        for pk, (key, data) in rows.items():
+            by_doc.setdefault((data.get("r"), data.get("i")), []).append(pk)
+            if key:
+                by_key.setdefault(key, []).append(pk)
+            if "guilty" in data or "refuse" in data:
+                problem("guilty document stored", "row %d" % pk)
+
+        for doc, pks in by_doc.items():
+            if len(pks) > 1:
+                problem("document stored twice", "r=%s i=%s rows %s"
+                        % (doc + (pks,)))
+            reqs = senders.get(doc)
+            if not reqs:
+                problem("row nobody sent", "rows %s" % pks)
+                continue
+            given = {pk for q in reqs for pk in q.pks or ()}
+            lost = any(q.result in ("unknown", "no_answer", "hang")
+                       for q in reqs)
+            for pk in pks:
+                if pk not in given and not lost:
+                    problem("row without a 200", "row %d: %s" % (
+                        pk, "; ".join("request %d (%s) %s %s %.100s" % (
+                            q.rid, q.behaviour, q.key or "", q.status
+                            or q.result, json.dumps(q.answer))
+                            for q in reqs[:2])))
+        for key, pks in by_key.items():
+            if len(pks) > 1:
+                problem("key stored twice", "key %s: rows %s" % (key, pks))
 
     def line(self):
         counts = {}
