@@ -111,7 +111,8 @@ ALTER ROLE %(role)s RESET idle_session_timeout;
 -- no server connection of PgBouncer's from the round before
 SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
     WHERE usename = '%(role)s';
-CREATE OR REPLACE FUNCTION campaign.act() RETURNS trigger LANGUAGE plpgsql AS $$
+CREATE OR REPLACE FUNCTION campaign.act() RETURNS trigger
+LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.data ? 'sleep' THEN
         PERFORM pg_sleep((NEW.data->>'sleep')::float);
