@@ -766,8 +766,9 @@ async def one_round(seed, n, total, keep):
 
 async def main_async(args):
     if args.seed is not None:
-        seeds = iter([args.seed])
-        total = "1"
+        # the same draws each time; what meets what is the machine's timing
+        seeds = iter([args.seed] * (args.rounds or 1))
+        total = str(args.rounds or 1)
     else:
         master = (args.master if args.master is not None
                   else random.SystemRandom().randrange(1, 2**31))
@@ -803,14 +804,15 @@ def main():
     ap.add_argument("--rounds", type=int)
     ap.add_argument("--minutes", type=float)
     ap.add_argument("--master", type=int)
-    ap.add_argument("--seed", type=int, help="rerun this round alone")
+    ap.add_argument("--seed", type=int,
+                    help="rerun this round (--rounds times, default once)")
     ap.add_argument("--keep", action="store_true",
                     help="keep the logs of passing rounds too")
     args = ap.parse_args()
     if args.quick:
         args.master = QUICK_MASTER if args.master is None else args.master
         args.rounds = args.rounds or QUICK_ROUNDS
-    elif not args.rounds and not args.minutes:
+    elif not args.rounds and not args.minutes and args.seed is None:
         args.rounds = 10
     if not SO or not os.path.exists(SO):
         raise SystemExit("SAVEITEM_FAULT_SO is not a module: run "
