@@ -4,7 +4,9 @@
 #   make build    build build/ngx_http_saveitem_module.so (util/build.sh)
 #   make test     the whole test suite, as CI runs it (util/test-all.sh): t/
 #                 with group commit on and off, t/ under ASan and under
-#                 valgrind, the fault runs, the fuzzers, the Debian package;
+#                 valgrind, the fault runs, the randomized fault campaign
+#                 (util/fault/campaign --quick), the fuzzers, the Debian
+#                 package;
 #                 make test PARTS="suite faults" runs some parts only
 #   make check    build, start a throwaway PostgreSQL, run t/ (util/test.sh);
 #                 make check T="t/000-sanity.t" runs some files only

@@ -21,6 +21,8 @@
 #   SAVEITEM_PGBOUNCER_DIR    its directory (default
 #                             /tmp/saveitem-pgbouncer-$PORT): ini, log, pid
 #   SAVEITEM_PGBOUNCER_POOL   default_pool_size (default 4)
+#   SAVEITEM_PGBOUNCER_USER   the role of its server connections (default
+#                             postgres)
 #   SAVEITEM_PG_PORT, SAVEITEM_PG_DIR: the cluster behind it (util/pg.sh)
 
 set -euo pipefail
@@ -30,6 +32,7 @@ set -euo pipefail
 PORT=${SAVEITEM_PGBOUNCER_PORT:-$(port test-pgbouncer)}
 DIR=${SAVEITEM_PGBOUNCER_DIR:-/tmp/saveitem-pgbouncer-$PORT}
 POOL=${SAVEITEM_PGBOUNCER_POOL:-4}
+ROLE=${SAVEITEM_PGBOUNCER_USER:-postgres}
 PGBOUNCER=/usr/sbin/pgbouncer
 OWNER=postgres
 MARK=$DIR/.saveitem-pgbouncer
@@ -58,7 +61,7 @@ write_conf()
     cat >"$DIR/pgbouncer.ini" <<EOF
 ; written by util/pgbouncer.sh
 [databases]
-saveitem = host=$pg_sock port=$pg_port dbname=saveitem user=postgres
+saveitem = host=$pg_sock port=$pg_port dbname=saveitem user=$ROLE
 
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -6,6 +6,8 @@
 #   util/test-all.sh [PART...]
 #
 # parts (default: all, in this order):
+#   unit      the unit tests of the adaptive rules, pure functions built
+#             with ASan and UBSan; seconds (util/unit/run)
 #   suite     t/ with the module as users build it, saveitem_batch on and
 #             off (util/test.sh)
 #   asan      t/ with the module built by clang with ASan and UBSan: any
@@ -16,8 +18,10 @@
 #             nginx reloaded, clients aborting and trickling, EAGAIN and
 #             short reads injected on the libpq socket, all under load
 #             (util/fault/run --quick)
-#   unit      the unit tests of the adaptive rules, pure functions built
-#             with ASan and UBSan; seconds (util/unit/run)
+#   campaign  the randomized fault campaign: rounds of a configuration,
+#             client behaviours and database faults drawn from a seed,
+#             against the module built with ASan and UBSan, a fixed master
+#             seed, about 3.5 minutes (util/fault/campaign --quick)
 #   fuzz      libFuzzer on the checks of bytes, 60 s, fixed seed
 #             (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
@@ -34,7 +38,7 @@ set -uo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 LOGS=$SAVEITEM_ROOT/build/test-all
-ALL="unit suite asan valgrind faults fuzz http-fuzz package"
+ALL="unit suite asan valgrind faults campaign fuzz http-fuzz package"
 
 
 part_cmd()
@@ -45,6 +49,7 @@ part_cmd()
     valgrind)  echo "bash $SAVEITEM_UTIL/memcheck valgrind" ;;
     faults)    echo "bash $SAVEITEM_UTIL/fault/run --quick" ;;
     unit)      echo "bash $SAVEITEM_UTIL/unit/run" ;;
+    campaign)  echo "bash $SAVEITEM_UTIL/fault/campaign --quick" ;;
     fuzz)      echo "bash $SAVEITEM_UTIL/fuzz/run 60" ;;
     http-fuzz) echo "bash $SAVEITEM_UTIL/fuzz/http" ;;
     package)   echo "bash $SAVEITEM_UTIL/package-test.sh" ;;

@@ -309,10 +309,11 @@ async def read_response(reader):
     return int(m.group(1)), headers, body
 
 
-def post_head(path, length, extra=b""):
+def post_head(path, length, extra=b"", ctype=b"application/json"):
     return (b"POST %s HTTP/1.1\r\nHost: localhost\r\n"
-            b"Content-Type: application/json\r\n"
-            b"Content-Length: %d\r\n%s\r\n" % (path.encode(), length, extra))
+            b"Content-Type: %s\r\n"
+            b"Content-Length: %d\r\n%s\r\n" % (path.encode(), ctype, length,
+                                                extra))
 
 
 class Load:

@@ -49,7 +49,7 @@ fault_lock()
 
 fault_cleanup()
 {
-    local f pid
+    local f
 
     for f in "${SAVEITEM_FAULT_DIR:-/tmp/saveitem-fault}"/*/logs/nginx.pid \
              /tmp/saveitem-fuzz-http/logs/nginx.pid
@@ -57,23 +57,33 @@ fault_cleanup()
         stop_pidfile "$f" nginx QUIT 5
     done
 
-    if [ -n "$fault_pg_started" ]; then
-        # a run stopped during the "freeze" scenario leaves it stopped
-        pid=$(head -n 1 "$SAVEITEM_PG_DIR/data/postmaster.pid" 2>/dev/null) \
-            || pid=
-        if [[ $pid =~ ^[0-9]+$ ]]; then
-            kill -CONT "$pid" 2>/dev/null || true
-            pkill -CONT -P "$pid" 2>/dev/null || true
-        fi
-
-        bash "$SAVEITEM_UTIL/pg.sh" stop 9>&- || true
-    fi
+    fault_pg_stop
 
     # the failover pair, if fault.py could not stop it (killed)
     for f in "${SAVEITEM_FAULT_HA_DIR:-/tmp/saveitem-fault-ha}"/*/data/postmaster.pid
     do
         stop_pidfile "$f" postgres QUIT 5
     done
+}
+
+
+# the cluster fault_pg_start started, thawed first: a run stopped during a
+# freeze leaves it stopped
+fault_pg_stop()
+{
+    local pid
+
+    [ -n "$fault_pg_started" ] || return 0
+
+    pid=$(head -n 1 "$SAVEITEM_PG_DIR/data/postmaster.pid" 2>/dev/null) \
+        || pid=
+    if [[ $pid =~ ^[0-9]+$ ]]; then
+        kill -CONT "$pid" 2>/dev/null || true
+        pkill -CONT -P "$pid" 2>/dev/null || true
+    fi
+
+    bash "$SAVEITEM_UTIL/pg.sh" stop 9>&- || true
+    fault_pg_started=
 }
 
 
