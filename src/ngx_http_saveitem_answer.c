@@ -452,14 +452,9 @@ ngx_http_saveitem_answer_status(ngx_http_request_t *r)
     ngx_http_saveitem_db_t        **dbp;
     ngx_http_saveitem_main_conf_t  *smcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_saveitem_answer_not_allowed(r,
-                                           NGX_HTTP_SAVEITEM_R_METHOD_GET);
-    }
+    rc = ngx_http_saveitem_answer_get(r);
 
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
@@ -481,6 +476,27 @@ ngx_http_saveitem_answer_status(ngx_http_request_t *r)
     ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
 
     return ngx_http_saveitem_output(r, NGX_HTTP_OK, &type, b);
+}
+
+
+/*
+ * saveitem_status and saveitem_ready take GET and HEAD, and no body:
+ * NGX_DECLINED, go on; anything else is the request's answer
+ */
+
+ngx_int_t
+ngx_http_saveitem_answer_get(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return ngx_http_saveitem_answer_not_allowed(r,
+                                           NGX_HTTP_SAVEITEM_R_METHOD_GET);
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    return (rc == NGX_OK) ? NGX_DECLINED : rc;
 }
 
 

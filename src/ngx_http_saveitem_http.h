@@ -61,6 +61,7 @@ ngx_int_t ngx_http_saveitem_answer_pks(ngx_http_request_t *r,
 ngx_int_t ngx_http_saveitem_answer_ready(ngx_http_request_t *r,
     ngx_http_saveitem_facts_t *f);
 ngx_int_t ngx_http_saveitem_answer_status(ngx_http_request_t *r);
+ngx_int_t ngx_http_saveitem_answer_get(ngx_http_request_t *r);
 ngx_int_t ngx_http_saveitem_answer_refuse(ngx_http_request_t *r,
     ngx_http_saveitem_reason_e reason);
 ngx_int_t ngx_http_saveitem_answer_not_allowed(ngx_http_request_t *r,

@@ -48,16 +48,6 @@
 #define NGX_HTTP_SAVEITEM_METRICS_ZONE     (1024 * 1024)
 
 
-typedef struct {
-    ngx_atomic_t                  waiting;
-    ngx_atomic_t                  connecting;
-    ngx_atomic_t                  idle;
-    ngx_atomic_t                  busy;
-    ngx_atomic_t                  queue;      /* queue= */
-    ngx_atomic_t                  pool;       /* pool= */
-} ngx_http_saveitem_gauges_t;
-
-
 /* one database, in the zone */
 
 struct ngx_http_saveitem_counters_s {
@@ -555,7 +545,7 @@ ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
 
 void
 ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
-    ngx_http_saveitem_pool_stat_t *st)
+    ngx_http_saveitem_gauges_t *st)
 {
     ngx_http_saveitem_gauges_t  *g;
 

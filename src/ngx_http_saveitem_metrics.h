@@ -20,16 +20,16 @@
  */
 
 
-/* a pool's gauges, as the pool writes them */
+/* a pool's gauges, as the pool writes them and a worker's slot holds them */
 
 typedef struct {
-    ngx_uint_t                    waiting;
-    ngx_uint_t                    connecting;
-    ngx_uint_t                    idle;
-    ngx_uint_t                    busy;
-    ngx_uint_t                    queue;      /* queue= */
-    ngx_uint_t                    pool;       /* pool= */
-} ngx_http_saveitem_pool_stat_t;
+    ngx_atomic_t                  waiting;
+    ngx_atomic_t                  connecting;
+    ngx_atomic_t                  idle;
+    ngx_atomic_t                  busy;
+    ngx_atomic_t                  queue;      /* queue= */
+    ngx_atomic_t                  pool;       /* pool= */
+} ngx_http_saveitem_gauges_t;
 
 
 /* configuration: the zone, the labels; workers: the slot */
@@ -61,7 +61,7 @@ void ngx_http_saveitem_metrics_connect_failed(
 void ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
     const char *sqlstate);
 void ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
-    ngx_http_saveitem_pool_stat_t *st);
+    ngx_http_saveitem_gauges_t *st);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_METRICS_H_INCLUDED_ */

@@ -785,7 +785,7 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
 void
 ngx_http_saveitem_pool_publish(ngx_http_saveitem_pool_t *pool)
 {
-    ngx_http_saveitem_pool_stat_t  st;
+    ngx_http_saveitem_gauges_t  st;
 
     st.waiting = pool->nwaiting;
     st.connecting = pool->nconnecting;

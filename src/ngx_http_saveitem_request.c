@@ -697,14 +697,9 @@ ngx_http_saveitem_request_ready(ngx_http_request_t *r)
     ngx_http_saveitem_ready_t     *rd;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_saveitem_answer_not_allowed(r,
-                                           NGX_HTTP_SAVEITEM_R_METHOD_GET);
-    }
+    rc = ngx_http_saveitem_answer_get(r);
 
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
+    if (rc != NGX_DECLINED) {
         return rc;
     }
 
