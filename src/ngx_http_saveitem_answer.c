@@ -496,6 +496,11 @@ ngx_http_saveitem_answer_get(ngx_http_request_t *r)
 
     rc = ngx_http_discard_request_body(r);
 
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        /* nginx's own failure (memory, an event): ours in JSON */
+        return ngx_http_saveitem_answer_internal(r, NULL, 0);
+    }
+
     return (rc == NGX_OK) ? NGX_DECLINED : rc;
 }
 
@@ -517,7 +522,12 @@ ngx_http_saveitem_answer_refuse(ngx_http_request_t *r,
 
     rc = ngx_http_discard_request_body(r);
 
+    if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        return ngx_http_saveitem_answer_internal(r, NULL, 0);
+    }
+
     if (rc != NGX_OK) {
+        /* what breaks HTTP's framing: nginx's page, as nginx's */
         return rc;
     }
 
