@@ -19,7 +19,13 @@
 /*
  * What the files share, in the order data flows:
  *
- *   ngx_http_saveitem_module.c     directives, the request, the answer
+ *   ngx_http_saveitem_module.c     directives, configuration, variables,
+ *                                  a worker's start and exit
+ *   src/ngx_http_saveitem_request.c the request: handler, body, bulk
+ *                                  split, key, the job; saveitem_ready
+ *   src/ngx_http_saveitem_answer.c every body the module sends, and the
+ *                                  status page (these three share
+ *                                  src/ngx_http_saveitem_http.h)
  *   src/ngx_http_saveitem_db.c     the database: conninfo, what is safe to
  *                                  log, host names, connection parameters,
  *                                  statement texts, the start-up check
@@ -35,8 +41,9 @@
  *                                  HTTP statuses; they share
  *                                  src/ngx_http_saveitem_pool.h)
  *   src/ngx_http_saveitem_check.c  pure checks on bytes
- *   src/ngx_http_saveitem_metrics.c counters for saveitem_status, in
- *                                  shared memory
+ *   src/ngx_http_saveitem_metrics.c counters and gauges for
+ *                                  saveitem_status, in shared memory,
+ *                                  written by their owners; a leaf
  */
 
 
@@ -98,9 +105,9 @@ typedef enum {
 
 
 /*
- * Why: each reason is one line in the answer table of the module file.
- * The pool and the request report reasons; only the module file turns
- * them into statuses and messages.
+ * Why: each reason is one line in the answer table of
+ * src/ngx_http_saveitem_answer.c.  The pool and the request report
+ * reasons; only the answer turns them into statuses and messages.
  */
 
 typedef enum {
@@ -202,6 +209,7 @@ typedef struct {
     ngx_uint_t                    batch_max;  /* rows, over all locations */
     ngx_array_t                   uses;       /* ngx_http_saveitem_use_t */
     ngx_http_saveitem_metrics_t  *metrics;
+    ngx_event_t                   gauges;     /* this worker's tick */
 } ngx_http_saveitem_main_conf_t;
 
 
@@ -281,16 +289,6 @@ struct ngx_http_saveitem_job_s {
 };
 
 
-/* ngx_http_saveitem_module.c */
-
-ngx_int_t ngx_http_saveitem_output(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *type, ngx_buf_t *b);
-ngx_int_t ngx_http_saveitem_not_allowed(ngx_http_request_t *r,
-    ngx_http_saveitem_reason_e reason);
-ngx_int_t ngx_http_saveitem_internal(ngx_http_request_t *r, ngx_buf_t *b,
-    ngx_uint_t unknown);
-
-
 /* src/ngx_http_saveitem_db.c */
 
 char *ngx_http_saveitem_db_conninfo(ngx_conf_t *cf,
@@ -314,16 +312,6 @@ ngx_int_t ngx_http_saveitem_db_check(ngx_conf_t *cf,
 u_char *ngx_http_saveitem_db_error(PGconn *pg, u_char *buf, size_t len);
 
 
-/* a pool's gauges, for saveitem_status */
-
-typedef struct {
-    ngx_uint_t                    waiting;
-    ngx_uint_t                    connecting;
-    ngx_uint_t                    idle;
-    ngx_uint_t                    busy;
-} ngx_http_saveitem_pool_stat_t;
-
-
 /* src/ngx_http_saveitem_pool.c, src/ngx_http_saveitem_job.c */
 
 ngx_int_t ngx_http_saveitem_pool_init(ngx_cycle_t *cycle,
@@ -334,8 +322,7 @@ ngx_http_saveitem_job_t *ngx_http_saveitem_job_get(
 ngx_int_t ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_release(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_detach(ngx_http_saveitem_job_t *job);
-void ngx_http_saveitem_pool_stat(ngx_http_saveitem_pool_t *pool,
-    ngx_http_saveitem_pool_stat_t *st);
+void ngx_http_saveitem_pool_publish(ngx_http_saveitem_pool_t *pool);
 ngx_int_t ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_facts_t *f);
 

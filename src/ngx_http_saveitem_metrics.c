@@ -14,9 +14,14 @@
  * Workers add to them atomically: no lock, no allocation.
  *
  * Gauges (waiting requests, connections) are each worker's own: a worker
- * claims a slot at start, writes its pools' figures there every tick, and
- * zeroes it at exit; a worker that died without exiting leaves its slot
- * to the next worker that starts.  The reader sums the slots.
+ * claims a slot at start, its pools write their figures there
+ * (ngx_http_saveitem_metrics_gauges()), and it zeroes the slot at exit; a
+ * worker that died without exiting leaves its slot to the next worker
+ * that starts.  The reader sums the slots.
+ *
+ * A leaf: the owners of the figures write them, the status page's
+ * handler asks for the text; nothing here calls out of this file but
+ * nginx.
  */
 
 
@@ -39,21 +44,8 @@
 #define NGX_HTTP_SAVEITEM_METRICS_ROWS     12
 #define NGX_HTTP_SAVEITEM_METRICS_TIMES    14
 
-/* how often a worker writes its gauges */
-#define NGX_HTTP_SAVEITEM_METRICS_TICK     200
-
 /* at least; the same size across reloads keeps the counters */
 #define NGX_HTTP_SAVEITEM_METRICS_ZONE     (1024 * 1024)
-
-
-typedef struct {
-    ngx_atomic_t                  waiting;
-    ngx_atomic_t                  connecting;
-    ngx_atomic_t                  idle;
-    ngx_atomic_t                  busy;
-    ngx_atomic_t                  queue;      /* queue= */
-    ngx_atomic_t                  pool;       /* pool= */
-} ngx_http_saveitem_gauges_t;
 
 
 /* one database, in the zone */
@@ -86,8 +78,6 @@ struct ngx_http_saveitem_metrics_s {
     ngx_slab_pool_t                 *shpool;
     ngx_http_saveitem_main_conf_t   *smcf;
     ngx_str_t                       *labels;  /* [smcf->dbs.nelts] */
-    ngx_event_t                      tick;    /* this worker's */
-    ngx_int_t                        slot;    /* this worker's; -1: none */
 };
 
 
@@ -122,8 +112,6 @@ static ngx_int_t ngx_http_saveitem_metrics_label(ngx_conf_t *cf,
 static void ngx_http_saveitem_metrics_reclaim(ngx_http_saveitem_metrics_t *m);
 static void ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
     ngx_uint_t slot);
-static void ngx_http_saveitem_metrics_tick(ngx_event_t *ev);
-static void ngx_http_saveitem_metrics_publish(ngx_http_saveitem_metrics_t *m);
 static void ngx_http_saveitem_metrics_copy(ngx_http_saveitem_counters_t *dst,
     ngx_http_saveitem_counters_t *src);
 static u_char *ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
@@ -133,6 +121,11 @@ static ngx_atomic_uint_t ngx_http_saveitem_metrics_gauge(
 static u_char *ngx_http_saveitem_metrics_histogram(u_char *p, u_char *last,
     const char *name, ngx_str_t *label, ngx_atomic_t *buckets,
     const char **les, ngx_uint_t n, ngx_atomic_uint_t sum, ngx_uint_t ms);
+
+
+/* this worker's slot for its gauges; -1: none */
+
+static ngx_int_t  ngx_http_saveitem_metrics_slot = -1;
 
 
 /* the upper bounds of the histograms' buckets; the last is +Inf */
@@ -237,7 +230,6 @@ ngx_http_saveitem_metrics_conf(ngx_conf_t *cf,
     }
 
     m->smcf = smcf;
-    m->slot = -1;
 
     m->labels = ngx_pcalloc(cf->pool, smcf->dbs.nelts * sizeof(ngx_str_t));
     if (m->labels == NULL) {
@@ -433,7 +425,7 @@ ngx_http_saveitem_metrics_init_zone(ngx_shm_zone_t *zone, void *data)
 
 
 /*
- * A worker takes a slot for its gauges, and starts writing them.  Slots
+ * A worker takes a slot for its gauges (its pools write them).  Slots
  * are reclaimed, taken and freed under the zone's mutex, so that a slot
  * is zeroed only while its owner is dead, never once it is taken again.
  */
@@ -458,28 +450,19 @@ ngx_http_saveitem_metrics_init_process(ngx_cycle_t *cycle,
     for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_SLOTS; i++) {
         if (m->sh->pids[i] == 0) {
             m->sh->pids[i] = (ngx_atomic_uint_t) ngx_pid;
-            m->slot = i;
+            ngx_http_saveitem_metrics_slot = i;
             break;
         }
     }
 
     ngx_shmtx_unlock(&m->shpool->mutex);
 
-    if (m->slot == -1) {
+    if (ngx_http_saveitem_metrics_slot == -1) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
                       "saveitem: more than %d workers at once, the gauges "
                       "of this one are not counted",
                       NGX_HTTP_SAVEITEM_METRICS_SLOTS);
-        return NGX_OK;
     }
-
-    m->tick.handler = ngx_http_saveitem_metrics_tick;
-    m->tick.data = m;
-    m->tick.log = cycle->log;
-    m->tick.cancelable = 1;
-
-    ngx_http_saveitem_metrics_publish(m);
-    ngx_add_timer(&m->tick, NGX_HTTP_SAVEITEM_METRICS_TICK);
 
     return NGX_OK;
 }
@@ -493,22 +476,18 @@ ngx_http_saveitem_metrics_exit_process(ngx_cycle_t *cycle,
 
     m = smcf->metrics;
 
-    if (m == NULL || m->slot == -1) {
+    if (m == NULL || ngx_http_saveitem_metrics_slot == -1) {
         return;
-    }
-
-    if (m->tick.timer_set) {
-        ngx_del_timer(&m->tick);
     }
 
     ngx_shmtx_lock(&m->shpool->mutex);
 
-    ngx_http_saveitem_metrics_zero(m, m->slot);
-    m->sh->pids[m->slot] = 0;
+    ngx_http_saveitem_metrics_zero(m, ngx_http_saveitem_metrics_slot);
+    m->sh->pids[ngx_http_saveitem_metrics_slot] = 0;
 
     ngx_shmtx_unlock(&m->shpool->mutex);
 
-    m->slot = -1;
+    ngx_http_saveitem_metrics_slot = -1;
 }
 
 
@@ -562,49 +541,26 @@ ngx_http_saveitem_metrics_zero(ngx_http_saveitem_metrics_t *m,
 }
 
 
-static void
-ngx_http_saveitem_metrics_tick(ngx_event_t *ev)
+/* a pool's figures, as its owner writes them, into this worker's slot */
+
+void
+ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
+    ngx_http_saveitem_gauges_t *st)
 {
-    ngx_http_saveitem_metrics_t  *m;
+    ngx_http_saveitem_gauges_t  *g;
 
-    m = ev->data;
-
-    ngx_http_saveitem_metrics_publish(m);
-    ngx_add_timer(ev, NGX_HTTP_SAVEITEM_METRICS_TICK);
-}
-
-
-static void
-ngx_http_saveitem_metrics_publish(ngx_http_saveitem_metrics_t *m)
-{
-    ngx_uint_t                      i;
-    ngx_http_saveitem_db_t        **dbp;
-    ngx_http_saveitem_gauges_t     *g;
-    ngx_http_saveitem_pool_stat_t   st;
-
-    if (m->slot == -1) {
+    if (ngx_http_saveitem_metrics_slot == -1) {
         return;
     }
 
-    dbp = m->smcf->dbs.elts;
+    g = &mc->slots[ngx_http_saveitem_metrics_slot];
 
-    for (i = 0; i < m->smcf->dbs.nelts; i++) {
-
-        if (dbp[i]->pool == NULL) {
-            continue;
-        }
-
-        ngx_http_saveitem_pool_stat(dbp[i]->pool, &st);
-
-        g = &dbp[i]->counters->slots[m->slot];
-
-        g->waiting = st.waiting;
-        g->connecting = st.connecting;
-        g->idle = st.idle;
-        g->busy = st.busy;
-        g->queue = dbp[i]->queue_size;
-        g->pool = dbp[i]->pool_size;
-    }
+    g->waiting = st->waiting;
+    g->connecting = st->connecting;
+    g->idle = st->idle;
+    g->busy = st->busy;
+    g->queue = st->queue;
+    g->pool = st->pool;
 }
 
 
@@ -710,40 +666,20 @@ ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
  * samples for each database of this configuration.  The reader only
  * reads the zone: a copy of each block, taken first, so that a code or
  * a class that other workers count for the first time meanwhile cannot
- * outgrow the buffer sized for the copy, and cut a line.  The answer is
- * built in one buffer from r->pool.
+ * outgrow the buffer sized for the copy, and cut a line.  The text is
+ * built in one buffer from the pool given; NULL: no memory.
  */
 
-ngx_int_t
-ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
+ngx_buf_t *
+ngx_http_saveitem_metrics_text(ngx_http_saveitem_main_conf_t *smcf,
+    ngx_pool_t *pool)
 {
     size_t                          size;
-    ngx_int_t                       rc;
     ngx_buf_t                      *b;
-    ngx_str_t                       type;
     ngx_uint_t                      i, k, lines;
     ngx_http_saveitem_db_t        **dbp;
     ngx_http_saveitem_family_t     *fm;
     ngx_http_saveitem_counters_t   *mc, *copy;
-    ngx_http_saveitem_main_conf_t  *smcf;
-
-    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
-        return ngx_http_saveitem_not_allowed(r,
-                                             NGX_HTTP_SAVEITEM_R_METHOD_GET);
-    }
-
-    rc = ngx_http_discard_request_body(r);
-
-    if (rc != NGX_OK) {
-        return rc;
-    }
-
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_saveitem_module);
-
-    if (smcf->metrics != NULL) {
-        /* this worker's gauges as they are now */
-        ngx_http_saveitem_metrics_publish(smcf->metrics);
-    }
 
     /* the size: the heads, and the lines that have a value */
 
@@ -755,10 +691,10 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
 
     dbp = smcf->dbs.elts;
 
-    copy = ngx_palloc(r->pool,
+    copy = ngx_palloc(pool,
                       smcf->dbs.nelts * sizeof(ngx_http_saveitem_counters_t));
     if (copy == NULL) {
-        return ngx_http_saveitem_internal(r, NULL, 0);
+        return NULL;
     }
 
     for (i = 0; i < smcf->dbs.nelts; i++) {
@@ -779,9 +715,9 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
         size += lines * (NGX_HTTP_SAVEITEM_METRICS_LINE + mc->label.len);
     }
 
-    b = ngx_create_temp_buf(r->pool, size);
+    b = ngx_create_temp_buf(pool, size);
     if (b == NULL) {
-        return ngx_http_saveitem_internal(r, NULL, 0);
+        return NULL;
     }
 
     for (fm = ngx_http_saveitem_families; fm->name; fm++) {
@@ -794,9 +730,7 @@ ngx_http_saveitem_metrics_handler(ngx_http_request_t *r)
         }
     }
 
-    ngx_str_set(&type, "text/plain; version=0.0.4; charset=utf-8");
-
-    return ngx_http_saveitem_output(r, NGX_HTTP_OK, &type, b);
+    return b;
 }
 
 

@@ -14,9 +14,22 @@
 /*
  * The counters saveitem_status reports: one shared-memory zone, one block
  * of counters per database (db->counters), atomic adds on the request
- * path, no lock, no allocation.  Gauges are per worker: each worker
- * writes its pools' figures into a slot of its own; the reader sums.
+ * path, no lock, no allocation.  Gauges are per worker: each pool
+ * writes its figures into its worker's slot; the reader sums.  A leaf:
+ * it calls nothing of the module's.
  */
+
+
+/* a pool's gauges, as the pool writes them and a worker's slot holds them */
+
+typedef struct {
+    ngx_atomic_t                  waiting;
+    ngx_atomic_t                  connecting;
+    ngx_atomic_t                  idle;
+    ngx_atomic_t                  busy;
+    ngx_atomic_t                  queue;      /* queue= */
+    ngx_atomic_t                  pool;       /* pool= */
+} ngx_http_saveitem_gauges_t;
 
 
 /* configuration: the zone, the labels; workers: the slot */
@@ -28,9 +41,10 @@ ngx_int_t ngx_http_saveitem_metrics_init_process(ngx_cycle_t *cycle,
 void ngx_http_saveitem_metrics_exit_process(ngx_cycle_t *cycle,
     ngx_http_saveitem_main_conf_t *smcf);
 
-/* the content handler of saveitem_status */
+/* the text of saveitem_status, in a buffer from pool; NULL: no memory */
 
-ngx_int_t ngx_http_saveitem_metrics_handler(ngx_http_request_t *r);
+ngx_buf_t *ngx_http_saveitem_metrics_text(
+    ngx_http_saveitem_main_conf_t *smcf, ngx_pool_t *pool);
 
 /* what happened, as it happens */
 
@@ -46,6 +60,8 @@ void ngx_http_saveitem_metrics_connect_failed(
     ngx_http_saveitem_counters_t *mc);
 void ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
     const char *sqlstate);
+void ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
+    ngx_http_saveitem_gauges_t *st);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_METRICS_H_INCLUDED_ */

@@ -409,19 +409,6 @@ ngx_http_saveitem_pool_backoff(ngx_http_saveitem_pool_t *pool,
 }
 
 
-/* a pool's gauges, for saveitem_status */
-
-void
-ngx_http_saveitem_pool_stat(ngx_http_saveitem_pool_t *pool,
-    ngx_http_saveitem_pool_stat_t *st)
-{
-    st->waiting = pool->nwaiting;
-    st->connecting = pool->nconnecting;
-    st->idle = pool->nidle;
-    st->busy = pool->nconns - pool->nidle - pool->nconnecting;
-}
-
-
 /*
  * For saveitem_ready: can the pool take a write now?  NGX_OK: a
  * connection is open (idle or busy; the first idle one is checked as
@@ -486,4 +473,22 @@ ngx_http_saveitem_pool_ready(ngx_http_saveitem_pool_t *pool,
     }
 
     return NGX_DECLINED;
+}
+
+
+/* the pool's gauges, for saveitem_status: written by the pool itself */
+
+void
+ngx_http_saveitem_pool_publish(ngx_http_saveitem_pool_t *pool)
+{
+    ngx_http_saveitem_gauges_t  st;
+
+    st.waiting = pool->nwaiting;
+    st.connecting = pool->nconnecting;
+    st.idle = pool->nidle;
+    st.busy = pool->nconns - pool->nidle - pool->nconnecting;
+    st.queue = pool->db->queue_size;
+    st.pool = pool->db->pool_size;
+
+    ngx_http_saveitem_metrics_gauges(pool->db->counters, &st);
 }
