@@ -361,7 +361,8 @@ qr/^saveitem_requests_total\{database="user=u dbname=x hostaddr=127\.0\.0\.1 por
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- init
-SaveItem::Test::post('/items', qq({"prometheus": $_})) for 1 .. 3;
+SaveItem::Test::store_ok('/items', qq({"prometheus": $_}), "POST $_ stored")
+    for 1 .. 3;
 main::start_prometheus();
 main::wait_for(30, sub {
     (main::prom_query('sum(saveitem_rows_total)') // '') eq '3'

@@ -79,29 +79,27 @@ __DATA__
 
 
 
-=== TEST 2: ... probed again and again: one connection, no statement ever
+=== TEST 2: ... probed again and again: one connection, no statement ever, as PostgreSQL sees it
+--- http_config
+    saveitem_database "$TEST_NGINX_DB application_name=ready13b";
+--- config
+    location = /ready {
+        saveitem_ready;
+    }
 --- init
+SaveItem::Test::wait_nginx();
 main::ready_status() for 1 .. 20;
+Test::More::is(SaveItem::Test::psql(q{SELECT count(*) || ':' || max(query)
+                                             || ':'
+                                      FROM pg_stat_activity
+                                      WHERE application_name = 'ready13b'}),
+               '1::', 'one backend for 20 probes, and it never ran a query');
 --- request
 GET /ready
 --- response_body
 {"ready": true}
 --- no_error_log
 [error]
-
-
-
-=== TEST 2b: ... as PostgreSQL sees it
---- init
-Test::More::is(SaveItem::Test::psql(q{SELECT count(*) || ':' || max(query)
-                                             || ':'
-                                      FROM pg_stat_activity
-                                      WHERE application_name = 'ready13'}),
-               '1::', 'one backend for 23 probes, and it never ran a query');
---- request
-GET /ready
---- response_body
-{"ready": true}
 
 
 
@@ -199,6 +197,7 @@ qr/"saveitem_ready" in .*nginx\.conf:\d+ needs a "saveitem_database"/
         saveitem_ready;
     }
 --- init
+SaveItem::Test::wait_nginx();
 Test::More::is(main::ready_status(), 200, 'ready while the database is up');
 main::pg('stop');
 my $down = main::time_to(503, 5);

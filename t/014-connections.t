@@ -95,6 +95,7 @@ POST /items
         saveitem t14.items;
     }
 --- init
+SaveItem::Test::wait_nginx();
 my ($status) = SaveItem::Test::post('/items', '{"life": 1}');
 die "the first request got $status" unless $status eq '200';
 select(undef, undef, undef, 1.5);

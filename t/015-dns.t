@@ -125,6 +125,9 @@ die "dnsmasq did not start: see $Dir/dnsmasq.log" if waitpid($Dns, 1) == $Dns;
 # the database moves while nginx runs: the old server stops, the name
 # points to the new one; how long until a request is stored again
 sub move {
+    # under valgrind --- init runs before nginx listens
+    SaveItem::Test::wait_nginx();
+
     my ($status, $body) = SaveItem::Test::post('/items', '{"dns": "a"}');
     die "before the move: $status $body" unless $status eq '200';
 

@@ -39,6 +39,10 @@ _EOC_
 # 70,000 documents in one body: more than PostgreSQL's 65,535 parameters
 sub big {
     my $body = '[' . join(',', map { qq({"big": $_}) } 0 .. 69_999) . ']';
+
+    # under valgrind --- init runs before nginx listens
+    SaveItem::Test::wait_nginx();
+
     my ($status, $answer) = SaveItem::Test::post('/bulk', $body);
 
     open my $fh, '>', $Big or die "$Big: $!";

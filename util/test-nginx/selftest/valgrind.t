@@ -31,7 +31,7 @@ local $ENV{TEST_NGINX_USE_VALGRIND} = 1;
 my $out = `$^X -I '$lib' '$file' 2>&1`;
 
 is($?, 0, 'passes under valgrind');
-like($out, qr/^ok 5 - .* TEST 2: the same nginx/m, 'all the tests ran');
+like($out, qr/^ok 5 - .* TEST 2: a block of its own/m, 'all the tests ran');
 like($out, qr/WARNING: \S+ TEST 1: .* - valgrind report:\n==\d+== /,
      'the report is a warning');
 like($out, qr/definitely lost/, 'the report has the leak');
@@ -66,6 +66,20 @@ $out = `$^X -I '$lib' '$file' 2>&1`;
 
 is($?, 0, 'passes with the suppressions');
 unlike($out, qr/valgrind report/, 'valgrind.suppress silences the report');
+
+# as in the real framework: --- init runs before nginx under valgrind
+# listens, and nginx is stopped at the end of every block, so a block
+# without --- config has none
+$out = `$^X -I '$lib' '$here/valgrind/blocks.t' 2>&1`;
+
+isnt($?, 0, 'a block without --- config fails under valgrind');
+like($out, qr/^selftest init: nginx does not listen yet$/m,
+     '--- init runs before nginx listens');
+like($out, qr/^ok 1 - \S+ TEST 1: /m, 'the block with a config passes');
+like($out, qr/^not ok \d+ - \S+ TEST 2: .* - Can't connect to /m,
+     'the block without a config finds no nginx');
+like($out, qr/stopped at the end of every block/, '... and says why');
+unlike($out, qr/Retry connecting/, '... at once');
 
 chdir $cwd;
 

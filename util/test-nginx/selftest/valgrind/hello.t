@@ -18,7 +18,11 @@ hello
 
 
 
-=== TEST 2: the same nginx, no restart
+=== TEST 2: a block of its own: its own nginx
+--- config
+    location = /t {
+        return 200 "hello\n";
+    }
 --- request
 GET /t
 --- response_body

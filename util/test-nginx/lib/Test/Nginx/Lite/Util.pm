@@ -83,6 +83,11 @@ our $ExtraErrLogFile;
 # the pid of an nginx running in the foreground as our child (valgrind)
 our $ChildPid;
 
+# under valgrind: the pid of the nginx stopped at the end of the previous
+# block, while no block has started another (a block without --- config
+# then finds no nginx, as in the real framework)
+our $StoppedChildPid;
+
 # what bail_out() runs before bailing out: stopping nginx
 our $OnBailOut;
 
@@ -111,7 +116,7 @@ our @EXPORT_OK = qw(
     $ConfigPreamble $LoadModules $UseValgrind $UseHup $Randomize
     $EventType $PostponeOutput $ReusePort $WorkerUser $ForceRestartOnTest
     @EnvToNginx @BlockPreprocessors @CleanupHandlers @ResponseBodyChecks
-    $ErrLogFilePos $ExtraErrLogFile $ChildPid $OnBailOut
+    $ErrLogFilePos $ExtraErrLogFile $ChildPid $StoppedChildPid $OnBailOut
     $ServRoot $LogDir $ErrLogFile $AccLogFile $HtmlDir $ConfDir $ConfFile
     $PidFile
 
