@@ -4,9 +4,9 @@ util/fault/campaign, not this
 Each round draws from its seed (drawn from the master seed):
 
   - a configuration: saveitem_batch on (rows= 2 to 64, mostly below 32) or
-    off; pool=, queue=, queue_timeout=, lifetime= (short ones force
-    reconnects); saveitem_query_timeout (now and then 25d, more than
-    statement_timeout takes); prepared statements, prepare=off, or
+    off; pool=, queue=, queue_timeout=, lifetime= (1 s, the shortest
+    taken, forces reconnects); saveitem_query_timeout (now and then 25d,
+    more than statement_timeout takes: refused at start); prepared statements, prepare=off, or
     prepare=off through PgBouncer (transaction mode); idempotency= on a text
     or a bigint key column (numeric keys, some with leading zeros); bulk=;
   - client behaviours, weighted: unique documents, Idempotency-Keys and
@@ -147,7 +147,7 @@ class Draw:
         self.pool = r.choice((1, 2, 3, 4, 6))
         self.queue = r.choice((16, 64, 512))
         self.queue_timeout = r.choice((300, 1000, 3000))          # ms
-        self.lifetime = r.choice((None, None, 100, 300, 1000))    # ms
+        self.lifetime = r.choice((None, None, 1000, 1000, 2000))  # ms
         self.query_timeout = ("25d" if r.random() < 0.04
                               else "%dms" % r.choice((500, 1500, 4000)))
         self.route = r.choices(("prepared", "unnamed", "pgbouncer"),
@@ -181,7 +181,7 @@ class Draw:
             self.rows = r.choice((12, 16))
             self.pool = r.choice((2, 3))
             self.clients, self.queue, self.queue_timeout = 48, 512, 3000
-            self.lifetime = 100
+            self.lifetime = 1000
             w.update(unique=0, keyed=4, guilty=1, replay=0, slow=1, bulk=0,
                      leave=0, slow_body=0)
             self.keyed_share = self.refuse_share = 1.0
@@ -196,7 +196,7 @@ class Draw:
             w["leave"] += 3
         elif self.focus == "set":
             # new connections all the time, their first SET failing
-            self.lifetime = 100
+            self.lifetime = 1000
             self.terminate = (1.0, 2.5)
             self.faults += ["terminate", "set"]
             if r.random() < 0.2:
