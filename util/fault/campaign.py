@@ -6,9 +6,10 @@ Each round draws from its seed (drawn from the master seed):
   - a configuration: saveitem_batch on (rows= 2 to 64, mostly below 32) or
     off; pool=, queue=, queue_timeout=, lifetime= (1 s, the shortest
     taken, forces reconnects); saveitem_query_timeout (now and then 25d,
-    more than statement_timeout takes: refused at start); prepared statements, prepare=off, or
-    prepare=off through PgBouncer (transaction mode); idempotency= on a text
-    or a bigint key column (numeric keys, some with leading zeros); bulk=;
+    more than statement_timeout takes: refused at start); prepared
+    statements, prepare=off, or prepare=off through PgBouncer (transaction
+    mode); idempotency= on a text or a bigint key column (numeric keys,
+    some with leading zeros); bulk=;
   - client behaviours, weighted: unique documents, Idempotency-Keys and
     replays of a key with its document, guilty documents (refused by the
     CHECK, or by the trigger), bulk arrays and NDJSON (some with a guilty
