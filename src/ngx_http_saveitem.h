@@ -28,7 +28,8 @@
  *                                  src/ngx_http_saveitem_http.h)
  *   src/ngx_http_saveitem_db.c     the database: conninfo, what is safe to
  *                                  log, host names, connection parameters,
- *                                  statement texts, the start-up check
+ *                                  statement texts
+ *   src/ngx_http_saveitem_db_check.c the start-up check, in the master
  *   src/ngx_http_saveitem_pool.c   the per-worker pool: its queue of jobs,
  *                                  dispatch, backoff, readiness, gauges
  *   src/ngx_http_saveitem_conn.c   a connection's state machine: connect,
@@ -36,10 +37,11 @@
  *   src/ngx_http_saveitem_batch.c  batches: which jobs go together, the
  *                                  statements that carry them, what each
  *                                  result means for each job
- *   src/ngx_http_saveitem_policy.c the adaptive rules, pure functions
- *                                  (the last four report facts, never
- *                                  HTTP statuses; they share
+ *   src/ngx_http_saveitem_job.c    a job's life, below the three above
+ *                                  (these four report facts, never HTTP
+ *                                  statuses; they share
  *                                  src/ngx_http_saveitem_pool.h)
+ *   src/ngx_http_saveitem_policy.c the adaptive rules, pure functions
  *   src/ngx_http_saveitem_check.c  pure checks on bytes
  *   src/ngx_http_saveitem_metrics.c counters and gauges for
  *                                  saveitem_status, in shared memory,

@@ -1,3 +1,4 @@
+
 /*
  * Copyright (C) The ngx_http_saveitem_module authors
  */
