@@ -382,7 +382,7 @@ unnamed:
      * prepare=off, for poolers in transaction mode: no session state.
      * The statement timeout is set for the transaction alone, in the same
      * sync as the INSERT, which is an unnamed statement; one sync at a
-     * time per connection (share is 1: see dispatch).
+     * time per connection (share is 1: see pool_dispatch).
      */
 
     last = ngx_snprintf(set, sizeof(set) - 1, "%M", st);
@@ -700,7 +700,7 @@ ngx_http_saveitem_batch_result(ngx_http_saveitem_conn_t *sc,
             /*
              * One document may be guilty: the rows are sent again in one
              * transaction, a savepoint each (one round trip, one commit:
-             * see send_isolated).  Behind a pooler (prepare=off: one
+             * see batch_send_isolated).  Behind a pooler (prepare=off: one
              * sync in flight) they are sent again in two halves, and a
              * half that fails again is halved again.  A statement timeout
              * costs a whole timeout at each try: then one statement each,

@@ -332,7 +332,7 @@ ngx_http_saveitem_open_handler(ngx_event_t *ev)
  * Group commit uses as few connections as keep up (the rule:
  * saveitem_policy_hold()): the first waiting request may be held for a
  * busy connection, and a connection that finds nothing waiting when it
- * finishes gives its place back (see set_idle).  With saveitem_batch off
+ * finishes gives its place back (see conn_idle).  With saveitem_batch off
  * nothing is held: one commit per request needs as many backends as
  * there are requests; nor are requests whose statement failed (they have
  * waited once, and their wait counts from their arrival), nor bulk

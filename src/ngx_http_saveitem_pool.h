@@ -127,7 +127,7 @@ struct ngx_http_saveitem_pool_s {
     ngx_http_saveitem_failed_pt   connect_failed;
 
     /*
-     * Group commit: connections in use at most (see dispatch), and a
+     * Group commit: connections in use at most (see pool_dispatch), and a
      * statement's usual time, in 1/16 ms
      */
     ngx_uint_t                    active;
