@@ -78,13 +78,14 @@ const char  *ngx_http_saveitem_tx_names[] = {
 ngx_int_t
 ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 {
-    int                        direct;
+    int                        direct, ok;
     u_char                    *last;
     size_t                     bytes;
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
     ngx_uint_t                 nparams, slot, isolate, docs;
+    const char               **params;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
     ngx_http_saveitem_job_t   *first, *job, *other;
@@ -280,12 +281,9 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
     st = saveitem_policy_statement_timeout(first->timeout);
 
-    if (!pool->db->prepare) {
-        goto unnamed;
-    }
-
-    if (sc->statement_timeout != st || !sc->prepared[idx]
-        || (isolate && !sc->savepoints))
+    if (pool->db->prepare
+        && (sc->statement_timeout != st || !sc->prepared[idx]
+            || (isolate && !sc->savepoints)))
     {
         if (sc->statement_timeout != st) {
             last = ngx_snprintf(set, sizeof(set) - 1,
@@ -338,7 +336,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
     }
 
-    if (isolate) {
+    if (isolate && pool->db->prepare) {
         if (ngx_http_saveitem_batch_send_isolated(sc, name, rows, keyed, kind)
             != NGX_OK)
         {
@@ -348,66 +346,49 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         goto sent;
     }
 
+    if (!pool->db->prepare) {
+        /*
+         * prepare=off, for poolers in transaction mode: no session state.
+         * The statement timeout is set for the transaction alone, in the
+         * same sync as the INSERT, which is an unnamed statement; one sync
+         * at a time per connection (share is 1: see pool_dispatch).
+         */
+
+        last = ngx_snprintf(set, sizeof(set) - 1, "%M", st);
+        *last = '\0';
+        setp = (const char *) set;
+    }
+
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < rows; i += n) {
-        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, (int) nparams,
-                                 &sc->params[keyed ? 2 * i : i], NULL, NULL,
-                                 0))
-        {
+        params = &sc->params[keyed ? 2 * i : i];
+
+        if (pool->db->prepare) {
+            ok = PQsendQueryPrepared(sc->pg, (char *) name->data,
+                                     (int) nparams, params, NULL, NULL, 0);
+
+        } else {
+            if (!PQsendQueryParams(sc->pg, "SELECT set_config("
+                                   "'statement_timeout', $1, true)", 1,
+                                   NULL, &setp, NULL, NULL, 0))
+            {
+                goto failed;
+            }
+
+            ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
+
+            ok = PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
+                                   NULL, params, NULL, NULL, 0);
+        }
+
+        if (!ok) {
             goto failed;
         }
 
         ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         /* from here on, the server may commit these rows */
-
-        for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
-            job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
-            job->sent = 1;
-        }
-
-        if (!PQpipelineSync(sc->pg)) {
-            goto failed;
-        }
-
-        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 0, 0);
-    }
-
-    goto sent;
-
-unnamed:
-
-    /*
-     * prepare=off, for poolers in transaction mode: no session state.
-     * The statement timeout is set for the transaction alone, in the same
-     * sync as the INSERT, which is an unnamed statement; one sync at a
-     * time per connection (share is 1: see pool_dispatch).
-     */
-
-    last = ngx_snprintf(set, sizeof(set) - 1, "%M", st);
-    *last = '\0';
-    setp = (const char *) set;
-
-    q = ngx_queue_head(&sc->jobs);
-
-    for (i = 0; i < rows; i += n) {
-        if (!PQsendQueryParams(sc->pg, "SELECT set_config('statement_timeout',"
-                               " $1, true)", 1, NULL, &setp, NULL, NULL, 0))
-        {
-            goto failed;
-        }
-
-        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SET, 0, 0);
-
-        if (!PQsendQueryParams(sc->pg, (char *) sql->data, (int) nparams,
-                               NULL, &sc->params[keyed ? 2 * i : i], NULL,
-                               NULL, 0))
-        {
-            goto failed;
-        }
-
-        ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_INSERT, n, kind);
 
         for (k = 0; k < n; k++, q = ngx_queue_next(q)) {
             job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
