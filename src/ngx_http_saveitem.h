@@ -42,7 +42,8 @@
  *                                  statuses; they share
  *                                  src/ngx_http_saveitem_pool.h)
  *   src/ngx_http_saveitem_policy.c the adaptive rules, pure functions
- *   src/ngx_http_saveitem_check.c  pure checks on bytes
+ *   src/ngx_http_saveitem_check.c  pure checks on bytes, and
+ *   src/ngx_http_saveitem_json.c   the JSON validator
  *   src/ngx_http_saveitem_metrics.c counters and gauges for
  *                                  saveitem_status, in shared memory,
  *                                  written by their owners; a leaf

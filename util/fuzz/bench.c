@@ -9,7 +9,8 @@
  * documents (the happy path, where nothing is allocated), in CPU time:
  *
  *   cc -O2 -I src -o build/bench util/fuzz/bench.c \
- *       src/ngx_http_saveitem_check.c -ljansson && build/bench [SECONDS]
+ *       src/ngx_http_saveitem_check.c src/ngx_http_saveitem_json.c \
+ *       -ljansson && build/bench [SECONDS]
  *
  * Prints documents/s and MB/s for each kind of document.
  */

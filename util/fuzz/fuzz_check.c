@@ -6,9 +6,9 @@
 
 /*
  * util/fuzz/fuzz_check.c - a libFuzzer harness for the pure checks on
- * bytes (src/ngx_http_saveitem_check.c), linked without nginx; built and
- * run by util/fuzz/run.  Every input goes through every function, each
- * with an oracle:
+ * bytes (src/ngx_http_saveitem_check.c and _json.c), linked without
+ * nginx; built and run by util/fuzz/run.  Every input goes through every
+ * function, each with an oracle:
  *
  *   saveitem_json_check      OK exactly when the document is valid and
  *                            jsonb stores it: no NUL byte, jansson takes it
