@@ -236,6 +236,7 @@ the idempotency column "idem" of "t16"."nounique" has no unique index of its own
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- init
+SaveItem::Test::wait_nginx();
 my ($status, $body) = SaveItem::Test::post('/items', '{"q": 1}',
                                            ['Idempotency-Key: "quoted-1"']);
 Test::More::like("$status $body", qr/^200 \{"pk": \d+\}$/,
@@ -262,6 +263,7 @@ Idempotent-Replayed: true
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- init
+SaveItem::Test::wait_nginx();
 for my $key ('"open', '"a"b"', '"a\\b"', '""', '"a b"', '"a";p=1') {
     my ($status, $body) = SaveItem::Test::post('/items', '{"refused": 1}',
                                                ["Idempotency-Key: $key"]);
