@@ -21,7 +21,7 @@
 #   campaign  the randomized fault campaign: rounds of a configuration,
 #             client behaviours and database faults drawn from a seed,
 #             against the module built with ASan and UBSan, a fixed master
-#             seed, about 3.5 minutes (util/fault/campaign --quick)
+#             seed, 2.5 to 3.5 minutes (util/fault/campaign --quick)
 #   fuzz      libFuzzer on the checks of bytes, 60 s, fixed seed
 #             (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
