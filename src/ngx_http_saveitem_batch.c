@@ -23,12 +23,9 @@
 
 static ngx_int_t ngx_http_saveitem_batch_send_isolated(
     ngx_http_saveitem_conn_t *sc, ngx_str_t *name, ngx_uint_t rows,
-    ngx_uint_t keyed, ngx_http_saveitem_kind_e kind);
+    ngx_uint_t per, ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t t);
-static void ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
-    ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
@@ -84,7 +81,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot, isolate, docs;
+    ngx_uint_t                 nparams, slot, isolate, docs, per;
     const char               **params;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
@@ -102,6 +99,12 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     isolate = first->isolate;
     pipeline = (first->batch_rows == 1 && !isolate && !first->bulk);
     keyed = (first->key.len > 0);
+    stmt = &pool->stmts[first->stmt];
+
+    /* a row's parameters: its document, with mapped columns the nginx
+     * values, and its key */
+
+    per = 1 + stmt->mapped + keyed;
     max = pipeline ? saveitem_policy_pipeline(share)
                    : ngx_min(first->batch_rows, pool->batch_max);
 
@@ -182,12 +185,14 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
         ngx_queue_insert_tail(&sc->jobs, &job->queue);
 
-        if (keyed) {
-            sc->params[2 * n] = (const char *) job->body;
-            sc->params[2 * n + 1] = (const char *) job->key.data;
+        sc->params[per * n] = (const char *) job->body;
 
-        } else {
-            sc->params[n] = (const char *) job->body;
+        if (stmt->mapped) {
+            sc->params[per * n + 1] = (const char *) job->values;
+        }
+
+        if (keyed) {
+            sc->params[per * n + per - 1] = (const char *) job->key.data;
         }
 
         n++;
@@ -249,7 +254,6 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     sc->nulls = 0;
     sc->timedout = 0;
 
-    stmt = &pool->stmts[first->stmt];
     slot = first->stmt * ngx_http_saveitem_slots(pool);
 
     if (first->bulk) {
@@ -262,14 +266,15 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         idx = slot + 2 * (pool->batch_max + 1) + (first->probing ? 1 : 0);
         name = first->probing ? &stmt->name_probe : &stmt->name_bulk;
         sql = first->probing ? &stmt->sql_probe : &stmt->sql_bulk;
-        nparams = first->probing ? 1 : 2;
+        nparams = (first->probing ? 1 : 2) + stmt->mapped;
 
     } else {
-        kind = keyed ? NGX_HTTP_SAVEITEM_KEYED : NGX_HTTP_SAVEITEM_ROWS;
+        kind = (keyed || stmt->upsert) ? NGX_HTTP_SAVEITEM_KEYED
+                                       : NGX_HTTP_SAVEITEM_ROWS;
         idx = slot + keyed * (pool->batch_max + 1) + n;
         name = keyed ? &stmt->name_key[n] : &stmt->name[n];
         sql = keyed ? &stmt->sql_key[n] : &stmt->sql[n];
-        nparams = keyed ? 2 * n : n;
+        nparams = per * n;
     }
 
     /*
@@ -337,7 +342,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     }
 
     if (isolate && pool->db->prepare) {
-        if (ngx_http_saveitem_batch_send_isolated(sc, name, rows, keyed, kind)
+        if (ngx_http_saveitem_batch_send_isolated(sc, name, rows, per, kind)
             != NGX_OK)
         {
             goto failed;
@@ -362,7 +367,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < rows; i += n) {
-        params = &sc->params[keyed ? 2 * i : i];
+        params = &sc->params[per * i];
 
         if (pool->db->prepare) {
             ok = PQsendQueryPrepared(sc->pg, (char *) name->data,
@@ -434,7 +439,7 @@ failed:
 
 static ngx_int_t
 ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
-    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
+    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t per,
     ngx_http_saveitem_kind_e kind)
 {
     ngx_uint_t                i, t;
@@ -460,9 +465,8 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
             return NGX_ERROR;
         }
 
-        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, keyed ? 2 : 1,
-                                 &sc->params[keyed ? 2 * i : i], NULL, NULL,
-                                 0))
+        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, (int) per,
+                                 &sc->params[per * i], NULL, NULL, 0))
         {
             return NGX_ERROR;
         }
@@ -539,7 +543,7 @@ ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc, ngx_uint_t t)
 
 /* what the connection is to read back, in order (see conn_results) */
 
-static void
+void
 ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_e type, ngx_uint_t arg,
     ngx_http_saveitem_kind_e kind)
@@ -856,6 +860,7 @@ ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
 
         sc->params[0] = (const char *) job->body;
         sc->params[1] = (const char *) sc->count;
+        sc->params[2] = (const char *) job->values;
 
         return NGX_OK;
     }
@@ -900,6 +905,7 @@ ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
                    job->probe_lo, mid - 1, job->bulk);
 
     sc->params[0] = (const char *) job->probe;
+    sc->params[1] = (const char *) job->values;
 
     return NGX_OK;
 }
@@ -1126,11 +1132,21 @@ ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
 
         case 'n':
         case 'r':
+        case 'u':
+        case 'l':
             if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
                 return NGX_ERROR;
             }
 
             job->facts.replayed = (what[0] == 'r');
+
+            /* saveitem_conflict: what the upsert did */
+
+            job->action = (what[0] == 'u') ? NGX_HTTP_SAVEITEM_ACT_UPDATED
+                          : (what[0] == 'l') ? NGX_HTTP_SAVEITEM_ACT_LEFT
+                          : sc->pool->stmts[job->stmt].upsert
+                            ? NGX_HTTP_SAVEITEM_ACT_INSERTED
+                            : NGX_HTTP_SAVEITEM_ACT_NONE;
             break;
 
         case 'k':

@@ -226,23 +226,33 @@ void
 ngx_http_saveitem_job_fail_waiting(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason)
 {
+    while (!ngx_queue_empty(&pool->waiting)) {
+        ngx_http_saveitem_job_fail_head(pool, reason);
+    }
+}
+
+
+/* the first waiting job, not stored */
+
+void
+ngx_http_saveitem_job_fail_head(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason)
+{
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
 
-    while (!ngx_queue_empty(&pool->waiting)) {
-        q = ngx_queue_head(&pool->waiting);
-        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+    q = ngx_queue_head(&pool->waiting);
+    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-        job->waiting = 0;
+    ngx_queue_remove(q);
+    pool->nwaiting--;
+    job->waiting = 0;
 
-        if (job->wait.timer_set) {
-            ngx_del_timer(&job->wait);
-        }
-
-        ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED, reason);
+    if (job->wait.timer_set) {
+        ngx_del_timer(&job->wait);
     }
+
+    ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED, reason);
 }
 
 

@@ -249,7 +249,9 @@ ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
 {
     ngx_uint_t                 share;
     ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
     ngx_http_saveitem_conn_t  *sc;
+    ngx_http_saveitem_stmt_t  *stmt;
 
     if (pool->exiting) {
         ngx_http_saveitem_job_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
@@ -276,6 +278,31 @@ ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
                               "saveitem: idle PostgreSQL connection "
                               "was closed by the server, replacing it");
                 ngx_http_saveitem_conn_close(sc);
+                continue;
+            }
+
+            /* mapped columns: the catalog read first (see conn_catalog) */
+
+            job = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                                 ngx_http_saveitem_job_t, queue);
+            stmt = &pool->stmts[job->stmt];
+
+            if (stmt->mapped && !stmt->built) {
+
+                if (stmt->reading) {
+                    break;
+                }
+
+                if (!stmt->broken
+                    || ngx_current_msec - stmt->read_at
+                       >= NGX_HTTP_SAVEITEM_CATALOG_AGAIN)
+                {
+                    ngx_http_saveitem_conn_catalog(sc, job->stmt);
+                    continue;
+                }
+
+                ngx_http_saveitem_job_fail_head(pool,
+                                                NGX_HTTP_SAVEITEM_R_TABLE);
                 continue;
             }
 

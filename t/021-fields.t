@@ -1,0 +1,281 @@
+# Mapped columns: JSON keys into typed columns (saveitem_field), nginx
+# values into columns (saveitem_value), saveitem_strict, keys taken from
+# a field or a value; each wrong type answered 400 naming the key and the
+# column's type, by group commit or not.
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx::Socket 'no_plan';
+use SaveItem::Test;
+
+setup_tables(<<'_SQL_');
+SET client_min_messages = warning;
+DROP SCHEMA IF EXISTS t21 CASCADE;
+CREATE SCHEMA t21;
+CREATE TABLE t21.events (
+    id bigserial PRIMARY KEY,
+    payload jsonb NOT NULL,
+    user_id bigint,
+    kind text NOT NULL,
+    amount numeric(10,2),
+    occurred_at timestamptz,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    flag boolean DEFAULT true,
+    tags text[],
+    counts int[],
+    meta jsonb,
+    label varchar(5) DEFAULT 'none',
+    small smallint,
+    day date,
+    ref uuid,
+    ip inet,
+    delivery uuid UNIQUE,
+    tenant int,
+    agent text
+);
+CREATE TABLE t21.forms (
+    id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    email text NOT NULL,
+    name text,
+    age int CHECK (age >= 0),
+    at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE t21.charges (
+    pk bigserial PRIMARY KEY,
+    id text UNIQUE,
+    amount bigint NOT NULL,
+    currency text NOT NULL DEFAULT 'usd'
+);
+CREATE TABLE t21.other (id bigserial PRIMARY KEY, payload jsonb);
+_SQL_
+
+our $http_config = <<'_EOC_';
+    saveitem_database "$TEST_NGINX_DB" pool=2;
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+_EOC_
+
+our $config = <<'_EOC_';
+    location = /hooks/github {
+        saveitem t21.events column=payload idempotency=delivery;
+        saveitem_field user_id sender.id;
+        saveitem_field kind action;
+        saveitem_field amount;
+        saveitem_field occurred_at;
+        saveitem_field flag;
+        saveitem_field tags;
+        saveitem_field counts;
+        saveitem_field meta;
+        saveitem_field label;
+        saveitem_field small;
+        saveitem_field day;
+        saveitem_field ref;
+        saveitem_value ip $remote_addr;
+        saveitem_value delivery $http_x_github_delivery;
+        saveitem_value tenant $http_x_tenant;
+        saveitem_value agent $http_user_agent;
+    }
+    location = /strict {
+        saveitem t21.events column=payload;
+        saveitem_field kind action;
+        saveitem_field user_id sender.id;
+        saveitem_strict on;
+    }
+    location = /forms {
+        saveitem t21.forms column=off;
+        saveitem_field email;
+        saveitem_field name;
+        saveitem_field age;
+    }
+    location = /charges {
+        saveitem t21.charges column=off returning=pk idempotency=id;
+        saveitem_field id;
+        saveitem_field amount;
+        saveitem_field currency;
+    }
+    location = /bulk {
+        saveitem t21.forms column=off bulk=10;
+        saveitem_field email;
+        saveitem_field age;
+    }
+_EOC_
+
+no_shuffle();
+run_tests();
+
+# what the first blocks stored, read back from the table
+
+is(psql(q{SELECT user_id, kind, amount, flag, label, small
+          FROM t21.events WHERE payload->>'n' = 'full'}),
+   '42|opened|12.50|f|abc|7', 'fields: bigint, text, numeric, boolean, '
+   . 'varchar, smallint');
+is(psql(q{SELECT occurred_at = '2024-02-29T10:00:00Z', day, ref,
+                 tags, counts, meta->>'x'
+          FROM t21.events WHERE payload->>'n' = 'full'}),
+   't|2024-02-29|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|{a,b}|{1,2,NULL}|1',
+   '... timestamptz, date, uuid, text[], int[] with a null, nested jsonb');
+is(psql(q{SELECT ip, delivery, tenant, agent
+          FROM t21.events WHERE payload->>'n' = 'full'}),
+   '127.0.0.1|8d1a4c3e-0000-4000-8000-000000000001|7|t21-agent',
+   '... and nginx values: inet, uuid, int, text');
+is(psql(q{SELECT payload->'sender'->>'login' FROM t21.events
+          WHERE payload->>'n' = 'full'}), 'octocat',
+   'the whole document in column=');
+is(psql(q{SELECT flag, label, created_at > now() - interval '1 hour',
+                 amount IS NULL, tenant IS NULL, delivery IS NULL
+          FROM t21.events WHERE payload->>'n' = 'defaults'}),
+   't|none|t|t|t|t',
+   'omitted keys take the DEFAULT (or NULL), empty values are NULL');
+is(psql(q{SELECT flag IS NULL, label IS NULL FROM t21.events
+          WHERE payload->>'n' = 'nulls'}), 't|t',
+   'an explicit null is NULL, not the DEFAULT');
+is(psql(q{SELECT count(*) FROM t21.events WHERE payload ? 'refused'}), 0,
+   'nothing refused was stored');
+is(psql(q{SELECT count(*) FROM t21.forms WHERE email = 'form@example.com'}),
+   1, 'column=off: typed columns only, identity ALWAYS filled');
+
+__DATA__
+
+=== TEST 1: a GitHub-like webhook into typed columns
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+X-GitHub-Delivery: 8d1a4c3e-0000-4000-8000-000000000001
+X-Tenant: 7
+User-Agent: t21-agent
+--- request
+POST /hooks/github
+{"n": "full", "action": "opened", "sender": {"login": "octocat", "id": 42}, "amount": 12.5, "occurred_at": "2024-02-29T10:00:00Z", "flag": false, "tags": ["a", "b"], "counts": [1, 2, null], "meta": {"x": 1}, "label": "abc", "small": 7, "day": "2024-02-29", "ref": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 2: omitted keys take the column's DEFAULT; empty values NULL
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"n": "defaults", "action": "x"}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 3: an explicit null is NULL
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"n": "nulls", "action": "x", "flag": null, "label": null}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 4: a string for a bigint: 400 naming the key and the type
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "sender": {"id": "abc"}}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"sender.id\" is not an integer for column \"user_id\" (bigint)", "key": "sender.id", "column": "user_id", "type": "bigint"}
+--- error_log
+saveitem: "sender.id" is not an integer for column "user_id" (bigint)
+--- no_error_log
+[error]
+
+
+
+=== TEST 5: NULL into a NOT NULL column: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": null}
+--- error_code: 400
+--- response_body_like: ^\{"error": "invalid_value", "message": "\\"action\\" is null for column \\"kind\\" \(text\)", "key": "action", "column": "kind", "type": "text"\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 6: a NOT NULL column without a default, its key absent: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1}
+--- error_code: 400
+--- response_body
+{"error": "missing_key", "message": "\"action\" is required: column \"kind\" is NOT NULL and has no default", "key": "action", "column": "kind", "type": "text"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 7: a header that is not an int for an int column: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+X-Tenant: seven
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x"}
+--- error_code: 400
+--- response_body_like: ^\{"error": "invalid_value", "message": "\\"\$http_x_tenant\\" is not an integer for column \\"tenant\\" \(integer\)", "key": "\$http_x_tenant", "column": "tenant", "type": "integer"\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 8: saveitem_strict: a key no saveitem_field names: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /strict
+{"action": "x", "sender": {"id": 1, "any": 2}, "refused": 1}
+--- error_code: 400
+--- response_body
+{"error": "unknown_key", "message": "\"refused\" is not a key this location takes", "key": "refused"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 9: saveitem_strict: known keys only is stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /strict
+{"action": "strict", "sender": {"id": 1, "any": 2}}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 10: column=off into a table with an identity ALWAYS key
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /forms
+{"email": "form@example.com", "name": "Ann", "age": 30, "other": true}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 11: a CHECK the module cannot judge: the server's 422
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /forms
+{"email": "neg@example.com", "age": -1}
+--- error_code: 422
+--- response_body_like: ^\{"error": "constraint_violation", .*"sqlstate": "23514"
