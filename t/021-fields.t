@@ -132,6 +132,21 @@ is(psql(q{SELECT count(*) FROM t21.events WHERE payload ? 'refused'}), 0,
    'nothing refused was stored');
 is(psql(q{SELECT count(*) FROM t21.forms WHERE email = 'form@example.com'}),
    1, 'column=off: typed columns only, identity ALWAYS filled');
+is(psql(q{SELECT count(*) FROM t21.events WHERE payload->>'n' = 'redelivered'}),
+   1, 'a redelivered webhook left one row');
+is(psql(q{SELECT count(*) FROM t21.events WHERE payload->>'n' = 'nodelivery'
+          AND delivery IS NULL}), 2,
+   'without the delivery header: no key, each request a row');
+is(psql(q{SELECT amount FROM t21.charges WHERE id = 'ch_1'}), 100,
+   'a key from the document: one row, the first document');
+is(psql(q{SELECT count(*) FROM t21.charges WHERE id = '12345'}), 1,
+   'a number key and its string: one key');
+is(psql(q{SELECT string_agg(email || ':' || coalesce(age::text, '-'), ' '
+          ORDER BY id) FROM t21.forms WHERE email LIKE 'b_@example.com'}),
+   'b1@example.com:1 b2@example.com:- b3@example.com:3',
+   'a bulk array: each document its row, in order');
+is(psql(q{SELECT count(*) FROM t21.forms WHERE email ~ '^[rs][0-9]@'}), 0,
+   'a bulk body with one document refused: none stored');
 
 __DATA__
 
@@ -279,3 +294,128 @@ POST /forms
 {"email": "neg@example.com", "age": -1}
 --- error_code: 422
 --- response_body_like: ^\{"error": "constraint_violation", .*"sqlstate": "23514"
+
+
+
+=== TEST 12: the delivery header is the key: a redelivery is replayed
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+X-GitHub-Delivery: 8d1a4c3e-0000-4000-8000-000000000002
+--- request eval
+["POST /hooks/github\n{\"n\": \"redelivered\", \"action\": \"x\"}",
+ "POST /hooks/github\n{\"n\": \"redelivered\", \"action\": \"x\"}"]
+--- response_body_like eval
+['^\{"pk": (\d+)\}$', '^\{"pk": (\d+)\}$']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: true"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 13: the same delivery with another document: 422, not stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+X-GitHub-Delivery: 8d1a4c3e-0000-4000-8000-000000000003
+--- request eval
+["POST /hooks/github\n{\"n\": \"first\", \"action\": \"x\"}",
+ "POST /hooks/github\n{\"n\": \"second\", \"action\": \"x\", \"refused\": 1}"]
+--- error_code eval
+[200, 422]
+--- response_body_like eval
+['^\{"pk": \d+\}$', '^\{"error": "idempotency_key_reused"']
+
+
+
+=== TEST 14: a key column fed by a value: the Idempotency-Key header is not the key
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+Idempotency-Key: not-the-key
+--- request eval
+["POST /hooks/github\n{\"n\": \"nodelivery\", \"action\": \"x\"}",
+ "POST /hooks/github\n{\"n\": \"nodelivery\", \"action\": \"x\"}"]
+--- response_body_like eval
+['^\{"pk": (\d+)\}$', '^\{"pk": (\d+)\}$']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: "]
+
+
+
+=== TEST 15: a document's own id is the key (Stripe): replayed, then 422
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["POST /charges\n{\"id\": \"ch_1\", \"amount\": 100}",
+ "POST /charges\n{\"id\": \"ch_1\", \"amount\": 100}",
+ "POST /charges\n{\"id\": \"ch_1\", \"amount\": 200}"]
+--- error_code eval
+[200, 200, 422]
+--- response_body_like eval
+['^\{"pk": \d+\}$', '^\{"pk": \d+\}$', '^\{"error": "idempotency_key_reused"']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: true", ""]
+
+
+
+=== TEST 16: a number as the key, into a text key column
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["POST /charges\n{\"id\": 12345, \"amount\": 1}",
+ "POST /charges\n{\"id\": \"12345\", \"amount\": 1}"]
+--- response_body_like eval
+['^\{"pk": \d+\}$', '^\{"pk": \d+\}$']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: true"]
+
+
+
+=== TEST 17: a key field that is not a key: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /charges
+{"id": "has space", "amount": 1, "refused": 1}
+--- error_code: 400
+--- response_body_like: ^\{"error": "invalid_value", "message": "\\"id\\" is not a key
+--- no_error_log
+[error]
+
+
+
+=== TEST 18: a bulk array into typed columns: pks in order
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /bulk
+[{"email": "b1@example.com", "age": 1}, {"email": "b2@example.com"}, {"email": "b3@example.com", "age": 3}]
+--- response_body_like: ^\{"pks": \[(\d+), (\d+), (\d+)\]\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 19: bulk NDJSON with a wrong type: 400 with its index, none stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+Content-Type: application/x-ndjson
+--- request eval
+"POST /bulk\n{\"email\": \"r1\@example.com\", \"refused\": 1}\n{\"email\": \"r2\@example.com\", \"age\": \"old\", \"refused\": 1}\n"
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"age\" is not an integer for column \"age\" (integer)", "index": 1, "key": "age", "column": "age", "type": "integer"}
+
+
+
+=== TEST 20: bulk with a document the server refuses: 422 with its index
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /bulk
+[{"email": "s1@example.com", "refused": 1}, {"email": "s2@example.com", "age": -5, "refused": 1}]
+--- error_code: 422
+--- response_body_like: ^\{"error": "constraint_violation", .*"index": 1
