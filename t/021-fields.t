@@ -97,6 +97,33 @@ our $config = <<'_EOC_';
         saveitem_field email;
         saveitem_field age;
     }
+    location = /auth-check {
+        internal;
+        proxy_pass http://127.0.0.1:$server_port/auth-server;
+        proxy_pass_request_body off;
+        proxy_set_header Content-Length "";
+    }
+    location = /auth-server {
+        if ($http_x_token = "") {
+            return 403;
+        }
+        add_header X-User "user-$http_x_token";
+        return 200;
+    }
+    location = /authed {
+        auth_request /auth-check;
+        auth_request_set $authed_user $upstream_http_x_user;
+        saveitem t21.events column=payload;
+        saveitem_field kind action;
+        saveitem_value agent $authed_user;
+    }
+    location = /basic {
+        auth_basic "t21";
+        auth_basic_user_file ../html/htpasswd;
+        saveitem t21.events column=payload;
+        saveitem_field kind action;
+        saveitem_value agent $remote_user;
+    }
 _EOC_
 
 no_shuffle();
@@ -147,6 +174,10 @@ is(psql(q{SELECT string_agg(email || ':' || coalesce(age::text, '-'), ' '
    'a bulk array: each document its row, in order');
 is(psql(q{SELECT count(*) FROM t21.forms WHERE email ~ '^[rs][0-9]@'}), 0,
    'a bulk body with one document refused: none stored');
+is(psql(q{SELECT agent FROM t21.events WHERE payload->>'n' = 'authed'}),
+   'user-alice', 'auth_request: the user its server named, stored');
+is(psql(q{SELECT agent FROM t21.events WHERE payload->>'n' = 'basic'}),
+   'alice', 'auth_basic: $remote_user stored');
 
 __DATA__
 
@@ -419,3 +450,44 @@ POST /bulk
 [{"email": "s1@example.com", "refused": 1}, {"email": "s2@example.com", "age": -5, "refused": 1}]
 --- error_code: 422
 --- response_body_like: ^\{"error": "constraint_violation", .*"index": 1
+
+
+
+=== TEST 21: auth_request to a second location names the user
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+X-Token: alice
+--- request
+POST /authed
+{"n": "authed", "action": "x"}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: auth_request refuses: nginx's 403, nothing stored
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /authed
+{"n": "refused", "action": "x", "refused": 1}
+--- error_code: 403
+
+
+
+=== TEST 23: auth_basic: $remote_user into a column
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- user_files
+>>> htpasswd
+alice:{PLAIN}secret
+--- more_headers
+Authorization: Basic YWxpY2U6c2VjcmV0
+--- request
+POST /basic
+{"n": "basic", "action": "x"}
+--- response_body_like: ^\{"pk": \d+\}$
+--- no_error_log
+[error]
