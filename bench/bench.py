@@ -22,6 +22,10 @@ with N workers, one request per statement: `saveitem_batch off;` and
 `pool=32`, as one commit per request needs many backends committing at
 once), module-batch-<N>w (group commit, the default configuration:
 `saveitem_batch on;`, pool 8),
+module-mapped-<N>w (group commit, the document's keys also in five typed
+columns of `items`: saveitem_field run, t, n, kind and saveitem_value ip
+$remote_addr, beside the jsonb column the other targets fill alone; the
+columns exist for every target of a run that has this one),
 module-bulk-<N>w (bulk bodies: group commit's configuration, the location
 `saveitem items bulk=100;`, each POST a JSON array of 100 documents,
 bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
@@ -74,7 +78,8 @@ NCPU = os.cpu_count() or 1
 
 DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
                    "module-bulk-2w,module-1w,module-2w,"
-                   "module-batch-1w,module-batch-2w,module-pgbouncer,"
+                   "module-batch-1w,module-mapped-1w,module-batch-2w,"
+                   "module-pgbouncer,"
                    "aiohttp,tornado,flask")
 
 # documents in each POST of the module-bulk-<N>w targets (bench/bulk.lua),
@@ -270,7 +275,7 @@ def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-bulk|-mapped)?-(\d+)w", target)
     return int(m.group(2)) if m else 0
 
 
@@ -482,6 +487,20 @@ class Database:
         if on:
             self.sql("ALTER TABLE items ADD CONSTRAINT items_no_poison"
                      " CHECK (NOT data ? 'poison')")
+
+    def mapped_columns(self, on):
+        """the typed columns of module-mapped-<N>w, for every target of
+        the run (nullable: the others leave them NULL), or none"""
+        if on:
+            self.sql("ALTER TABLE items ADD COLUMN IF NOT EXISTS run text,"
+                     " ADD COLUMN IF NOT EXISTS t int,"
+                     " ADD COLUMN IF NOT EXISTS n bigint,"
+                     " ADD COLUMN IF NOT EXISTS kind text,"
+                     " ADD COLUMN IF NOT EXISTS ip inet")
+        else:
+            self.sql("ALTER TABLE items DROP COLUMN IF EXISTS run,"
+                     " DROP COLUMN IF EXISTS t, DROP COLUMN IF EXISTS n,"
+                     " DROP COLUMN IF EXISTS kind, DROP COLUMN IF EXISTS ip")
 
     def settle(self, limit=30):
         """wait until no statement runs and the row count stays put: a
@@ -767,8 +786,20 @@ def make_server(a, db, target, workdir):
     if w:
         # module-bulk-<N>w: group commit's configuration (a bulk body is a
         # statement of its own), the location with bulk=
-        batch = target.startswith(("module-batch-", "module-bulk-"))
+        batch = target.startswith(("module-batch-", "module-bulk-",
+                                   "module-mapped-"))
         docs = bulk_docs(target)
+        if target.startswith("module-mapped-"):
+            return module_server(
+                a, db, workdir, w, True, db_opts=a.db_opts,
+                location="saveitem  items;\n"
+                "            saveitem_field  run;\n"
+                "            saveitem_field  t;\n"
+                "            saveitem_field  n;\n"
+                "            saveitem_field  kind;\n"
+                "            saveitem_value  ip  $remote_addr;\n"
+                "            " + ("saveitem_batch on; " if a.has_batch else "")
+                + a.nginx_extra)
         return module_server(a, db, workdir, w, batch,
                              db_opts=a.db_opts or ("" if batch
                                                    else a.nobatch_db_opts),
@@ -1554,6 +1585,8 @@ def main():
     try:
         db.start()
         db.poison_constraint(a.poison and a.poison_kind == "check")
+        db.mapped_columns(any(t.startswith("module-mapped-")
+                              for t in a.targets))
         mode = "soak" if a.soak else ("quick" if a.quick else "full")
         if not a.soak and (a.duration, a.warmup) != ((2, 1) if a.quick
                                                      else (12, 4)):

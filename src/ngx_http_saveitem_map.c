@@ -67,6 +67,8 @@ static ngx_int_t ngx_http_saveitem_map_unique(ngx_http_saveitem_map_ctx_t *mc,
 static ngx_int_t ngx_http_saveitem_map_exprs(ngx_http_saveitem_map_ctx_t *mc);
 static u_char *ngx_http_saveitem_map_expr(u_char *p, u_char *last,
     ngx_http_saveitem_col_t *col, ngx_http_saveitem_map_col_t *mcol);
+static u_char *ngx_http_saveitem_map_path(u_char *p, u_char *last,
+    ngx_http_saveitem_col_t *col);
 static u_char *ngx_http_saveitem_map_literal(u_char *p, u_char *last,
     saveitem_part_t *part);
 static ngx_int_t ngx_http_saveitem_map_texts(ngx_http_saveitem_map_ctx_t *mc);
@@ -483,13 +485,13 @@ ngx_http_saveitem_map_exprs(ngx_http_saveitem_map_ctx_t *mc)
 
     stmt = mc->stmt;
 
-    len = 256 + stmt->column.len + mc->doc_type.len + stmt->idem.len;
+    len = 256 + stmt->column.len + mc->doc_type.len;
 
     for (i = 0; i < stmt->ncols; i++) {
         col = &stmt->cols[i];
-        len += 256 + 2 * col->quoted.len + 2 * mc->cols[i].type.len
-               + mc->cols[i].def.len + 2 * col->path.len
-               + col->nparts * 16;
+        len += 512 + 3 * col->quoted.len + 2 * mc->cols[i].type.len
+               + mc->cols[i].def.len + 4 * col->path.len
+               + col->nparts * 32 + stmt->idem.len;
     }
 
     for (keyed = 0; keyed < 2; keyed++) {
@@ -585,10 +587,25 @@ ngx_http_saveitem_map_exprs(ngx_http_saveitem_map_ctx_t *mc)
                 }
 
                 p = ngx_slprintf(p, last, "%s(saveitem_row.%V%s IS NOT "
-                                 "DISTINCT FROM EXCLUDED.%V%s)",
+                                 "DISTINCT FROM EXCLUDED.%V%s",
                                  same ? " AND " : "",
                                  &col->quoted, mcol->json ? "::jsonb" : "",
                                  &col->quoted, mcol->json ? "::jsonb" : "");
+
+                /*
+                 * a key the document leaves out took the column's DEFAULT,
+                 * which may differ each time (now()): not compared
+                 */
+
+                if (mcol->def.len) {
+                    p = ngx_slprintf(p, last, " OR (SELECT ");
+                    p = ngx_http_saveitem_map_path(p, last, col);
+                    p = ngx_slprintf(p, last, " IS NULL FROM saveitem_w "
+                                     "WHERE saveitem_w.k = EXCLUDED.%V)",
+                                     &stmt->idem);
+                }
+
+                p = ngx_slprintf(p, last, ")");
                 same = 1;
             }
 
@@ -678,35 +695,18 @@ static u_char *
 ngx_http_saveitem_map_expr(u_char *p, u_char *last,
     ngx_http_saveitem_col_t *col, ngx_http_saveitem_map_col_t *mcol)
 {
-    u_char      *x, *xlast;
-    ngx_uint_t   i;
-    u_char       buf[1024];
+    u_char  *x, *xlast;
+    u_char   buf[1024];
 
     if (col->value >= 0) {
         return ngx_slprintf(p, last, "(e ->> %i)::%V", col->value,
                             &mcol->type);
     }
 
-    /* the key's value, jsonb, or SQL NULL when absent */
-
     x = buf;
     xlast = buf + sizeof(buf);
 
-    if (col->nparts == 1) {
-        x = ngx_slprintf(x, xlast, "(d -> ");
-        x = ngx_http_saveitem_map_literal(x, xlast, &col->parts[0]);
-        x = ngx_slprintf(x, xlast, ")");
-
-    } else {
-        x = ngx_slprintf(x, xlast, "jsonb_extract_path(d");
-
-        for (i = 0; i < col->nparts; i++) {
-            x = ngx_slprintf(x, xlast, ", ");
-            x = ngx_http_saveitem_map_literal(x, xlast, &col->parts[i]);
-        }
-
-        x = ngx_slprintf(x, xlast, ")");
-    }
+    x = ngx_http_saveitem_map_path(x, xlast, col);
 
     if (x == xlast) {
         return last;
@@ -738,6 +738,31 @@ ngx_http_saveitem_map_expr(u_char *p, u_char *last,
     }
 
     return p;
+}
+
+
+/* the key's value in the document d, jsonb, or SQL NULL when absent */
+
+static u_char *
+ngx_http_saveitem_map_path(u_char *p, u_char *last,
+    ngx_http_saveitem_col_t *col)
+{
+    ngx_uint_t  i;
+
+    if (col->nparts == 1) {
+        p = ngx_slprintf(p, last, "(d -> ");
+        p = ngx_http_saveitem_map_literal(p, last, &col->parts[0]);
+        return ngx_slprintf(p, last, ")");
+    }
+
+    p = ngx_slprintf(p, last, "jsonb_extract_path(d");
+
+    for (i = 0; i < col->nparts; i++) {
+        p = ngx_slprintf(p, last, ", ");
+        p = ngx_http_saveitem_map_literal(p, last, &col->parts[i]);
+    }
+
+    return ngx_slprintf(p, last, ")");
 }
 
 
