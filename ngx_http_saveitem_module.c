@@ -635,9 +635,7 @@ ngx_http_saveitem_merge_map(ngx_conf_t *cf, ngx_http_saveitem_loc_conf_t *conf,
             stmt->known[stmt->nknown++] = col[i].parts[0];
         }
 
-        if (ngx_http_saveitem_streq(&col[i].name, &stmt->column_name)
-            || ngx_http_saveitem_streq(&col[i].name, &stmt->returning_name))
-        {
+        if (ngx_http_saveitem_streq(&col[i].name, &stmt->column_name)) {
             ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
                           "column \"%V\" of \"saveitem\" in %s:%ui is "
                           "mapped again", &col[i].name, conf->file,

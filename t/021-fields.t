@@ -47,7 +47,19 @@ CREATE TABLE t21.charges (
     currency text NOT NULL DEFAULT 'usd',
     at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
-CREATE TABLE t21.other (id bigserial PRIMARY KEY, payload jsonb);
+CREATE TABLE t21.issues (
+    id bigserial PRIMARY KEY,
+    payload jsonb NOT NULL,
+    action text NOT NULL,
+    repo text NOT NULL,
+    number int NOT NULL,
+    title text,
+    labels jsonb,
+    opened_at timestamptz,
+    sender_id bigint,
+    sender_site_admin boolean,
+    idem text UNIQUE
+);
 _SQL_
 
 our $http_config = <<'_EOC_';
@@ -98,6 +110,17 @@ our $config = <<'_EOC_';
         saveitem t21.forms column=off bulk=10;
         saveitem_field email;
         saveitem_field age;
+    }
+    location = /hooks/issues {
+        saveitem t21.issues column=payload idempotency=idem;
+        saveitem_field action;
+        saveitem_field repo repository.full_name;
+        saveitem_field number issue.number;
+        saveitem_field title issue.title;
+        saveitem_field labels issue.labels;
+        saveitem_field opened_at issue.created_at;
+        saveitem_field sender_id sender.id;
+        saveitem_field sender_site_admin sender.site_admin;
     }
     location = /auth-check {
         internal;
@@ -176,6 +199,14 @@ is(psql(q{SELECT string_agg(email || ':' || coalesce(age::text, '-'), ' '
    'a bulk array: each document its row, in order');
 is(psql(q{SELECT count(*) FROM t21.forms WHERE email ~ '^[rs][0-9]@'}), 0,
    'a bulk body with one document refused: none stored');
+is(psql(q{SELECT action, repo, number, title, labels->0->>'name',
+                 opened_at = '2024-03-01T12:34:56Z', sender_id,
+                 sender_site_admin
+          FROM t21.issues}),
+   'opened|octo-org/hello-world|1347|Found a bug|bug|t|1|f',
+   'a GitHub "issues" event: nested keys into typed columns');
+is(psql(q{SELECT count(*) FROM t21.issues}), 1,
+   '... once, though sent twice with its Idempotency-Key');
 is(psql(q{SELECT agent FROM t21.events WHERE payload->>'n' = 'authed'}),
    'user-alice', 'auth_request: the user its server named, stored');
 is(psql(q{SELECT agent FROM t21.events WHERE payload->>'n' = 'basic'}),
@@ -455,7 +486,24 @@ POST /bulk
 
 
 
-=== TEST 21: auth_request to a second location names the user
+=== TEST 21: a GitHub "issues" event, nested keys into typed columns, sent twice
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers
+Idempotency-Key: gh-issues-1
+X-GitHub-Event: issues
+--- request eval
+["POST /hooks/issues\n{\"action\":\"opened\",\"issue\":{\"url\":\"https://api.github.com/repos/octo-org/hello-world/issues/1347\",\"repository_url\":\"https://api.github.com/repos/octo-org/hello-world\",\"id\":1,\"node_id\":\"MDU6SXNzdWUx\",\"number\":1347,\"title\":\"Found a bug\",\"user\":{\"login\":\"octocat\",\"id\":1,\"node_id\":\"MDQ6VXNlcjE=\",\"avatar_url\":\"https://github.com/images/error/octocat_happy.gif\",\"type\":\"User\",\"site_admin\":false},\"labels\":[{\"id\":208045946,\"node_id\":\"MDU6TGFiZWwyMDgwNDU5NDY=\",\"url\":\"https://api.github.com/repos/octo-org/hello-world/labels/bug\",\"name\":\"bug\",\"description\":\"Something isn't working\",\"color\":\"f29513\",\"default\":true}],\"state\":\"open\",\"locked\":false,\"assignee\":null,\"assignees\":[],\"milestone\":null,\"comments\":0,\"created_at\":\"2024-03-01T12:34:56Z\",\"updated_at\":\"2024-03-01T12:34:56Z\",\"closed_at\":null,\"author_association\":\"OWNER\",\"body\":\"I'm having a problem with this.\\nIt says \\\"\\u00e9\\u00e8\\\" and \\ud83d\\ude00.\"},\"repository\":{\"id\":1296269,\"node_id\":\"MDEwOlJlcG9zaXRvcnkxMjk2MjY5\",\"name\":\"hello-world\",\"full_name\":\"octo-org/hello-world\",\"private\":false,\"owner\":{\"login\":\"octo-org\",\"id\":2,\"type\":\"Organization\",\"site_admin\":false},\"fork\":false,\"created_at\":\"2011-01-26T19:01:12Z\",\"pushed_at\":\"2024-03-01T12:00:00Z\",\"stargazers_count\":80,\"topics\":[\"octocat\",\"api\"],\"default_branch\":\"main\"},\"sender\":{\"login\":\"octocat\",\"id\":1,\"node_id\":\"MDQ6VXNlcjE=\",\"type\":\"User\",\"site_admin\":false}}", "POST /hooks/issues\n{\"action\":\"opened\",\"issue\":{\"url\":\"https://api.github.com/repos/octo-org/hello-world/issues/1347\",\"repository_url\":\"https://api.github.com/repos/octo-org/hello-world\",\"id\":1,\"node_id\":\"MDU6SXNzdWUx\",\"number\":1347,\"title\":\"Found a bug\",\"user\":{\"login\":\"octocat\",\"id\":1,\"node_id\":\"MDQ6VXNlcjE=\",\"avatar_url\":\"https://github.com/images/error/octocat_happy.gif\",\"type\":\"User\",\"site_admin\":false},\"labels\":[{\"id\":208045946,\"node_id\":\"MDU6TGFiZWwyMDgwNDU5NDY=\",\"url\":\"https://api.github.com/repos/octo-org/hello-world/labels/bug\",\"name\":\"bug\",\"description\":\"Something isn't working\",\"color\":\"f29513\",\"default\":true}],\"state\":\"open\",\"locked\":false,\"assignee\":null,\"assignees\":[],\"milestone\":null,\"comments\":0,\"created_at\":\"2024-03-01T12:34:56Z\",\"updated_at\":\"2024-03-01T12:34:56Z\",\"closed_at\":null,\"author_association\":\"OWNER\",\"body\":\"I'm having a problem with this.\\nIt says \\\"\\u00e9\\u00e8\\\" and \\ud83d\\ude00.\"},\"repository\":{\"id\":1296269,\"node_id\":\"MDEwOlJlcG9zaXRvcnkxMjk2MjY5\",\"name\":\"hello-world\",\"full_name\":\"octo-org/hello-world\",\"private\":false,\"owner\":{\"login\":\"octo-org\",\"id\":2,\"type\":\"Organization\",\"site_admin\":false},\"fork\":false,\"created_at\":\"2011-01-26T19:01:12Z\",\"pushed_at\":\"2024-03-01T12:00:00Z\",\"stargazers_count\":80,\"topics\":[\"octocat\",\"api\"],\"default_branch\":\"main\"},\"sender\":{\"login\":\"octocat\",\"id\":1,\"node_id\":\"MDQ6VXNlcjE=\",\"type\":\"User\",\"site_admin\":false}}"]
+--- response_body_like eval
+['^\{"pk": (\d+)\}$', '^\{"pk": (\d+)\}$']
+--- response_headers eval
+["Idempotent-Replayed: ", "Idempotent-Replayed: true"]
+--- no_error_log
+[error]
+
+
+
+=== TEST 22: auth_request to a second location names the user
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -469,7 +517,7 @@ POST /authed
 
 
 
-=== TEST 22: auth_request refuses: nginx's 403, nothing stored
+=== TEST 23: auth_request refuses: nginx's 403, nothing stored
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -479,7 +527,7 @@ POST /authed
 
 
 
-=== TEST 23: auth_basic: $remote_user into a column
+=== TEST 24: auth_basic: $remote_user into a column
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- user_files
