@@ -305,6 +305,10 @@ saveitem_json_unknown_key(const unsigned char *doc, size_t len,
         }
 
         if (k == n) {
+            if (saveitem_json_text(&name, NULL, 0) == (size_t) -1) {
+                return -1;
+            }
+
             *key = name;
             return 1;
         }
@@ -1312,10 +1316,10 @@ saveitem_field_int(const unsigned char *p, size_t n, int kind)
 static int
 saveitem_field_numeric(const unsigned char *p, size_t n, int range)
 {
-    int                  neg;
-    long long            x, e, scale;
-    size_t               i, k, ni, nf, first;
-    static const char   *special[] = {
+    int                 neg;
+    size_t              i, k, ni, nf, first;
+    long long           x, e, scale;
+    static const char  *special[] = {
         "nan", "infinity", "+infinity", "-infinity", "inf", "+inf", "-inf"
     };
 
@@ -1434,11 +1438,11 @@ saveitem_field_numeric(const unsigned char *p, size_t n, int range)
 static int
 saveitem_field_float(const unsigned char *p, size_t n, int kind)
 {
-    int          err;
-    char        *num, *endp;
-    char         buf[SAVEITEM_FIELD_BUF];
-    double       val;
-    size_t       k, len;
+    int                 err;
+    char               *num, *endp;
+    char                buf[SAVEITEM_FIELD_BUF];
+    double              val;
+    size_t              k, len;
     static const char  *special[] = {
         "NaN", "Infinity", "+Infinity", "-Infinity", "inf", "+inf", "-inf"
     };

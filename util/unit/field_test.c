@@ -239,6 +239,8 @@ test_unknown_key(void)
     is_str(unknown("{}", ""), "", "unknown_key: empty object");
     is_str(unknown("{\"a\": 1}", ""), "\"a\"", "unknown_key: none known");
     is_str(unknown("{\"a\": 1", "a"), "(error)", "unknown_key: malformed");
+    is_str(unknown("{\"\\x\": 1}", ""), "(error)",
+           "unknown_key: a malformed key is never named");
 }
 
 
