@@ -5,8 +5,9 @@
 # a value from nginx, into a column of the type; the server's verdict must
 # be the test's ("strict": the module refuses what the server takes, on
 # purpose, see src/ngx_http_saveitem_field.h; "loose": the module lets it
-# through, the server judges).  json and jsonb go with #>, not #>>.  Not part of make test: it
-# needs the throwaway cluster (util/pg.sh start, SAVEITEM_PG_PORT).
+# through, the server judges).  json and jsonb go with #>, not #>>.  Not
+# part of make test: it needs the throwaway cluster (util/pg.sh start,
+# SAVEITEM_PG_PORT).
 #
 #   util/unit/field_vs_pg.sh
 #
