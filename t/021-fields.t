@@ -283,7 +283,164 @@ POST /hooks/github
 
 
 
-=== TEST 6: a NOT NULL column without a default, its key absent: 400
+=== TEST 6: an integer past bigint's range: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "sender": {"id": 9223372036854775808}}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"sender.id\" is out of range for column \"user_id\" (bigint)", "key": "sender.id", "column": "user_id", "type": "bigint"}
+--- no_error_log
+[error]
+
+
+=== TEST 7: a fraction for a smallint: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "small": 1.5}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"small\" is not an integer for column \"small\" (smallint)", "key": "small", "column": "small", "type": "smallint"}
+--- no_error_log
+[error]
+
+
+=== TEST 8: a smallint past its range: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "small": 32768}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"small\" is out of range for column \"small\" (smallint)", "key": "small", "column": "small", "type": "smallint"}
+--- no_error_log
+[error]
+
+
+=== TEST 9: a word for a numeric: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "amount": "lots"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"amount\" is not a number for column \"amount\" (numeric(10,2))", "key": "amount", "column": "amount", "type": "numeric(10,2)"}
+--- no_error_log
+[error]
+
+
+=== TEST 10: a timestamp that is not one: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "occurred_at": "yesterday at noon"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"occurred_at\" is not an RFC 3339 timestamp for column \"occurred_at\" (timestamp with time zone)", "key": "occurred_at", "column": "occurred_at", "type": "timestamp with time zone"}
+--- no_error_log
+[error]
+
+
+=== TEST 11: a day that does not exist: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "day": "2023-02-29"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"day\" is not a date (YYYY-MM-DD) for column \"day\" (date)", "key": "day", "column": "day", "type": "date"}
+--- no_error_log
+[error]
+
+
+=== TEST 12: a string for a boolean: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "flag": "maybe"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"flag\" is not true or false for column \"flag\" (boolean)", "key": "flag", "column": "flag", "type": "boolean"}
+--- no_error_log
+[error]
+
+
+=== TEST 13: a UUID that is not one: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "ref": "a0eebc99-9c0b"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"ref\" is not a UUID for column \"ref\" (uuid)", "key": "ref", "column": "ref", "type": "uuid"}
+--- no_error_log
+[error]
+
+
+=== TEST 14: a string for an array: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "tags": "a,b"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"tags\" is not an array for column \"tags\" (text[])", "key": "tags", "column": "tags", "type": "text[]"}
+--- no_error_log
+[error]
+
+
+=== TEST 15: an array element of the wrong type: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "counts": [1, "two"]}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"counts\" has an element that is not an integer for column \"counts\" (integer[])", "key": "counts", "column": "counts", "type": "integer[]"}
+--- no_error_log
+[error]
+
+
+=== TEST 16: a string longer than varchar(5): 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "label": "abcdef"}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"label\" is too long for column \"label\" (character varying(5))", "key": "label", "column": "label", "type": "character varying(5)"}
+--- no_error_log
+[error]
+
+
+=== TEST 17: an object for a bigint: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x", "sender": {"id": {"x": 1}}}
+--- error_code: 400
+--- response_body
+{"error": "invalid_value", "message": "\"sender.id\" is an object for column \"user_id\" (bigint)", "key": "sender.id", "column": "user_id", "type": "bigint"}
+--- no_error_log
+[error]
+
+
+
+=== TEST 18: a NOT NULL column without a default, its key absent: 400
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -297,7 +454,7 @@ POST /hooks/github
 
 
 
-=== TEST 7: a header that is not an int for an int column: 400
+=== TEST 19: a header that is not an int for an int column: 400
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -312,7 +469,7 @@ POST /hooks/github
 
 
 
-=== TEST 8: saveitem_strict: a key no saveitem_field names: 400
+=== TEST 20: saveitem_strict: a key no saveitem_field names: 400
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -326,7 +483,7 @@ POST /strict
 
 
 
-=== TEST 9: saveitem_strict: known keys only is stored
+=== TEST 21: saveitem_strict: known keys only is stored
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -338,7 +495,7 @@ POST /strict
 
 
 
-=== TEST 10: column=off into a table with an identity ALWAYS key
+=== TEST 22: column=off into a table with an identity ALWAYS key
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -350,7 +507,7 @@ POST /forms
 
 
 
-=== TEST 11: a CHECK the module cannot judge: the server's 422
+=== TEST 23: a CHECK the module cannot judge: the server's 422
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -361,7 +518,7 @@ POST /forms
 
 
 
-=== TEST 12: the delivery header is the key: a redelivery is replayed
+=== TEST 24: the delivery header is the key: a redelivery is replayed
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -378,7 +535,7 @@ X-GitHub-Delivery: 8d1a4c3e-0000-4000-8000-000000000002
 
 
 
-=== TEST 13: the same delivery with another document: 422, not stored
+=== TEST 25: the same delivery with another document: 422, not stored
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -393,7 +550,7 @@ X-GitHub-Delivery: 8d1a4c3e-0000-4000-8000-000000000003
 
 
 
-=== TEST 14: a key column fed by a value: the Idempotency-Key header is not the key
+=== TEST 26: a key column fed by a value: the Idempotency-Key header is not the key
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -408,7 +565,7 @@ Idempotency-Key: not-the-key
 
 
 
-=== TEST 15: a document's own id is the key (Stripe), a DEFAULT of another time at each try not compared: replayed, then 422
+=== TEST 27: a document's own id is the key (Stripe), a DEFAULT of another time at each try not compared: replayed, then 422
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request eval
@@ -424,7 +581,7 @@ Idempotency-Key: not-the-key
 
 
 
-=== TEST 16: a number as the key, into a text key column
+=== TEST 28: a number as the key, into a text key column
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request eval
@@ -437,7 +594,7 @@ Idempotency-Key: not-the-key
 
 
 
-=== TEST 17: a key field that is not a key: 400
+=== TEST 29: a key field that is not a key: 400
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -450,7 +607,7 @@ POST /charges
 
 
 
-=== TEST 18: a bulk array into typed columns: pks in order
+=== TEST 30: a bulk array into typed columns: pks in order
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -462,7 +619,7 @@ POST /bulk
 
 
 
-=== TEST 19: bulk NDJSON with a wrong type: 400 with its index, none stored
+=== TEST 31: bulk NDJSON with a wrong type: 400 with its index, none stored
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -475,7 +632,7 @@ Content-Type: application/x-ndjson
 
 
 
-=== TEST 20: bulk with a document the server refuses: 422 with its index
+=== TEST 32: bulk with a document the server refuses: 422 with its index
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -486,7 +643,7 @@ POST /bulk
 
 
 
-=== TEST 21: a GitHub "issues" event, nested keys into typed columns, sent twice
+=== TEST 33: a GitHub "issues" event, nested keys into typed columns, sent twice
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -503,7 +660,7 @@ X-GitHub-Event: issues
 
 
 
-=== TEST 22: auth_request to a second location names the user
+=== TEST 34: auth_request to a second location names the user
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- more_headers
@@ -517,7 +674,7 @@ POST /authed
 
 
 
-=== TEST 23: auth_request refuses: nginx's 403, nothing stored
+=== TEST 35: auth_request refuses: nginx's 403, nothing stored
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- request
@@ -527,7 +684,7 @@ POST /authed
 
 
 
-=== TEST 24: auth_basic: $remote_user into a column
+=== TEST 36: auth_basic: $remote_user into a column
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- user_files
