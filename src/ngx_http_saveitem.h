@@ -289,6 +289,11 @@ struct ngx_http_saveitem_job_s {
     unsigned                      probing:1;  /* bulk: which one failed */
     unsigned                      isolate:1;  /* its batch failed: again,
                                                  a savepoint each */
+
+    /* where it waited, in us (metrics_now()): 0, not yet */
+    ngx_uint_t                    posted_us;
+    ngx_uint_t                    sent_us;    /* the last time */
+    ngx_uint_t                    read_us;    /* its result: answered next */
 };
 
 

@@ -129,6 +129,13 @@ ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
     if (job->data != NULL) {
         job->handler(job);
 
+        if (job->read_us) {
+            ngx_http_saveitem_metrics_waits(job->pool->db->counters,
+                                            job->posted_us, job->sent_us,
+                                            job->read_us,
+                                            ngx_http_saveitem_metrics_now());
+        }
+
     } else {
         /* a key its statement returned names no row unless committed */
 
@@ -327,6 +334,7 @@ ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
         }
 
         job->retried = 1;
+        job->read_us = 0;
         ngx_http_saveitem_job_wait(pool, job, 1);
     }
 }

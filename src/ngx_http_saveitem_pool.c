@@ -219,6 +219,7 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     job->queued = ngx_current_msec;
     job->queued_until = ngx_current_msec + db->queue_timeout;
+    job->posted_us = ngx_http_saveitem_metrics_now();
     ngx_http_saveitem_job_wait(pool, job, 0);
 
     if (!pool->dispatch.posted) {
