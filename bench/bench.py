@@ -704,6 +704,7 @@ STATUS_URI = "/saveitem-status"
 # the sums and counts read from it: (key, metric, labels after database=)
 STATUS_SERIES = [
     ("queued", "saveitem_request_wait_seconds", ',stage="queued"'),
+    ("held", "saveitem_request_wait_seconds", ',stage="held"'),
     ("in_flight", "saveitem_request_wait_seconds", ',stage="in_flight"'),
     ("answering", "saveitem_request_wait_seconds", ',stage="answering"'),
     ("request", "saveitem_request_seconds", ""),
@@ -1112,6 +1113,7 @@ COLS_TIME = [("target", "target", "%s"), ("clients", "clients", "%d"),
              ("others", "other_load", "%.0f%%"),
              ("CPU s/10k", "cpu_per_10k", "%.2f"),
              ("queued ms", "wait_queued", "%.3f"),
+             ("held ms", "wait_held", "%.3f"),
              ("in flight ms", "wait_in_flight", "%.3f"),
              ("answering ms", "wait_answering", "%.3f"),
              ("request ms", "wait_request", "%.3f"),
@@ -1159,13 +1161,13 @@ the machine (all its cores, /proc/stat) over the measured run: idle, the
 server's processes (nginx's master and workers, or a peer's), PostgreSQL's,
 the load generator's (wrk; pgbench), everything else (/proc/PID/stat); CPU
 s/10k: the server's CPU seconds per 10,000 answers (module-bulk:
-documents); queued, in flight, answering, request: the module's mean wait
-per request answered in the run (saveitem_status before and after it:
+documents); queued, held, in flight, answering, request: the module's mean
+wait per request answered in the run (saveitem_status before and after it:
 _sum / _count of saveitem_request_wait_seconds by stage, and of
-saveitem_request_seconds): queued from the body read to the statement
-handed to libpq (held for a fuller batch, or no connection free), in flight
-to its result read, answering to its answer written (the requests of the
-same result answered first); rows/stmt: rows per INSERT statement
+saveitem_request_seconds): from the body read to the statement handed to
+libpq, queued (no connection free) or held (by the hold rule, for a fuller
+batch), in flight to its result read, answering to its answer written (the
+requests of the same result answered first); rows/stmt: rows per INSERT statement
 (saveitem_statement_rows)."""
 
 
@@ -1199,7 +1201,7 @@ def write_csv(path, rows):
             "cpu_per_10k", "rss_before_mb",
             "rss_after_mb", "db_cpu_per_10k", "client_cpu_per_10k",
             "other_load", "idle", "srv_share", "db_share", "client_share",
-            "wait_queued", "wait_in_flight", "wait_answering",
+            "wait_queued", "wait_held", "wait_in_flight", "wait_answering",
             "wait_request", "rows_per_statement", "requests", "sent", "rows",
             "received", "check", "statuses", "problems"]
     with open(path, "w") as f:

@@ -294,6 +294,8 @@ struct ngx_http_saveitem_job_s {
     ngx_uint_t                    posted_us;
     ngx_uint_t                    sent_us;    /* the last time */
     ngx_uint_t                    read_us;    /* its result: answered next */
+    ngx_uint_t                    held_from;  /* the pool's held, posted */
+    ngx_uint_t                    held;       /* of its wait, once sent */
 };
 
 

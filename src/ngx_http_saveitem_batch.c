@@ -1466,6 +1466,7 @@ ngx_http_saveitem_batch_stamp(ngx_http_saveitem_conn_t *sc, ngx_uint_t each)
 
         job->sent_us = now;
         job->read_us = 0;
+        job->held = ngx_http_saveitem_job_held(sc->pool, now) - job->held_from;
 
         if (each) {
             ngx_http_saveitem_metrics_bytes(sc->pool->db->counters,

@@ -44,8 +44,8 @@
 #define NGX_HTTP_SAVEITEM_METRICS_ROWS     12
 #define NGX_HTTP_SAVEITEM_METRICS_TIMES    14
 
-/* a request's waits: queued, in flight, answering, and the total */
-#define NGX_HTTP_SAVEITEM_METRICS_STAGES   4
+/* a request's waits: queued, held, in flight, answering; the total */
+#define NGX_HTTP_SAVEITEM_METRICS_STAGES   5
 #define NGX_HTTP_SAVEITEM_METRICS_WAITS    19
 #define NGX_HTTP_SAVEITEM_METRICS_BYTES    10
 
@@ -180,7 +180,8 @@ static const char  *ngx_http_saveitem_metrics_waits_les[] = {
 /* the label of each stage; the total has none (its own family) */
 
 static const char  *ngx_http_saveitem_metrics_stages[] = {
-    ",stage=\"queued\"", ",stage=\"in_flight\"", ",stage=\"answering\"", ""
+    ",stage=\"queued\"", ",stage=\"held\"", ",stage=\"in_flight\"",
+    ",stage=\"answering\"", ""
 };
 
 static size_t  ngx_http_saveitem_metrics_bytes_le[] = {
@@ -222,9 +223,10 @@ static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
 
     { "saveitem_request_wait_seconds", "histogram",
       "Where requests answered after their statement's result waited: "
-      "queued (body read to statement sent: held for a fuller batch, or "
-      "no connection free), in_flight (statement sent to its result read), "
-      "answering (result read to answer written).",
+      "from the body read to the statement sent, queued (no connection "
+      "free) or held (by the hold rule, for a fuller batch); in_flight "
+      "(statement sent to its result read); answering (result read to "
+      "answer written).",
       NGX_HTTP_SAVEITEM_M_WAITS_HIST, 0 },
 
     { "saveitem_request_seconds", "histogram",
@@ -746,16 +748,23 @@ ngx_http_saveitem_metrics_now(void)
 }
 
 
-/* a request answered: its moments, from the same clock, in order */
+/*
+ * A request answered: its moments, from the same clock, in order, and
+ * how long of its wait before the send the hold rule held it
+ */
 
 void
 ngx_http_saveitem_metrics_waits(ngx_http_saveitem_counters_t *mc,
-    ngx_uint_t posted, ngx_uint_t sent, ngx_uint_t read, ngx_uint_t answered)
+    ngx_uint_t posted, ngx_uint_t held, ngx_uint_t sent, ngx_uint_t read,
+    ngx_uint_t answered)
 {
-    ngx_http_saveitem_metrics_wait(mc, 0, sent - posted);
-    ngx_http_saveitem_metrics_wait(mc, 1, read - sent);
-    ngx_http_saveitem_metrics_wait(mc, 2, answered - read);
-    ngx_http_saveitem_metrics_wait(mc, 3, answered - posted);
+    held = ngx_min(held, sent - posted);
+
+    ngx_http_saveitem_metrics_wait(mc, 0, sent - posted - held);
+    ngx_http_saveitem_metrics_wait(mc, 1, held);
+    ngx_http_saveitem_metrics_wait(mc, 2, read - sent);
+    ngx_http_saveitem_metrics_wait(mc, 3, answered - read);
+    ngx_http_saveitem_metrics_wait(mc, 4, answered - posted);
 }
 
 

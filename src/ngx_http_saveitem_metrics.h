@@ -71,7 +71,7 @@ void ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
 
 ngx_uint_t ngx_http_saveitem_metrics_now(void);
 void ngx_http_saveitem_metrics_waits(ngx_http_saveitem_counters_t *mc,
-    ngx_uint_t posted, ngx_uint_t sent, ngx_uint_t read,
+    ngx_uint_t posted, ngx_uint_t held, ngx_uint_t sent, ngx_uint_t read,
     ngx_uint_t answered);
 void ngx_http_saveitem_metrics_bytes(ngx_http_saveitem_counters_t *mc,
     size_t bytes);

@@ -1,5 +1,5 @@
 # Where a request waits, on saveitem_status: the histograms of its stages
-# (queued, in flight, answering) and of its total count every request
+# (queued, held, in flight, answering) and of its total count every request
 # answered after its statement's result, once; their buckets add up, the
 # stages' sums make the total's; a request held behind a locked table
 # lands above a bucket that the held time exceeds; the bytes of each
@@ -21,7 +21,7 @@ CREATE TABLE t20.items (id bigserial PRIMARY KEY, data jsonb NOT NULL);
 CREATE TABLE t20.uniq (id bigserial PRIMARY KEY, data jsonb NOT NULL UNIQUE);
 _SQL_
 
-our @Stages = qw(queued in_flight answering);
+our @Stages = qw(queued held in_flight answering);
 
 our @Out = map { "/tmp/saveitem-t20-burst$_-$$" } 0 .. 1;
 
@@ -188,7 +188,7 @@ qr/^saveitem_requests_total\{database="[^"]+",code="409"\} 1$/m
 
 
 
-=== TEST 2: held behind a locked table: in flight, then queued, for longer than the lock's 0.3 s
+=== TEST 2: behind a locked table: in flight, then queued, for longer than the lock's 0.3 s
 --- http_config eval: $::http_config
 --- config eval: $::config
 --- init
