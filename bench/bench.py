@@ -45,6 +45,7 @@ Knobs (environment; the options win): see bench/run --help.
 """
 
 import argparse
+import copy
 import datetime
 import http.client
 import json
@@ -154,6 +155,8 @@ def parse_args():
   BENCH_OUT            output directory (default bench/out)
   BENCH_SO             the module .so to load (bench/run builds it when
                        unset)
+  BENCH_SO_B           --so-b: another .so, for TARGET@b (an A/B in one
+                       run, e.g. worker CPU per 10k before and after)
   BENCH_SOAK_REQUESTS  requests of --soak (default 1000000)
   BENCH_SOAK_CLIENTS   its connections (default 64)
   BENCH_SOAK_WORKERS   its nginx workers (default 1)
@@ -175,6 +178,11 @@ def parse_args():
     p.add_argument("--warmup", type=float, default=None)
     p.add_argument("--so", default=env("BENCH_SO", None),
                    help="the module .so (bench/run passes the one it built)")
+    p.add_argument("--so-b", default=env("BENCH_SO_B", None),
+                   metavar="SO",
+                   help="another build of the module, for an A/B in one"
+                   " run: a module target TARGET@b (e.g. --targets"
+                   " module-batch-1w,module-batch-1w@b) runs with it")
     p.add_argument("--keep-pg", action="store_true",
                    help="leave the PostgreSQL cluster running")
     p.add_argument("--poison", type=int,
@@ -248,13 +256,14 @@ def parse_args():
     if a.so is None:
         p.error("no module .so: run bench/run, or set BENCH_SO")
     a.so = os.path.abspath(a.so)
-    with open(a.so, "rb") as f:
-        so = f.read()
-    a.has_batch = b"saveitem_batch" in so
-    a.has_bulk = b"bulk=" in so
-    a.has_waits = b"saveitem_request_wait_seconds" in so
+    vars(a).update(so_features(a.so))
+    if a.so_b:
+        a.so_b = os.path.abspath(a.so_b)
+        so_features(a.so_b)
 
     for t in a.targets:
+        if t.endswith("@b") and not (a.so_b and module_workers(t)):
+            p.error("target '%s': @b is for module targets, with --so-b" % t)
         if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
            and not module_workers(t):
             p.error("unknown target '%s'" % t)
@@ -269,6 +278,7 @@ HTTP_EXTRA = ("nginx-static", "module-pgbouncer")
 
 def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
+    target = base_target(target)
     if target == "module-pgbouncer":
         return 1
     m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
@@ -278,6 +288,29 @@ def module_workers(target):
 def bulk_docs(target):
     """documents per POST of a target: BULK_DOCS for module-bulk-<N>w"""
     return BULK_DOCS if target.startswith("module-bulk-") else 1
+
+
+def base_target(target):
+    """a target without its "@b" (the same, with --so-b's module)"""
+    return target[:-2] if target.endswith("@b") else target
+
+
+def so_features(path):
+    """what a build of the module has, told by the strings in its .so"""
+    with open(path, "rb") as f:
+        so = f.read()
+    return {"has_batch": b"saveitem_batch" in so, "has_bulk": b"bulk=" in so,
+            "has_waits": b"saveitem_request_wait_seconds" in so}
+
+
+def for_target(a, target):
+    """the options of a target: TARGET@b's have --so-b's module"""
+    if not target.endswith("@b"):
+        return a
+    b = copy.copy(a)
+    b.so = a.so_b
+    vars(b).update(so_features(a.so_b))
+    return b
 
 
 # ------------------------------------------------------------- processes
@@ -811,6 +844,7 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
 
 
 def make_server(a, db, target, workdir):
+    target = base_target(target)
     os.makedirs(workdir, exist_ok=True)
     peers = os.path.join(BENCH, "peers")
     penv = dict(os.environ, BENCH_PG_SOCKET=db.sock,
@@ -1278,9 +1312,10 @@ def header(a, db, mode):
             mode, datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
         "machine: %d cores, load average %s at start" % (
             NCPU, open("/proc/loadavg").read().split()[0]),
-        "nginx: %s; module: %s" % (
+        "nginx: %s; module: %s%s" % (
             subprocess.run([NGINX, "-v"], capture_output=True, text=True)
-            .stderr.strip().split("/")[-1], a.so),
+            .stderr.strip().split("/")[-1], a.so,
+            "; TARGET@b: %s" % a.so_b if a.so_b else ""),
         "PostgreSQL %s over a unix socket: %s" % (db.version, db.settings),
     ]
 
@@ -1385,13 +1420,15 @@ def bench(a, db, outdir, run_id):
                 say(notes[-1])
             continue
 
-        if target.startswith("module-batch-") and not a.has_batch:
+        ta = for_target(a, target)
+
+        if target.startswith("module-batch-") and not ta.has_batch:
             notes.append("%s skipped: this module has no saveitem_batch"
                          % target)
             say(notes[-1])
             continue
 
-        if target.startswith("module-bulk-") and not a.has_bulk:
+        if target.startswith("module-bulk-") and not ta.has_bulk:
             notes.append("%s skipped: this module has no bulk=" % target)
             say(notes[-1])
             continue
@@ -1408,7 +1445,7 @@ def bench(a, db, outdir, run_id):
         say("%s: clients %s" % (target, a.clients))
         srv = None
         try:
-            srv = make_server(a, db, target, workdir)
+            srv = make_server(ta, db, target, workdir)
             srv.start()
             # --poison: each point of the module again, poisoned (not a
             # bulk target: one refused document refuses its whole body)
@@ -1420,8 +1457,8 @@ def bench(a, db, outdir, run_id):
                 for poison in poisons:
                     if poison and c not in a.poison_clients:
                         continue
-                    r = measure_point(a, db, srv, target, c, workdir, run_id,
-                                      poison)
+                    r = measure_point(ta, db, srv, target, c, workdir,
+                                      run_id, poison)
                     if c in ceiling and ceiling[c]:
                         r["ratio"] = r["rps"] / ceiling[c]
                     if poison and clean:
