@@ -371,6 +371,13 @@ struct ngx_http_saveitem_job_s {
     unsigned                      action:2;   /* saveitem_conflict: _ACT_ */
     u_char                       *values;     /* mapped: the nginx values,
                                                  a JSON array, terminated */
+
+    /* where it waited, in us (metrics_now()): 0, not yet */
+    ngx_uint_t                    posted_us;
+    ngx_uint_t                    sent_us;    /* the last time */
+    ngx_uint_t                    read_us;    /* its result: answered next */
+    ngx_uint_t                    held_from;  /* the pool's held, posted */
+    ngx_uint_t                    held;       /* of its wait, once sent */
 };
 
 

@@ -41,6 +41,8 @@ static ngx_uint_t ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t late);
 static void ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool,
     ngx_uint_t guilty);
+static void ngx_http_saveitem_batch_stamp(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t each);
 
 
 /* the statements of an isolation, NGX_HTTP_SAVEITEM_TX */
@@ -244,6 +246,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     pool->maxrows = ngx_max(pool->maxrows, docs);
 
     ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, docs);
+    ngx_http_saveitem_batch_stamp(sc, n == 1);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->used = 1;
@@ -1363,11 +1366,13 @@ void
 ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
 {
     ngx_msec_t                took;
-    ngx_uint_t                replayed;
+    ngx_uint_t                replayed, now;
     ngx_queue_t              *q, retry;
     ngx_http_saveitem_job_t  *job;
 
     ngx_queue_init(&retry);
+
+    now = sc->nsettled ? ngx_http_saveitem_metrics_now() : 0;
 
     /* a statement's sync: its time since it was sent (deadline - timeout) */
 
@@ -1385,6 +1390,8 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
 
         ngx_queue_remove(q);
         sc->nsettled--;
+
+        job->read_us = now;
 
         if (job->retry) {
             ngx_queue_insert_tail(&retry, q);
@@ -1447,5 +1454,46 @@ ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
         ngx_log_error(NGX_LOG_INFO, pool->log, 0,
                       "saveitem: few documents refused lately, "
                       "group-commit rows go in one statement again");
+    }
+}
+
+
+/*
+ * The jobs just sent: when, for where each waits (see metrics_waits()),
+ * and the bytes of each statement: "each" job its own, or all in one
+ */
+
+static void
+ngx_http_saveitem_batch_stamp(ngx_http_saveitem_conn_t *sc, ngx_uint_t each)
+{
+    size_t                    bytes;
+    ngx_uint_t                now;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    now = ngx_http_saveitem_metrics_now();
+    bytes = 0;
+
+    for (q = ngx_queue_head(&sc->jobs);
+         q != ngx_queue_sentinel(&sc->jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        job->sent_us = now;
+        job->read_us = 0;
+        job->held = ngx_http_saveitem_job_held(sc->pool, now) - job->held_from;
+
+        if (each) {
+            ngx_http_saveitem_metrics_bytes(sc->pool->db->counters,
+                                            job->body_len);
+
+        } else {
+            bytes += job->body_len;
+        }
+    }
+
+    if (!each) {
+        ngx_http_saveitem_metrics_bytes(sc->pool->db->counters, bytes);
     }
 }

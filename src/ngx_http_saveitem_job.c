@@ -129,6 +129,13 @@ ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
     if (job->data != NULL) {
         job->handler(job);
 
+        if (job->read_us) {
+            ngx_http_saveitem_metrics_waits(job->pool->db->counters,
+                                            job->posted_us, job->held,
+                                            job->sent_us, job->read_us,
+                                            ngx_http_saveitem_metrics_now());
+        }
+
     } else {
         /* a key its statement returned names no row unless committed */
 
@@ -337,6 +344,19 @@ ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
         }
 
         job->retried = 1;
+        job->read_us = 0;
         ngx_http_saveitem_job_wait(pool, job, 1);
     }
+}
+
+
+/*
+ * How long the pool's hold rule has kept its queue from a connection, in
+ * us, up to now: a job's share is what it grew by while the job waited
+ */
+
+ngx_uint_t
+ngx_http_saveitem_job_held(ngx_http_saveitem_pool_t *pool, ngx_uint_t now)
+{
+    return pool->held_us + (pool->hold_since ? now - pool->hold_since : 0);
 }

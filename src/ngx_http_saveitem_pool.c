@@ -219,6 +219,8 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     job->queued = ngx_current_msec;
     job->queued_until = ngx_current_msec + db->queue_timeout;
+    job->posted_us = ngx_http_saveitem_metrics_now();
+    job->held_from = ngx_http_saveitem_job_held(pool, job->posted_us);
     ngx_http_saveitem_job_wait(pool, job, 0);
 
     if (!pool->dispatch.posted) {
@@ -370,8 +372,17 @@ static ngx_uint_t
 ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
 {
     int                       grow;
+    ngx_uint_t                now;
     ngx_msec_t                waited, hold;
     ngx_http_saveitem_job_t  *first;
+
+    /* a hold ends here (for the waits on saveitem_status): again below? */
+
+    if (pool->hold_since) {
+        now = ngx_http_saveitem_metrics_now();
+        pool->held_us += now - pool->hold_since;
+        pool->hold_since = 0;
+    }
 
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
@@ -399,6 +410,8 @@ ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
     if (hold == 0) {
         return 0;
     }
+
+    pool->hold_since = ngx_http_saveitem_metrics_now();
 
     if (!pool->grow.timer_set) {
         ngx_add_timer(&pool->grow, hold);

@@ -150,6 +150,13 @@ struct ngx_http_saveitem_pool_s {
     /* why no connection can be had now; STORED: none */
     ngx_http_saveitem_reason_e    down;
     unsigned                      exiting:1;  /* worker_shutdown_timeout */
+
+    /*
+     * How long the hold rule has kept waiting jobs from a connection, in
+     * us (metrics_now()): before hold_since, and since it (0: not now)
+     */
+    ngx_uint_t                    held_us;
+    ngx_uint_t                    hold_since;
 };
 
 
@@ -256,6 +263,8 @@ ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
 void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
     ngx_queue_t *jobs);
+ngx_uint_t ngx_http_saveitem_job_held(ngx_http_saveitem_pool_t *pool,
+    ngx_uint_t now);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_POOL_H_INCLUDED_ */
