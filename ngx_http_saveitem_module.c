@@ -49,6 +49,18 @@ static char *ngx_http_saveitem_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_saveitem_ready(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_saveitem_field(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_saveitem_value(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_saveitem_conflict(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_http_saveitem_col_t *ngx_http_saveitem_col_add(ngx_conf_t *cf,
+    ngx_http_saveitem_loc_conf_t *slcf, ngx_str_t *name);
+static char *ngx_http_saveitem_merge_stmt(ngx_conf_t *cf,
+    ngx_http_saveitem_loc_conf_t *conf);
+static char *ngx_http_saveitem_merge_map(ngx_conf_t *cf,
+    ngx_http_saveitem_loc_conf_t *conf, ngx_http_saveitem_stmt_t *stmt);
 static char *ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post,
     void *data);
 static ngx_uint_t ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b);
@@ -107,6 +119,34 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
     { ngx_string("saveitem_ready"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_saveitem_ready,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_field"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_saveitem_field,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_value"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_saveitem_value,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_strict"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_saveitem_loc_conf_t, strict),
+      NULL },
+
+    { ngx_string("saveitem_conflict"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE2,
+      ngx_http_saveitem_conflict,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -285,6 +325,7 @@ ngx_http_saveitem_create_loc_conf(ngx_conf_t *cf)
     conf->query_timeout = NGX_CONF_UNSET_MSEC;
     conf->batch_rows = NGX_CONF_UNSET_UINT;
     conf->batch_bytes = NGX_CONF_UNSET_SIZE;
+    conf->strict = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -316,7 +357,15 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         return NGX_CONF_ERROR;
     }
 
-    if (conf->stmt == NGX_CONF_UNSET) {
+    if (conf->spec == NULL) {
+        if (conf->cols || conf->conflict || conf->strict != NGX_CONF_UNSET) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem_field\", \"saveitem_value\", "
+                          "\"saveitem_strict\" and \"saveitem_conflict\" "
+                          "need a \"saveitem\" in the same location");
+            return NGX_CONF_ERROR;
+        }
+
         return NGX_CONF_OK;
     }
 
@@ -325,6 +374,12 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                       "\"saveitem\" in %s:%ui needs a \"saveitem_database\" "
                       "in its location, server or http block",
                       conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->stmt == NGX_CONF_UNSET
+        && ngx_http_saveitem_merge_stmt(cf, conf) != NGX_CONF_OK)
+    {
         return NGX_CONF_ERROR;
     }
 
@@ -364,15 +419,14 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_http_saveitem_loc_conf_t *slcf = conf;
 
-    ngx_int_t                       n;
-    ngx_uint_t                      bulk;
-    ngx_str_t                      *value, table, column, returning, idem;
-    ngx_uint_t                      i;
-    ngx_http_saveitem_stmt_t       *stmt;
-    ngx_http_core_loc_conf_t       *clcf;
-    ngx_http_saveitem_main_conf_t  *smcf;
+    ngx_int_t                  n;
+    ngx_str_t                 *value, table, column, returning, idem;
+    ngx_str_t                  column_name, returning_name, idem_name;
+    ngx_uint_t                 i, bulk;
+    ngx_http_saveitem_stmt_t  *stmt;
+    ngx_http_core_loc_conf_t  *clcf;
 
-    if (slcf->stmt != NGX_CONF_UNSET) {
+    if (slcf->spec != NULL) {
         return "is duplicate";
     }
 
@@ -383,8 +437,11 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     ngx_str_set(&column, "\"data\"");
+    ngx_str_set(&column_name, "data");
     ngx_str_set(&returning, "\"id\"");
+    ngx_str_set(&returning_name, "id");
     ngx_str_null(&idem);
+    ngx_str_null(&idem_name);
     bulk = 0;
 
     for (i = 2; i < cf->args->nelts; i++) {
@@ -393,11 +450,22 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             value[i].data += 7;
             value[i].len -= 7;
 
+            if (value[i].len == 3
+                && ngx_strncmp(value[i].data, "off", 3) == 0)
+            {
+                /* mapped columns only (saveitem_field, saveitem_value) */
+
+                ngx_str_null(&column);
+                ngx_str_null(&column_name);
+                continue;
+            }
+
             if (ngx_http_saveitem_quote(cf, &value[i], 1, &column) != NGX_OK)
             {
                 return NGX_CONF_ERROR;
             }
 
+            column_name = value[i];
             continue;
         }
 
@@ -424,6 +492,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            idem_name = value[i];
             continue;
         }
 
@@ -437,6 +506,7 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 return NGX_CONF_ERROR;
             }
 
+            returning_name = value[i];
             continue;
         }
 
@@ -445,36 +515,23 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    /* one statement (and its batch forms) per table, column, key */
+    /* the statement is made when the location is merged */
 
-    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
-    stmt = smcf->stmts.elts;
-
-    for (i = 0; i < smcf->stmts.nelts; i++) {
-        if (ngx_http_saveitem_streq(&stmt[i].table, &table)
-            && ngx_http_saveitem_streq(&stmt[i].column, &column)
-            && ngx_http_saveitem_streq(&stmt[i].returning, &returning)
-            && ngx_http_saveitem_streq(&stmt[i].idem, &idem))
-        {
-            break;
-        }
+    stmt = ngx_pcalloc(cf->pool, sizeof(ngx_http_saveitem_stmt_t));
+    if (stmt == NULL) {
+        return NGX_CONF_ERROR;
     }
 
-    if (i == smcf->stmts.nelts) {
-        stmt = ngx_array_push(&smcf->stmts);
-        if (stmt == NULL) {
-            return NGX_CONF_ERROR;
-        }
+    stmt->table = table;
+    stmt->column = column;
+    stmt->returning = returning;
+    stmt->idem = idem;
+    stmt->column_name = column_name;
+    stmt->returning_name = returning_name;
+    stmt->idem_name = idem_name;
+    stmt->key_col = -1;
 
-        ngx_memzero(stmt, sizeof(ngx_http_saveitem_stmt_t));
-
-        stmt->table = table;
-        stmt->column = column;
-        stmt->returning = returning;
-        stmt->idem = idem;
-    }
-
-    slcf->stmt = i;
+    slcf->spec = stmt;
     slcf->idempotency = (idem.len > 0);
     slcf->bulk = bulk;
     slcf->file = cf->conf_file->file.name.data;
@@ -482,6 +539,195 @@ ngx_http_saveitem(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     clcf->handler = ngx_http_saveitem_request_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * One statement (and its batch forms) per table, column, key; a location
+ * with mapped columns has its own.
+ */
+
+static char *
+ngx_http_saveitem_merge_stmt(ngx_conf_t *cf,
+    ngx_http_saveitem_loc_conf_t *conf)
+{
+    ngx_uint_t                      i;
+    ngx_http_saveitem_stmt_t       *stmt, *spec;
+    ngx_http_saveitem_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_saveitem_module);
+    spec = conf->spec;
+
+    spec->mapped = (conf->cols != NULL || conf->conflict != NULL
+                    || spec->column.len == 0);
+
+    stmt = smcf->stmts.elts;
+
+    for (i = 0; !spec->mapped && i < smcf->stmts.nelts; i++) {
+        if (!stmt[i].mapped
+            && ngx_http_saveitem_streq(&stmt[i].table, &spec->table)
+            && ngx_http_saveitem_streq(&stmt[i].column, &spec->column)
+            && ngx_http_saveitem_streq(&stmt[i].returning, &spec->returning)
+            && ngx_http_saveitem_streq(&stmt[i].idem, &spec->idem))
+        {
+            conf->stmt = i;
+            return NGX_CONF_OK;
+        }
+    }
+
+    if (spec->mapped && ngx_http_saveitem_merge_map(cf, conf, spec)
+                        != NGX_CONF_OK)
+    {
+        return NGX_CONF_ERROR;
+    }
+
+    stmt = ngx_array_push(&smcf->stmts);
+    if (stmt == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    *stmt = *spec;
+    conf->stmt = smcf->stmts.nelts - 1;
+
+    return NGX_CONF_OK;
+}
+
+
+/* what the mapped columns of a location are, checked together */
+
+static char *
+ngx_http_saveitem_merge_map(ngx_conf_t *cf, ngx_http_saveitem_loc_conf_t *conf,
+    ngx_http_saveitem_stmt_t *stmt)
+{
+    u_char                   *p;
+    size_t                    len;
+    ngx_str_t                *names, quoted;
+    ngx_uint_t                i, j;
+    ngx_http_saveitem_col_t  *col;
+
+    if (conf->cols) {
+        stmt->cols = conf->cols->elts;
+        stmt->ncols = conf->cols->nelts;
+        stmt->nvalues = conf->values ? conf->values->nelts : 0;
+    }
+
+    if (stmt->ncols == 0 && stmt->column.len == 0) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem\" in %s:%ui has column=off and no "
+                      "\"saveitem_field\" or \"saveitem_value\": nothing "
+                      "to store", conf->file, conf->line);
+        return NGX_CONF_ERROR;
+    }
+
+    stmt->known = ngx_palloc(cf->pool, (stmt->ncols + 1)
+                                       * sizeof(saveitem_part_t));
+    if (stmt->known == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    col = stmt->cols;
+
+    for (i = 0; i < stmt->ncols; i++) {
+
+        if (col[i].value < 0) {
+            stmt->known[stmt->nknown++] = col[i].parts[0];
+        }
+
+        if (ngx_http_saveitem_streq(&col[i].name, &stmt->column_name)) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "column \"%V\" of \"saveitem\" in %s:%ui is "
+                          "mapped again", &col[i].name, conf->file,
+                          conf->line);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_saveitem_streq(&col[i].name, &stmt->idem_name)) {
+            stmt->key_col = i;
+        }
+
+        for (j = 0; j < i; j++) {
+            if (ngx_http_saveitem_streq(&col[i].name, &col[j].name)) {
+                ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                              "column \"%V\" is mapped twice in the "
+                              "location of \"saveitem\" in %s:%ui",
+                              &col[i].name, conf->file, conf->line);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    if (stmt->key_col >= 0 && conf->bulk) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem\" in %s:%ui: bulk= cannot be used with a "
+                      "key taken from a mapped column (idempotency=%V)",
+                      conf->file, conf->line, &stmt->idem_name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->conflict == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    if (stmt->idem.len) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem_conflict\" in %s:%ui cannot be used with "
+                      "idempotency=: an upsert on a natural key is already "
+                      "safe to repeat", conf->conflict_file,
+                      conf->conflict_line);
+        return NGX_CONF_ERROR;
+    }
+
+    names = conf->conflict->elts;
+    stmt->conflict = names;
+    stmt->nconflict = conf->conflict->nelts;
+    stmt->upsert = conf->upsert;
+    stmt->conflict_text = conf->conflict_text;
+
+    for (j = 0; j < stmt->nconflict; j++) {
+        for (i = 0; i < stmt->ncols; i++) {
+            if (ngx_http_saveitem_streq(&col[i].name, &names[j])) {
+                break;
+            }
+        }
+
+        if (i == stmt->ncols) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem_conflict\" in %s:%ui names \"%V\", "
+                          "which no \"saveitem_field\" or \"saveitem_value\" "
+                          "of its location fills", conf->conflict_file,
+                          conf->conflict_line, &names[j]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    len = 0;
+
+    for (i = 0; i < stmt->nconflict; i++) {
+        len += 2 * names[i].len + 4 + 2;
+    }
+
+    p = ngx_pnalloc(cf->pool, len);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    stmt->conflict_quoted.data = p;
+
+    for (i = 0; i < stmt->nconflict; i++) {
+        if (ngx_http_saveitem_quote(cf, &names[i], 1, &quoted) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (i == 0) {
+            stmt->conflict_first = quoted;
+        }
+
+        p = ngx_sprintf(p, "%s%V", i ? ", " : "", &quoted);
+    }
+
+    stmt->conflict_quoted.len = p - stmt->conflict_quoted.data;
 
     return NGX_CONF_OK;
 }
@@ -623,7 +869,9 @@ ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name, size_t max_parts,
 {
     size_t  errpos;
 
-    quoted->data = ngx_pnalloc(cf->pool, 2 * name->len + 4);
+    /* null-terminated: the catalog takes the table's name as a parameter */
+
+    quoted->data = ngx_pnalloc(cf->pool, 2 * name->len + 5);
     if (quoted->data == NULL) {
         return NGX_ERROR;
     }
@@ -638,7 +886,243 @@ ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name, size_t max_parts,
         return NGX_ERROR;
     }
 
+    quoted->data[quoted->len] = '\0';
+
     return NGX_OK;
+}
+
+
+/* saveitem_field <column> [<key>[.<key>...]]; */
+
+static char *
+ngx_http_saveitem_field(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    u_char                   *p, *start, *end;
+    ngx_str_t                *value, path;
+    ngx_uint_t                n;
+    ngx_http_saveitem_col_t  *col;
+
+    value = cf->args->elts;
+
+    path = (cf->args->nelts == 3) ? value[2] : value[1];
+
+    col = ngx_http_saveitem_col_add(cf, slcf, &value[1]);
+    if (col == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    col->value = -1;
+    col->path = path;
+
+    n = 1;
+
+    for (p = path.data; p < path.data + path.len; p++) {
+        if (*p == '.') {
+            n++;
+        }
+    }
+
+    col->parts = ngx_palloc(cf->pool, n * sizeof(saveitem_part_t));
+    if (col->parts == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    start = path.data;
+    end = path.data + path.len;
+
+    for ( ;; ) {
+        p = ngx_strlchr(start, end, '.');
+
+        if (p == NULL) {
+            p = end;
+        }
+
+        if (p == start) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid key path \"%V\": an empty key", &path);
+            return NGX_CONF_ERROR;
+        }
+
+        col->parts[col->nparts].data = start;
+        col->parts[col->nparts].len = p - start;
+        col->nparts++;
+
+        if (p == end) {
+            break;
+        }
+
+        start = p + 1;
+
+        if (start == end) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid key path \"%V\": an empty key", &path);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* saveitem_value <column> <value>; */
+
+static char *
+ngx_http_saveitem_value(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_saveitem_col_t           *col;
+    ngx_http_complex_value_t          *cv;
+    ngx_http_compile_complex_value_t   ccv;
+
+    value = cf->args->elts;
+
+    if (slcf->values == NULL) {
+        slcf->values = ngx_array_create(cf->pool, 4,
+                                        sizeof(ngx_http_complex_value_t));
+        if (slcf->values == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    cv = ngx_array_push(slcf->values);
+    if (cv == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[2];
+    ccv.complex_value = cv;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    col = ngx_http_saveitem_col_add(cf, slcf, &value[1]);
+    if (col == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    col->value = slcf->values->nelts - 1;
+    col->path = value[2];
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_saveitem_col_t *
+ngx_http_saveitem_col_add(ngx_conf_t *cf, ngx_http_saveitem_loc_conf_t *slcf,
+    ngx_str_t *name)
+{
+    ngx_http_saveitem_col_t  *col;
+
+    if (slcf->cols == NULL) {
+        slcf->cols = ngx_array_create(cf->pool, 8,
+                                      sizeof(ngx_http_saveitem_col_t));
+        if (slcf->cols == NULL) {
+            return NULL;
+        }
+    }
+
+    if (slcf->cols->nelts >= NGX_HTTP_SAVEITEM_COLS_MAX) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many mapped columns (at most %d)",
+                           NGX_HTTP_SAVEITEM_COLS_MAX);
+        return NULL;
+    }
+
+    col = ngx_array_push(slcf->cols);
+    if (col == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(col, sizeof(ngx_http_saveitem_col_t));
+
+    col->name = *name;
+
+    if (ngx_http_saveitem_quote(cf, name, 1, &col->quoted) != NGX_OK) {
+        return NULL;
+    }
+
+    return col;
+}
+
+
+/* saveitem_conflict <column>[,<column>...] update | nothing; */
+
+static char *
+ngx_http_saveitem_conflict(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    u_char     *p, *start, *end;
+    ngx_str_t  *value, *name;
+
+    if (slcf->conflict != NULL) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[2].data, "update") == 0) {
+        slcf->upsert = NGX_HTTP_SAVEITEM_UPSERT_UPDATE;
+
+    } else if (ngx_strcmp(value[2].data, "nothing") == 0) {
+        slcf->upsert = NGX_HTTP_SAVEITEM_UPSERT_NOTHING;
+
+    } else {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid value \"%V\": \"update\" or \"nothing\"",
+                           &value[2]);
+        return NGX_CONF_ERROR;
+    }
+
+    slcf->conflict = ngx_array_create(cf->pool, 2, sizeof(ngx_str_t));
+    if (slcf->conflict == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    start = value[1].data;
+    end = value[1].data + value[1].len;
+
+    for ( ;; ) {
+        p = ngx_strlchr(start, end, ',');
+
+        if (p == NULL) {
+            p = end;
+        }
+
+        if (p == start) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid column list \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+
+        name = ngx_array_push(slcf->conflict);
+        if (name == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        name->data = start;
+        name->len = p - start;
+
+        if (p == end) {
+            break;
+        }
+
+        start = p + 1;
+    }
+
+    slcf->conflict_text = value[1];
+    slcf->conflict_file = cf->conf_file->file.name.data;
+    slcf->conflict_line = cf->conf_file->line;
+
+    return NGX_CONF_OK;
 }
 
 

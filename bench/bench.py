@@ -22,6 +22,10 @@ with N workers, one request per statement: `saveitem_batch off;` and
 `pool=32`, as one commit per request needs many backends committing at
 once), module-batch-<N>w (group commit, the default configuration:
 `saveitem_batch on;`, pool 8),
+module-mapped-<N>w (group commit, the document's keys also in five typed
+columns of `items`: saveitem_field run, t, n, kind and saveitem_value ip
+$remote_addr, beside the jsonb column the other targets fill alone; the
+columns exist for every target of a run that has this one),
 module-bulk-<N>w (bulk bodies: group commit's configuration, the location
 `saveitem items bulk=100;`, each POST a JSON array of 100 documents,
 bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
@@ -45,6 +49,7 @@ Knobs (environment; the options win): see bench/run --help.
 """
 
 import argparse
+import copy
 import datetime
 import http.client
 import json
@@ -74,7 +79,8 @@ NCPU = os.cpu_count() or 1
 
 DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
                    "module-bulk-2w,module-1w,module-2w,"
-                   "module-batch-1w,module-batch-2w,module-pgbouncer,"
+                   "module-batch-1w,module-mapped-1w,module-batch-2w,"
+                   "module-pgbouncer,"
                    "aiohttp,tornado,flask")
 
 # documents in each POST of the module-bulk-<N>w targets (bench/bulk.lua),
@@ -154,6 +160,8 @@ def parse_args():
   BENCH_OUT            output directory (default bench/out)
   BENCH_SO             the module .so to load (bench/run builds it when
                        unset)
+  BENCH_SO_B           --so-b: another .so, for TARGET@b (an A/B in one
+                       run, e.g. worker CPU per 10k before and after)
   BENCH_SOAK_REQUESTS  requests of --soak (default 1000000)
   BENCH_SOAK_CLIENTS   its connections (default 64)
   BENCH_SOAK_WORKERS   its nginx workers (default 1)
@@ -175,6 +183,11 @@ def parse_args():
     p.add_argument("--warmup", type=float, default=None)
     p.add_argument("--so", default=env("BENCH_SO", None),
                    help="the module .so (bench/run passes the one it built)")
+    p.add_argument("--so-b", default=env("BENCH_SO_B", None),
+                   metavar="SO",
+                   help="another build of the module, for an A/B in one"
+                   " run: a module target TARGET@b (e.g. --targets"
+                   " module-batch-1w,module-batch-1w@b) runs with it")
     p.add_argument("--keep-pg", action="store_true",
                    help="leave the PostgreSQL cluster running")
     p.add_argument("--poison", type=int,
@@ -248,12 +261,14 @@ def parse_args():
     if a.so is None:
         p.error("no module .so: run bench/run, or set BENCH_SO")
     a.so = os.path.abspath(a.so)
-    with open(a.so, "rb") as f:
-        so = f.read()
-    a.has_batch = b"saveitem_batch" in so
-    a.has_bulk = b"bulk=" in so
+    vars(a).update(so_features(a.so))
+    if a.so_b:
+        a.so_b = os.path.abspath(a.so_b)
+        so_features(a.so_b)
 
     for t in a.targets:
+        if t.endswith("@b") and not (a.so_b and module_workers(t)):
+            p.error("target '%s': @b is for module targets, with --so-b" % t)
         if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
            and not module_workers(t):
             p.error("unknown target '%s'" % t)
@@ -268,15 +283,39 @@ HTTP_EXTRA = ("nginx-static", "module-pgbouncer")
 
 def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
+    target = base_target(target)
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-bulk|-mapped)?-(\d+)w", target)
     return int(m.group(2)) if m else 0
 
 
 def bulk_docs(target):
     """documents per POST of a target: BULK_DOCS for module-bulk-<N>w"""
     return BULK_DOCS if target.startswith("module-bulk-") else 1
+
+
+def base_target(target):
+    """a target without its "@b" (the same, with --so-b's module)"""
+    return target[:-2] if target.endswith("@b") else target
+
+
+def so_features(path):
+    """what a build of the module has, told by the strings in its .so"""
+    with open(path, "rb") as f:
+        so = f.read()
+    return {"has_batch": b"saveitem_batch" in so, "has_bulk": b"bulk=" in so,
+            "has_waits": b"saveitem_request_wait_seconds" in so}
+
+
+def for_target(a, target):
+    """the options of a target: TARGET@b's have --so-b's module"""
+    if not target.endswith("@b"):
+        return a
+    b = copy.copy(a)
+    b.so = a.so_b
+    vars(b).update(so_features(a.so_b))
+    return b
 
 
 # ------------------------------------------------------------- processes
@@ -312,6 +351,7 @@ class Sample:
 
     def __init__(self, db, srv=None):
         self.srv = srv.cpu_ticks() if srv else 0
+        self.has_srv = srv is not None
         self.rss = srv.rss_kb() if srv else None
         self.db = db.cpu_ticks()
         self.client = children_ticks()
@@ -328,6 +368,20 @@ class Sample:
         wall = (self.host[1] - before.host[1]) / CLK_TCK
         other = max(0.0, busy - srv - db - client)
         return srv, db, client, other, other / wall if wall else 0.0
+
+    def shares(self, before):
+        """shares of the machine (all its cores) over the point: idle, and
+        the CPU of the server, the database, the client (wrk, pgbench) and
+        the other processes"""
+        srv, db, client, other, _ = self.delta(before)
+        busy = (self.host[0] - before.host[0]) / CLK_TCK
+        wall = (self.host[1] - before.host[1]) / CLK_TCK
+        if not wall:
+            return {}
+        return {"idle": (wall - busy) / wall,
+                "srv_share": srv / wall if self.has_srv else None,
+                "db_share": db / wall, "client_share": client / wall,
+                "other_load": other / wall}
 
 
 class Bench:
@@ -482,6 +536,20 @@ class Database:
         if on:
             self.sql("ALTER TABLE items ADD CONSTRAINT items_no_poison"
                      " CHECK (NOT data ? 'poison')")
+
+    def mapped_columns(self, on):
+        """the typed columns of module-mapped-<N>w, for every target of
+        the run (nullable: the others leave them NULL), or none"""
+        if on:
+            self.sql("ALTER TABLE items ADD COLUMN IF NOT EXISTS run text,"
+                     " ADD COLUMN IF NOT EXISTS t int,"
+                     " ADD COLUMN IF NOT EXISTS n bigint,"
+                     " ADD COLUMN IF NOT EXISTS kind text,"
+                     " ADD COLUMN IF NOT EXISTS ip inet")
+        else:
+            self.sql("ALTER TABLE items DROP COLUMN IF EXISTS run,"
+                     " DROP COLUMN IF EXISTS t, DROP COLUMN IF EXISTS n,"
+                     " DROP COLUMN IF EXISTS kind, DROP COLUMN IF EXISTS ip")
 
     def settle(self, limit=30):
         """wait until no statement runs and the row count stays put: a
@@ -682,6 +750,59 @@ def worker_user(workdir):
     return "" if r.returncode == 0 else "user  root;"
 
 
+# the module's saveitem_status, in each module target's server
+STATUS_URI = "/saveitem-status"
+
+# the sums and counts read from it: (key, metric, labels after database=)
+STATUS_SERIES = [
+    ("queued", "saveitem_request_wait_seconds", ',stage="queued"'),
+    ("held", "saveitem_request_wait_seconds", ',stage="held"'),
+    ("in_flight", "saveitem_request_wait_seconds", ',stage="in_flight"'),
+    ("answering", "saveitem_request_wait_seconds", ',stage="answering"'),
+    ("request", "saveitem_request_seconds", ""),
+    ("rows", "saveitem_statement_rows", ""),
+]
+
+
+def module_status(port):
+    """{key: (sum, count)} of STATUS_SERIES, summed over databases, from
+    the module's status page; None when unreadable"""
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request("GET", STATUS_URI)
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+    except OSError:
+        return None
+    if r.status != 200:
+        return None
+    got = {}
+    for key, name, labels in STATUS_SERIES:
+        v = []
+        for part in ("sum", "count"):
+            pat = r'^%s_%s\{database="(?:[^"\\]|\\.)*"%s\} (\S+)$' % (
+                name, part, re.escape(labels))
+            v.append(sum(float(x) for x in re.findall(pat, body, re.M)))
+        got[key] = tuple(v)
+    return got
+
+
+def waits(before, after):
+    """the means of a point from two readings of module_status: each
+    stage's and the whole wait in ms, rows per statement"""
+    if not before or not after:
+        return {}
+    r = {}
+    for key, _, _ in STATUS_SERIES:
+        total = after[key][0] - before[key][0]
+        n = after[key][1] - before[key][1]
+        if n > 0:
+            r["wait_" + key if key != "rows" else "rows_per_statement"] = (
+                total / n * (1 if key == "rows" else 1000.0))
+    return r
+
+
 def module_server(a, db, workdir, workers, batch, status_port=None,
                   db_opts=None, conninfo=None, location=None, cls=None,
                   test=True, bulk=0):
@@ -695,9 +816,16 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
     if bulk:
         extra = "client_body_buffer_size  %dk;\n            %s" % (
             (bulk * 256 + 1023) // 1024, extra)
+    waits = ""
     if location is None:
         location = "saveitem  items%s;\n            %s" % (
             " bulk=%d" % bulk if bulk else "", extra)
+        if a.has_waits:
+            waits = """
+
+        location = %s {
+            saveitem_status;
+        }""" % STATUS_URI
     status = ""
     if status_port:
         status = """
@@ -717,11 +845,11 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
 
         location = /items {
             %(location)s
-        }
+        }%(waits)s
     }%(status)s""" % dict(conninfo=conninfo or db.conninfo(),
                           db_opts=a.db_opts if db_opts is None else db_opts,
                           http_extra=a.nginx_http_extra, port=a.port_base,
-                          location=location, status=status)
+                          location=location, waits=waits, status=status)
 
     srv = (cls or Module)(workdir, a.port_base)
     srv.write(lib.nginx_conf(workdir, a.so, http, workers=workers,
@@ -735,6 +863,7 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
 
 
 def make_server(a, db, target, workdir):
+    target = base_target(target)
     os.makedirs(workdir, exist_ok=True)
     peers = os.path.join(BENCH, "peers")
     penv = dict(os.environ, BENCH_PG_SOCKET=db.sock,
@@ -767,8 +896,20 @@ def make_server(a, db, target, workdir):
     if w:
         # module-bulk-<N>w: group commit's configuration (a bulk body is a
         # statement of its own), the location with bulk=
-        batch = target.startswith(("module-batch-", "module-bulk-"))
+        batch = target.startswith(("module-batch-", "module-bulk-",
+                                   "module-mapped-"))
         docs = bulk_docs(target)
+        if target.startswith("module-mapped-"):
+            return module_server(
+                a, db, workdir, w, True, db_opts=a.db_opts,
+                location="saveitem  items;\n"
+                "            saveitem_field  run;\n"
+                "            saveitem_field  t;\n"
+                "            saveitem_field  n;\n"
+                "            saveitem_field  kind;\n"
+                "            saveitem_value  ip  $remote_addr;\n"
+                "            " + ("saveitem_batch on; " if a.has_batch else "")
+                + a.nginx_extra)
         return module_server(a, db, workdir, w, batch,
                              db_opts=a.db_opts or ("" if batch
                                                    else a.nobatch_db_opts),
@@ -943,10 +1084,13 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
         sent_before = w["sent"]
         db.settle()
 
+    reading = a.has_waits and module_workers(target)
+    st0 = module_status(srv.port) if reading else None
     s0 = Sample(db, srv)
     s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
                 poison=poison, docs=docs)
     s1 = Sample(db, srv)
+    st1 = module_status(srv.port) if reading else None
     cpu, dbcpu, client, other, share = s1.delta(s0)
 
     db.settle()
@@ -969,7 +1113,7 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     sock = sum(int(s["errors_" + k]) for k in
                ("connect", "read", "write", "timeout"))
 
-    return {
+    return dict({
         "target": target + ("+poison%d" % poison if poison else ""),
         "clients": clients, "poisoned": s["poisoned"] if poison else None,
         "refused": refused,
@@ -986,7 +1130,7 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
         "rows": facts["rows"], "received": facts["received"],
         "statuses": {str(k): v for k, v in sorted(s["status"].items())},
         "check": "ok" if ok else "FAILED", "problems": problems,
-    }
+    }, **s1.shares(s0), **waits(st0, st1))
 
 
 def error_log_summary(path, limit=8):
@@ -1023,14 +1167,31 @@ COLS = [("target", "target", "%s"), ("clients", "clients", "%d"),
         ("RSS MB before", "rss_before_mb", "%.1f"),
         ("RSS MB after", "rss_after_mb", "%.1f"),
         ("db CPU s/10k", "db_cpu_per_10k", "%.2f"),
-        ("others", "other_load", "%.0f%%"), ("check", "check", "%s")]
+        ("others", "other_load", "%.0f%%"), ("idle", "idle", "%.0f%%"),
+        ("check", "check", "%s")]
+
+# where the time went: the machine's CPU by process, and for the module
+# the mean of each stage of a request's wait (saveitem_status)
+COLS_TIME = [("target", "target", "%s"), ("clients", "clients", "%d"),
+             ("idle", "idle", "%.0f%%"), ("server", "srv_share", "%.0f%%"),
+             ("db", "db_share", "%.0f%%"), ("load", "client_share", "%.0f%%"),
+             ("others", "other_load", "%.0f%%"),
+             ("CPU s/10k", "cpu_per_10k", "%.2f"),
+             ("queued ms", "wait_queued", "%.3f"),
+             ("held ms", "wait_held", "%.3f"),
+             ("in flight ms", "wait_in_flight", "%.3f"),
+             ("answering ms", "wait_answering", "%.3f"),
+             ("request ms", "wait_request", "%.3f"),
+             ("rows/stmt", "rows_per_statement", "%.1f")]
+
+SHARES = ("other_load", "idle", "srv_share", "db_share", "client_share")
 
 
 def cell(row, key, fmt):
     v = row.get(key)
     if v is None or v == "":
         return "-"
-    if key == "other_load":
+    if key in SHARES:
         return fmt % (100 * v)
     return fmt % v
 
@@ -1047,7 +1208,8 @@ the clean point just before it; CPU s/10k: CPU seconds of the server's
 processes per 10,000 answers (module-bulk: documents); RSS: the server's
 workers, summed, before and after the measured run; db CPU s/10k:
 PostgreSQL's processes; others: CPU used by processes outside the benchmark,
-share of the machine; check: every pk received is a distinct row holding a
+share of the machine; idle: the machine's idle share (all its cores) over
+the point; check: every pk received is a distinct row holding a
 document the same wrk thread sent, no more rows than documents sent, and no
 more rows without a pk than documents in flight at the end, 5xx and socket
 errors (pgbench: its transactions' rows, exactly; nginx-static: the fixed
@@ -1058,10 +1220,26 @@ stored)."""
 LEGEND = LEGEND % {"bulk": BULK_DOCS}
 
 
-def table_text(rows):
-    cells = [[h for h, _, _ in COLS]]
-    cells += [[cell(r, k, f) for _, k, f in COLS] for r in rows]
-    width = [max(len(c[i]) for c in cells) for i in range(len(COLS))]
+LEGEND_TIME = """\
+Where the time went, each point: idle, server, db, load, others: shares of
+the machine (all its cores, /proc/stat) over the measured run: idle, the
+server's processes (nginx's master and workers, or a peer's), PostgreSQL's,
+the load generator's (wrk; pgbench), everything else (/proc/PID/stat); CPU
+s/10k: the server's CPU seconds per 10,000 answers (module-bulk:
+documents); queued, held, in flight, answering, request: the module's mean
+wait per request answered in the run (saveitem_status before and after it:
+_sum / _count of saveitem_request_wait_seconds by stage, and of
+saveitem_request_seconds): from the body read to the statement handed to
+libpq, queued (no connection free) or held (by the hold rule, for a fuller
+batch), in flight to its result read, answering to its answer written (the
+requests of the same result answered first); rows/stmt: rows per INSERT statement
+(saveitem_statement_rows)."""
+
+
+def table_text(rows, cols=COLS):
+    cells = [[h for h, _, _ in cols]]
+    cells += [[cell(r, k, f) for _, k, f in cols] for r in rows]
+    width = [max(len(c[i]) for c in cells) for i in range(len(cols))]
     lines = []
     for n, c in enumerate(cells):
         lines.append("  ".join(
@@ -1072,12 +1250,12 @@ def table_text(rows):
     return "\n".join(lines)
 
 
-def table_md(rows):
-    lines = ["| " + " | ".join(h for h, _, _ in COLS) + " |",
+def table_md(rows, cols=COLS):
+    lines = ["| " + " | ".join(h for h, _, _ in cols) + " |",
              "|" + "|".join(" --- " if i == 0 else " ---: "
-                            for i in range(len(COLS))) + "|"]
+                            for i in range(len(cols))) + "|"]
     for r in rows:
-        lines.append("| " + " | ".join(cell(r, k, f) for _, k, f in COLS)
+        lines.append("| " + " | ".join(cell(r, k, f) for _, k, f in cols)
                      + " |")
     return "\n".join(lines)
 
@@ -1087,7 +1265,9 @@ def write_csv(path, rows):
             "socket_errors", "ratio", "x_clean", "poisoned", "refused",
             "cpu_per_10k", "rss_before_mb",
             "rss_after_mb", "db_cpu_per_10k", "client_cpu_per_10k",
-            "other_load", "requests", "sent", "rows",
+            "other_load", "idle", "srv_share", "db_share", "client_share",
+            "wait_queued", "wait_held", "wait_in_flight", "wait_answering",
+            "wait_request", "rows_per_statement", "requests", "sent", "rows",
             "received", "check", "statuses", "problems"]
     with open(path, "w") as f:
         f.write(",".join(keys) + "\n")
@@ -1163,9 +1343,10 @@ def header(a, db, mode):
             mode, datetime.datetime.now().strftime("%Y-%m-%d %H:%M")),
         "machine: %d cores, load average %s at start" % (
             NCPU, open("/proc/loadavg").read().split()[0]),
-        "nginx: %s; module: %s" % (
+        "nginx: %s; module: %s%s" % (
             subprocess.run([NGINX, "-v"], capture_output=True, text=True)
-            .stderr.strip().split("/")[-1], a.so),
+            .stderr.strip().split("/")[-1], a.so,
+            "; TARGET@b: %s" % a.so_b if a.so_b else ""),
         "PostgreSQL %s over a unix socket: %s" % (db.version, db.settings),
     ]
 
@@ -1234,7 +1415,8 @@ def bench(a, db, outdir, run_id):
                     s0 = Sample(db)
                     p = run_pgbench(a, db, c, a.duration, workdir, log=True,
                                     target=target, connect=connect)
-                    _, dbcpu, client, _, share = Sample(db).delta(s0)
+                    s1 = Sample(db)
+                    _, dbcpu, client, _, share = s1.delta(s0)
                     # CPU over the whole run: per transaction of the run
                     n = p["processed"] or 1
                     # every transaction pgbench counted is its rows
@@ -1257,6 +1439,7 @@ def bench(a, db, outdir, run_id):
                                  "requests": p["requests"], "rows": stored,
                                  "check": "FAILED" if problems else "ok",
                                  "problems": problems})
+                    rows[-1].update(s1.shares(s0))
                     say("  %s" % table_text(rows[-1:]).splitlines()[-1])
                     if problems:
                         failed = True
@@ -1268,13 +1451,15 @@ def bench(a, db, outdir, run_id):
                 say(notes[-1])
             continue
 
-        if target.startswith("module-batch-") and not a.has_batch:
+        ta = for_target(a, target)
+
+        if target.startswith("module-batch-") and not ta.has_batch:
             notes.append("%s skipped: this module has no saveitem_batch"
                          % target)
             say(notes[-1])
             continue
 
-        if target.startswith("module-bulk-") and not a.has_bulk:
+        if target.startswith("module-bulk-") and not ta.has_bulk:
             notes.append("%s skipped: this module has no bulk=" % target)
             say(notes[-1])
             continue
@@ -1291,7 +1476,7 @@ def bench(a, db, outdir, run_id):
         say("%s: clients %s" % (target, a.clients))
         srv = None
         try:
-            srv = make_server(a, db, target, workdir)
+            srv = make_server(ta, db, target, workdir)
             srv.start()
             # --poison: each point of the module again, poisoned (not a
             # bulk target: one refused document refuses its whole body)
@@ -1303,8 +1488,8 @@ def bench(a, db, outdir, run_id):
                 for poison in poisons:
                     if poison and c not in a.poison_clients:
                         continue
-                    r = measure_point(a, db, srv, target, c, workdir, run_id,
-                                      poison)
+                    r = measure_point(ta, db, srv, target, c, workdir,
+                                      run_id, poison)
                     if c in ceiling and ceiling[c]:
                         r["ratio"] = r["rps"] / ceiling[c]
                     if poison and clean:
@@ -1313,6 +1498,7 @@ def bench(a, db, outdir, run_id):
                     clean = clean or r["rps"]
                     rows.append(r)
                     say("  %s" % table_text([r]).splitlines()[-1])
+                    say("  %s" % table_text([r], COLS_TIME).splitlines()[-1])
                     if r["check"] != "ok":
                         failed = True
                         msg = "CHECK FAILED: %s at %d clients: %s" % (
@@ -1554,6 +1740,8 @@ def main():
     try:
         db.start()
         db.poison_constraint(a.poison and a.poison_kind == "check")
+        db.mapped_columns(any(t.startswith("module-mapped-")
+                              for t in a.targets))
         mode = "soak" if a.soak else ("quick" if a.quick else "full")
         if not a.soak and (a.duration, a.warmup) != ((2, 1) if a.quick
                                                      else (12, 4)):
@@ -1565,10 +1753,14 @@ def main():
             report = head + "\n\n" + text
         else:
             rows, notes, failed = bench(a, db, outdir, run_id)
-            report = head + "\n\n" + table_text(rows) + "\n\n" + LEGEND
+            report = (head + "\n\n" + table_text(rows) + "\n\n" + LEGEND
+                      + "\n\n" + table_text(rows, COLS_TIME) + "\n\n"
+                      + LEGEND_TIME)
             with open(os.path.join(outdir, "results.md"), "w") as f:
                 f.write(head.replace("\n", "  \n") + "\n\n" + table_md(rows)
-                        + "\n\n" + LEGEND.replace("\n", " ") + "\n")
+                        + "\n\n" + LEGEND.replace("\n", " ") + "\n\n"
+                        + table_md(rows, COLS_TIME) + "\n\n"
+                        + LEGEND_TIME.replace("\n", " ") + "\n")
             write_csv(os.path.join(outdir, "results.csv"), rows)
             png = plot(outdir, rows, "saveitem: req/s vs clients (%s)"
                        % datetime.datetime.now().strftime("%Y-%m-%d %H:%M"))

@@ -14,6 +14,7 @@
 #include <libpq-fe.h>
 
 #include "ngx_http_saveitem_check.h"
+#include "ngx_http_saveitem_field.h"
 
 
 /*
@@ -30,6 +31,10 @@
  *                                  log, host names, connection parameters,
  *                                  statement texts
  *   src/ngx_http_saveitem_db_check.c the start-up check, in the master
+ *   src/ngx_http_saveitem_map.c    mapped columns: the table as the
+ *                                  catalog describes it, the statements
+ *                                  that fill it, a document's values
+ *                                  judged against it
  *   src/ngx_http_saveitem_pool.c   the per-worker pool: its queue of jobs,
  *                                  dispatch, backoff, readiness, gauges
  *   src/ngx_http_saveitem_conn.c   a connection's state machine: connect,
@@ -93,6 +98,14 @@ typedef void (*ngx_http_saveitem_resolved_pt)(void *data, ngx_int_t rc,
 /* an Idempotency-Key, at most (see saveitem_key_is_valid()) */
 #define NGX_HTTP_SAVEITEM_KEY_LEN          255
 
+/* why a table does not match, at most */
+#define NGX_HTTP_SAVEITEM_ERROR_LEN        256
+
+
+/* saveitem_field and saveitem_value, per location */
+#define NGX_HTTP_SAVEITEM_COLS_MAX         64
+
+
 /* at most, see ngx_http_saveitem_db_params() */
 #define NGX_HTTP_SAVEITEM_PARAMS           8
 
@@ -136,6 +149,10 @@ typedef enum {
     NGX_HTTP_SAVEITEM_R_ROW_SKIPPED,     /* no row came back */
     NGX_HTTP_SAVEITEM_R_SQL_ERROR,       /* see the SQLSTATE */
     NGX_HTTP_SAVEITEM_R_INTERNAL,
+    NGX_HTTP_SAVEITEM_R_INVALID_VALUE,   /* a column cannot take it */
+    NGX_HTTP_SAVEITEM_R_MISSING_KEY,     /* a NOT NULL column, no default */
+    NGX_HTTP_SAVEITEM_R_UNKNOWN_KEY,     /* saveitem_strict */
+    NGX_HTTP_SAVEITEM_R_TABLE,           /* the table does not match */
     NGX_HTTP_SAVEITEM_R_LAST
 } ngx_http_saveitem_reason_e;
 
@@ -152,7 +169,43 @@ typedef struct {
     ngx_uint_t                    index;      /* bulk: the document at fault */
     unsigned                      indexed:1;
     unsigned                      replayed:1; /* stored before, same key */
+    unsigned                      action:2;   /* saveitem_conflict: _ACT_ */
+    ngx_str_t                     key;        /* the JSON key, as written */
+    ngx_str_t                     col;        /* a mapped column, quoted */
+    ngx_str_t                     type;       /* the column's type */
+    const char                   *why;        /* what is wrong with it */
 } ngx_http_saveitem_facts_t;
+
+
+#define NGX_HTTP_SAVEITEM_ACT_NONE      0
+#define NGX_HTTP_SAVEITEM_ACT_INSERTED  1
+#define NGX_HTTP_SAVEITEM_ACT_UPDATED   2
+#define NGX_HTTP_SAVEITEM_ACT_LEFT      3
+
+
+/*
+ * A mapped column (saveitem_field, saveitem_value), and what the catalog
+ * says of it once read: at start in the master, or by a worker's first
+ * connection when the database did not answer at start.
+ */
+
+typedef struct {
+    ngx_str_t                     name;       /* as written */
+    ngx_str_t                     quoted;
+    ngx_str_t                     path;       /* a field's, as written */
+    saveitem_part_t              *parts;      /* its keys */
+    ngx_uint_t                    nparts;
+    ngx_int_t                     value;      /* saveitem_value: its index
+                                                 in the values; -1: a field */
+    saveitem_type_t               type;       /* from the catalog */
+    ngx_str_t                     type_name;  /* format_type() */
+    unsigned                      has_default:1;
+} ngx_http_saveitem_col_t;
+
+
+#define NGX_HTTP_SAVEITEM_UPSERT_NONE     0
+#define NGX_HTTP_SAVEITEM_UPSERT_UPDATE   1
+#define NGX_HTTP_SAVEITEM_UPSERT_NOTHING  2
 
 
 /*
@@ -176,6 +229,32 @@ typedef struct {
     ngx_str_t                     name_bulk;
     ngx_str_t                     sql_probe;  /* the same, never committed */
     ngx_str_t                     name_probe;
+
+    /* mapped columns: texts made once the catalog is read (built) */
+
+    ngx_http_saveitem_col_t      *cols;
+    ngx_uint_t                    ncols;
+    ngx_uint_t                    nvalues;
+    ngx_int_t                     key_col;    /* idempotency= among cols */
+    ngx_str_t                     column_name;    /* as written */
+    ngx_str_t                     returning_name;
+    ngx_str_t                     idem_name;
+    ngx_str_t                    *conflict;   /* saveitem_conflict, as
+                                                 written */
+    ngx_uint_t                    nconflict;
+    ngx_str_t                     conflict_text;   /* as written */
+    ngx_str_t                     conflict_quoted; /* a, b, quoted */
+    ngx_str_t                     conflict_first;  /* quoted */
+    saveitem_part_t              *known;      /* the fields' first keys */
+    ngx_uint_t                    nknown;
+    ngx_uint_t                    upsert;     /* NGX_HTTP_SAVEITEM_UPSERT_ */
+    ngx_msec_t                    read_at;    /* the catalog, last asked */
+    ngx_str_t                     error;      /* why it does not match */
+    u_char                        error_buf[NGX_HTTP_SAVEITEM_ERROR_LEN];
+    unsigned                      mapped:1;
+    unsigned                      built:1;
+    unsigned                      broken:1;   /* error says why */
+    unsigned                      reading:1;  /* a catalog query is out */
 } ngx_http_saveitem_stmt_t;
 
 
@@ -289,6 +368,16 @@ struct ngx_http_saveitem_job_s {
     unsigned                      probing:1;  /* bulk: which one failed */
     unsigned                      isolate:1;  /* its batch failed: again,
                                                  a savepoint each */
+    unsigned                      action:2;   /* saveitem_conflict: _ACT_ */
+    u_char                       *values;     /* mapped: the nginx values,
+                                                 a JSON array, terminated */
+
+    /* where it waited, in us (metrics_now()): 0, not yet */
+    ngx_uint_t                    posted_us;
+    ngx_uint_t                    sent_us;    /* the last time */
+    ngx_uint_t                    read_us;    /* its result: answered next */
+    ngx_uint_t                    held_from;  /* the pool's held, posted */
+    ngx_uint_t                    held;       /* of its wait, once sent */
 };
 
 
@@ -313,6 +402,19 @@ ngx_int_t ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
 ngx_int_t ngx_http_saveitem_db_check(ngx_conf_t *cf,
     ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db);
 u_char *ngx_http_saveitem_db_error(PGconn *pg, u_char *buf, size_t len);
+
+
+/* src/ngx_http_saveitem_map.c */
+
+extern const char  ngx_http_saveitem_map_catalog[];
+
+ngx_int_t ngx_http_saveitem_map_build(ngx_pool_t *pool,
+    ngx_http_saveitem_stmt_t *stmt, ngx_uint_t index, ngx_uint_t batch_max,
+    PGresult *res);
+ngx_int_t ngx_http_saveitem_map_judge(ngx_http_saveitem_stmt_t *stmt,
+    ngx_uint_t strict, u_char *doc, size_t len, ngx_http_saveitem_facts_t *f);
+ngx_int_t ngx_http_saveitem_map_judge_value(ngx_http_saveitem_stmt_t *stmt,
+    ngx_uint_t i, u_char *p, size_t len, ngx_http_saveitem_facts_t *f);
 
 
 /* src/ngx_http_saveitem_pool.c, src/ngx_http_saveitem_job.c */

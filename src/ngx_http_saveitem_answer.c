@@ -134,7 +134,20 @@ static ngx_http_saveitem_answer_t
 
     /* INTERNAL */
     { NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
-      "the server could not handle the request" }
+      "the server could not handle the request" },
+
+    /* INVALID_VALUE: the message names the key, the column, its type */
+    { NGX_HTTP_BAD_REQUEST, "invalid_value", NULL },
+
+    /* MISSING_KEY */
+    { NGX_HTTP_BAD_REQUEST, "missing_key", NULL },
+
+    /* UNKNOWN_KEY */
+    { NGX_HTTP_BAD_REQUEST, "unknown_key", NULL },
+
+    /* TABLE */
+    { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
+      "the table does not match this location's configuration" }
 };
 
 
@@ -148,12 +161,13 @@ ngx_int_t
 ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 {
     size_t                       len, mlen;
-    u_char                      *msg;
+    u_char                      *msg, *last;
     ngx_buf_t                   *b;
     ngx_uint_t                   status, level, unknown;
     const char                  *error, *sqlstate;
     saveitem_json_error_t       *json;
     ngx_http_saveitem_answer_t  *a;
+    u_char                       text[NGX_HTTP_SAVEITEM_ERROR_LEN * 2];
 
     a = &ngx_http_saveitem_answers[f->reason];
 
@@ -202,6 +216,29 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
         msg = (u_char *) json->message;
     }
 
+    /* a mapped column: which key, which column, what type */
+
+    if (f->reason == NGX_HTTP_SAVEITEM_R_INVALID_VALUE) {
+        last = ngx_snprintf(text, sizeof(text) - 1, "\"%V\" %s for column "
+                            "\"%V\" (%V)", &f->key, f->why, &f->col,
+                            &f->type);
+        *last = '\0';
+        msg = text;
+
+    } else if (f->reason == NGX_HTTP_SAVEITEM_R_MISSING_KEY) {
+        last = ngx_snprintf(text, sizeof(text) - 1, "\"%V\" is required: "
+                            "column \"%V\" is NOT NULL and has no default",
+                            &f->key, &f->col);
+        *last = '\0';
+        msg = text;
+
+    } else if (f->reason == NGX_HTTP_SAVEITEM_R_UNKNOWN_KEY) {
+        last = ngx_snprintf(text, sizeof(text) - 1, "\"%V\" is not a key "
+                            "this location takes", &f->key);
+        *last = '\0';
+        msg = text;
+    }
+
     if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "saveitem: no answer for reason %d", f->reason);
@@ -229,6 +266,17 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 
     if (unknown) {
         len += sizeof(", \"outcome\": \"unknown\"") - 1;
+    }
+
+    if (f->key.len) {
+        len += sizeof(", \"key\": \"\"") - 1
+               + saveitem_json_escape(NULL, f->key.data, f->key.len);
+    }
+
+    if (f->col.len) {
+        len += sizeof(", \"column\": \"\", \"type\": \"\"") - 1
+               + saveitem_json_escape(NULL, f->col.data, f->col.len)
+               + saveitem_json_escape(NULL, f->type.data, f->type.len);
     }
 
     b = ngx_create_temp_buf(r->pool, len);
@@ -259,6 +307,23 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
     if (unknown) {
         b->last = ngx_cpymem(b->last, ", \"outcome\": \"unknown\"",
                              sizeof(", \"outcome\": \"unknown\"") - 1);
+    }
+
+    if (f->key.len) {
+        b->last = ngx_cpymem(b->last, ", \"key\": \"",
+                             sizeof(", \"key\": \"") - 1);
+        b->last += saveitem_json_escape(b->last, f->key.data, f->key.len);
+        *b->last++ = '"';
+    }
+
+    if (f->col.len) {
+        b->last = ngx_cpymem(b->last, ", \"column\": \"",
+                             sizeof(", \"column\": \"") - 1);
+        b->last += saveitem_json_escape(b->last, f->col.data, f->col.len);
+        b->last = ngx_cpymem(b->last, "\", \"type\": \"",
+                             sizeof("\", \"type\": \"") - 1);
+        b->last += saveitem_json_escape(b->last, f->type.data, f->type.len);
+        *b->last++ = '"';
     }
 
     *b->last++ = '}';
@@ -327,6 +392,28 @@ ngx_http_saveitem_answer_pk(ngx_http_request_t *r, ngx_str_t *pk,
         h->hash = 1;
         ngx_str_set(&h->key, "Idempotent-Replayed");
         ngx_str_set(&h->value, "true");
+    }
+
+    /* saveitem_conflict: what became of the row */
+
+    if (ctx->action != NGX_HTTP_SAVEITEM_ACT_NONE) {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return ngx_http_saveitem_answer_internal(r, &ctx->fallback, 1);
+        }
+
+        h->hash = 1;
+        ngx_str_set(&h->key, "Saveitem-Action");
+
+        if (ctx->action == NGX_HTTP_SAVEITEM_ACT_INSERTED) {
+            ngx_str_set(&h->value, "inserted");
+
+        } else if (ctx->action == NGX_HTTP_SAVEITEM_ACT_UPDATED) {
+            ngx_str_set(&h->value, "updated");
+
+        } else {
+            ngx_str_set(&h->value, "left");
+        }
     }
 
     len = sizeof("{\"pk\": \"\"}\n") - 1

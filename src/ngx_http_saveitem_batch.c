@@ -23,12 +23,9 @@
 
 static ngx_int_t ngx_http_saveitem_batch_send_isolated(
     ngx_http_saveitem_conn_t *sc, ngx_str_t *name, ngx_uint_t rows,
-    ngx_uint_t keyed, ngx_http_saveitem_kind_e kind);
+    ngx_uint_t per, ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t t);
-static void ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
-    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
-    ngx_http_saveitem_kind_e kind);
 static ngx_int_t ngx_http_saveitem_job_pk(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_job_t *job, PGresult *res, int i, int col, Oid type);
 static ngx_int_t ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
@@ -44,6 +41,8 @@ static ngx_uint_t ngx_http_saveitem_job_error(ngx_http_saveitem_conn_t *sc,
     ngx_uint_t late);
 static void ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool,
     ngx_uint_t guilty);
+static void ngx_http_saveitem_batch_stamp(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t each);
 
 
 /* the statements of an isolation, NGX_HTTP_SAVEITEM_TX */
@@ -84,7 +83,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     ngx_msec_t                 st;
     ngx_str_t                 *name, *sql;
     ngx_uint_t                 n, i, k, max, idx, rows, pipeline, keyed;
-    ngx_uint_t                 nparams, slot, isolate, docs;
+    ngx_uint_t                 nparams, slot, isolate, docs, per;
     const char               **params;
     ngx_http_saveitem_kind_e   kind;
     ngx_queue_t               *q, *next, *kq;
@@ -102,6 +101,12 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     isolate = first->isolate;
     pipeline = (first->batch_rows == 1 && !isolate && !first->bulk);
     keyed = (first->key.len > 0);
+    stmt = &pool->stmts[first->stmt];
+
+    /* a row's parameters: its document, with mapped columns the nginx
+     * values, and its key */
+
+    per = 1 + stmt->mapped + keyed;
     max = pipeline ? saveitem_policy_pipeline(share)
                    : ngx_min(first->batch_rows, pool->batch_max);
 
@@ -182,12 +187,14 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
 
         ngx_queue_insert_tail(&sc->jobs, &job->queue);
 
-        if (keyed) {
-            sc->params[2 * n] = (const char *) job->body;
-            sc->params[2 * n + 1] = (const char *) job->key.data;
+        sc->params[per * n] = (const char *) job->body;
 
-        } else {
-            sc->params[n] = (const char *) job->body;
+        if (stmt->mapped) {
+            sc->params[per * n + 1] = (const char *) job->values;
+        }
+
+        if (keyed) {
+            sc->params[per * n + per - 1] = (const char *) job->key.data;
         }
 
         n++;
@@ -239,6 +246,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     pool->maxrows = ngx_max(pool->maxrows, docs);
 
     ngx_http_saveitem_metrics_sent(pool->db->counters, rows / n, docs);
+    ngx_http_saveitem_batch_stamp(sc, n == 1);
 
     sc->state = NGX_HTTP_SAVEITEM_BUSY;
     sc->used = 1;
@@ -249,7 +257,6 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     sc->nulls = 0;
     sc->timedout = 0;
 
-    stmt = &pool->stmts[first->stmt];
     slot = first->stmt * ngx_http_saveitem_slots(pool);
 
     if (first->bulk) {
@@ -262,14 +269,15 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
         idx = slot + 2 * (pool->batch_max + 1) + (first->probing ? 1 : 0);
         name = first->probing ? &stmt->name_probe : &stmt->name_bulk;
         sql = first->probing ? &stmt->sql_probe : &stmt->sql_bulk;
-        nparams = first->probing ? 1 : 2;
+        nparams = (first->probing ? 1 : 2) + stmt->mapped;
 
     } else {
-        kind = keyed ? NGX_HTTP_SAVEITEM_KEYED : NGX_HTTP_SAVEITEM_ROWS;
+        kind = (keyed || stmt->upsert) ? NGX_HTTP_SAVEITEM_KEYED
+                                       : NGX_HTTP_SAVEITEM_ROWS;
         idx = slot + keyed * (pool->batch_max + 1) + n;
         name = keyed ? &stmt->name_key[n] : &stmt->name[n];
         sql = keyed ? &stmt->sql_key[n] : &stmt->sql[n];
-        nparams = keyed ? 2 * n : n;
+        nparams = per * n;
     }
 
     /*
@@ -337,7 +345,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     }
 
     if (isolate && pool->db->prepare) {
-        if (ngx_http_saveitem_batch_send_isolated(sc, name, rows, keyed, kind)
+        if (ngx_http_saveitem_batch_send_isolated(sc, name, rows, per, kind)
             != NGX_OK)
         {
             goto failed;
@@ -362,7 +370,7 @@ ngx_http_saveitem_batch_send(ngx_http_saveitem_conn_t *sc, ngx_uint_t share)
     q = ngx_queue_head(&sc->jobs);
 
     for (i = 0; i < rows; i += n) {
-        params = &sc->params[keyed ? 2 * i : i];
+        params = &sc->params[per * i];
 
         if (pool->db->prepare) {
             ok = PQsendQueryPrepared(sc->pg, (char *) name->data,
@@ -434,7 +442,7 @@ failed:
 
 static ngx_int_t
 ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
-    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t keyed,
+    ngx_str_t *name, ngx_uint_t rows, ngx_uint_t per,
     ngx_http_saveitem_kind_e kind)
 {
     ngx_uint_t                i, t;
@@ -460,9 +468,8 @@ ngx_http_saveitem_batch_send_isolated(ngx_http_saveitem_conn_t *sc,
             return NGX_ERROR;
         }
 
-        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, keyed ? 2 : 1,
-                                 &sc->params[keyed ? 2 * i : i], NULL, NULL,
-                                 0))
+        if (!PQsendQueryPrepared(sc->pg, (char *) name->data, (int) per,
+                                 &sc->params[per * i], NULL, NULL, 0))
         {
             return NGX_ERROR;
         }
@@ -539,7 +546,7 @@ ngx_http_saveitem_batch_send_tx(ngx_http_saveitem_conn_t *sc, ngx_uint_t t)
 
 /* what the connection is to read back, in order (see conn_results) */
 
-static void
+void
 ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_e type, ngx_uint_t arg,
     ngx_http_saveitem_kind_e kind)
@@ -856,6 +863,7 @@ ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
 
         sc->params[0] = (const char *) job->body;
         sc->params[1] = (const char *) sc->count;
+        sc->params[2] = (const char *) job->values;
 
         return NGX_OK;
     }
@@ -900,6 +908,7 @@ ngx_http_saveitem_bulk_params(ngx_http_saveitem_conn_t *sc,
                    job->probe_lo, mid - 1, job->bulk);
 
     sc->params[0] = (const char *) job->probe;
+    sc->params[1] = (const char *) job->values;
 
     return NGX_OK;
 }
@@ -1126,11 +1135,21 @@ ngx_http_saveitem_keyed_result(ngx_http_saveitem_conn_t *sc,
 
         case 'n':
         case 'r':
+        case 'u':
+        case 'l':
             if (ngx_http_saveitem_job_pk(sc, job, res, r, 1, type) != NGX_OK) {
                 return NGX_ERROR;
             }
 
             job->facts.replayed = (what[0] == 'r');
+
+            /* saveitem_conflict: what the upsert did */
+
+            job->action = (what[0] == 'u') ? NGX_HTTP_SAVEITEM_ACT_UPDATED
+                          : (what[0] == 'l') ? NGX_HTTP_SAVEITEM_ACT_LEFT
+                          : sc->pool->stmts[job->stmt].upsert
+                            ? NGX_HTTP_SAVEITEM_ACT_INSERTED
+                            : NGX_HTTP_SAVEITEM_ACT_NONE;
             break;
 
         case 'k':
@@ -1347,11 +1366,13 @@ void
 ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
 {
     ngx_msec_t                took;
-    ngx_uint_t                replayed;
+    ngx_uint_t                replayed, now;
     ngx_queue_t              *q, retry;
     ngx_http_saveitem_job_t  *job;
 
     ngx_queue_init(&retry);
+
+    now = sc->nsettled ? ngx_http_saveitem_metrics_now() : 0;
 
     /* a statement's sync: its time since it was sent (deadline - timeout) */
 
@@ -1369,6 +1390,8 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
 
         ngx_queue_remove(q);
         sc->nsettled--;
+
+        job->read_us = now;
 
         if (job->retry) {
             ngx_queue_insert_tail(&retry, q);
@@ -1431,5 +1454,46 @@ ngx_http_saveitem_guilt(ngx_http_saveitem_pool_t *pool, ngx_uint_t guilty)
         ngx_log_error(NGX_LOG_INFO, pool->log, 0,
                       "saveitem: few documents refused lately, "
                       "group-commit rows go in one statement again");
+    }
+}
+
+
+/*
+ * The jobs just sent: when, for where each waits (see metrics_waits()),
+ * and the bytes of each statement: "each" job its own, or all in one
+ */
+
+static void
+ngx_http_saveitem_batch_stamp(ngx_http_saveitem_conn_t *sc, ngx_uint_t each)
+{
+    size_t                    bytes;
+    ngx_uint_t                now;
+    ngx_queue_t              *q;
+    ngx_http_saveitem_job_t  *job;
+
+    now = ngx_http_saveitem_metrics_now();
+    bytes = 0;
+
+    for (q = ngx_queue_head(&sc->jobs);
+         q != ngx_queue_sentinel(&sc->jobs);
+         q = ngx_queue_next(q))
+    {
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+
+        job->sent_us = now;
+        job->read_us = 0;
+        job->held = ngx_http_saveitem_job_held(sc->pool, now) - job->held_from;
+
+        if (each) {
+            ngx_http_saveitem_metrics_bytes(sc->pool->db->counters,
+                                            job->body_len);
+
+        } else {
+            bytes += job->body_len;
+        }
+    }
+
+    if (!each) {
+        ngx_http_saveitem_metrics_bytes(sc->pool->db->counters, bytes);
     }
 }

@@ -45,6 +45,8 @@ static void ngx_http_saveitem_idle_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_saveitem_conn_results(ngx_http_saveitem_conn_t *sc);
 static void ngx_http_saveitem_conn_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
+static void ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res);
 static void ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc);
@@ -876,6 +878,11 @@ ngx_http_saveitem_conn_results(ngx_http_saveitem_conn_t *sc)
             ngx_http_saveitem_batch_commit_result(sc, res);
             break;
 
+        case NGX_HTTP_SAVEITEM_CATALOG:
+            e->seen++;
+            ngx_http_saveitem_conn_catalog_result(sc, e, res);
+            break;
+
         case NGX_HTTP_SAVEITEM_INSERT:
             e->seen++;
 
@@ -950,6 +957,124 @@ ngx_http_saveitem_conn_setup_result(ngx_http_saveitem_conn_t *sc,
     }
 
     sc->setup_err = res;
+}
+
+
+/*
+ * Mapped columns whose table the start-up check could not read (the
+ * database did not answer then): an idle connection asks the catalog,
+ * before the location's first statement, and again at most once a second
+ * while the table does not match (each such request is answered 503
+ * meanwhile: see pool_dispatch).
+ */
+
+void
+ngx_http_saveitem_conn_catalog(ngx_http_saveitem_conn_t *sc, ngx_uint_t i)
+{
+    int                        rc;
+    const char                *table;
+    ngx_http_saveitem_pool_t  *pool;
+    ngx_http_saveitem_stmt_t  *stmt;
+
+    pool = sc->pool;
+    stmt = &pool->stmts[i];
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, &sc->log, 0,
+                   "saveitem reading the columns of %V", &stmt->table);
+
+    ngx_queue_remove(&sc->queue);
+    ngx_queue_insert_tail(&pool->busy, &sc->queue);
+    pool->nidle--;
+
+    sc->state = NGX_HTTP_SAVEITEM_BUSY;
+    sc->c->idle = 0;
+    sc->c->read->cancelable = 0;
+    sc->log.action = "reading the catalog of PostgreSQL";
+    sc->nsettled = 0;
+    sc->nulls = 0;
+    sc->catalog = i + 1;
+
+    stmt->reading = 1;
+    stmt->read_at = ngx_current_msec;
+
+    /* the quoted name is null-terminated: see ngx_http_saveitem_quote() */
+
+    table = (const char *) stmt->table.data;
+
+    if (!PQsendQueryParams(sc->pg, ngx_http_saveitem_map_catalog, 1, NULL,
+                           &table, NULL, NULL, 0)
+        || !PQpipelineSync(sc->pg))
+    {
+        goto failed;
+    }
+
+    ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_CATALOG, i, 0);
+    ngx_http_saveitem_batch_expect(sc, NGX_HTTP_SAVEITEM_SYNC, 1, 0);
+
+    sc->timeout = pool->db->connect_timeout;
+    sc->deadline = ngx_current_msec + sc->timeout;
+    ngx_add_timer(sc->c->read, sc->timeout);
+
+    rc = PQflush(sc->pg);
+
+    if (rc == -1 || ngx_http_saveitem_watch_write(sc, rc == 1) != NGX_OK) {
+        goto failed;
+    }
+
+    return;
+
+failed:
+
+    ngx_http_saveitem_conn_fail(sc, NGX_HTTP_SAVEITEM_R_CONN_LOST, NULL);
+}
+
+
+static void
+ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_t *e, PGresult *res)
+{
+    ngx_int_t                  rc;
+    ngx_pool_t                *pool;
+    ngx_http_saveitem_stmt_t  *stmt;
+
+    stmt = &sc->pool->stmts[e->arg];
+
+    stmt->reading = 0;
+    sc->catalog = 0;
+
+    if (stmt->built) {
+        PQclear(res);
+        return;
+    }
+
+    /* what a failed try made is freed with its pool; the reason is kept */
+
+    pool = ngx_create_pool(NGX_DEFAULT_POOL_SIZE, sc->pool->log);
+    if (pool == NULL) {
+        PQclear(res);
+        return;
+    }
+
+    rc = ngx_http_saveitem_map_build(pool, stmt, e->arg, sc->pool->batch_max,
+                                     res);
+    PQclear(res);
+
+    if (rc == NGX_OK) {
+        ngx_log_error(NGX_LOG_NOTICE, &sc->log, 0,
+                      "saveitem: read the columns of %V from PostgreSQL (%V)",
+                      &stmt->table, &sc->pool->db->display);
+        return;
+    }
+
+    ngx_destroy_pool(pool);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_ERR, &sc->log, 0,
+                      "saveitem: table %V on PostgreSQL (%V) does not match "
+                      "the configuration: %V; its requests are answered 503 "
+                      "until it does", &stmt->table, &sc->pool->db->display,
+                      &stmt->error);
+    }
 }
 
 
@@ -1187,6 +1312,10 @@ ngx_http_saveitem_conn_close(ngx_http_saveitem_conn_t *sc)
     ngx_http_saveitem_pool_t  *pool;
 
     pool = sc->pool;
+
+    if (sc->catalog) {
+        pool->stmts[sc->catalog - 1].reading = 0;
+    }
 
     /* only at exit: nobody is left to answer */
 

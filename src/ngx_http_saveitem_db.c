@@ -938,6 +938,11 @@ ngx_http_saveitem_db_stmts(ngx_conf_t *cf,
 
     for (i = 0; i < smcf->stmts.nelts; i++) {
 
+        if (stmt[i].mapped) {
+            /* once the catalog is read: src/ngx_http_saveitem_map.c */
+            continue;
+        }
+
         stmt[i].sql = ngx_pcalloc(cf->pool,
                                   (smcf->batch_max + 1) * sizeof(ngx_str_t));
         stmt[i].name = ngx_pcalloc(cf->pool,

@@ -25,6 +25,9 @@ static ngx_int_t ngx_http_saveitem_db_check_sql(ngx_conf_t *cf, PGconn *pg,
 static ngx_int_t ngx_http_saveitem_db_check_key(ngx_conf_t *cf, PGconn *pg,
     ngx_http_saveitem_db_t *db, ngx_http_saveitem_use_t *use,
     ngx_http_saveitem_stmt_t *st, const char *role, ngx_msec_t deadline);
+static ngx_int_t ngx_http_saveitem_db_check_map(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db,
+    ngx_http_saveitem_use_t *use, const char *role, ngx_msec_t deadline);
 static PGresult *ngx_http_saveitem_db_run(PGconn *pg, const char *sql,
     ngx_uint_t prepare, ngx_msec_t deadline);
 static ngx_int_t ngx_http_saveitem_db_wait(PGconn *pg, ngx_uint_t write,
@@ -120,8 +123,28 @@ ngx_http_saveitem_db_check(ngx_conf_t *cf,
             continue;
         }
 
+        st = &stmt[use[i].stmt];
+
+        if (st->mapped && !st->built) {
+            switch (ngx_http_saveitem_db_check_map(cf, pg, smcf, db, &use[i],
+                                                   role, deadline))
+            {
+            case NGX_OK:
+                break;
+
+            case NGX_ERROR:
+                rc = NGX_ERROR;
+                continue;
+
+            case NGX_ABORT:
+                goto done;
+
+            default: /* NGX_DECLINED */
+                continue;
+            }
+        }
+
         for (k = 0; k < 2; k++) {
-            st = &stmt[use[i].stmt];
 
             if (k == 1 && st->idem.len == 0) {
                 break;
@@ -351,7 +374,90 @@ done:
 }
 
 
-/* one statement (or an unnamed PREPARE), its last result; NULL: none */
+/*
+ * Mapped columns: the table's columns, types, defaults and unique indexes
+ * read from the catalog, and the statements made from them.  NGX_ERROR:
+ * the table does not match the configuration, said as [emerg].
+ */
+
+static ngx_int_t
+ngx_http_saveitem_db_check_map(ngx_conf_t *cf, PGconn *pg,
+    ngx_http_saveitem_main_conf_t *smcf, ngx_http_saveitem_db_t *db,
+    ngx_http_saveitem_use_t *use, const char *role, ngx_msec_t deadline)
+{
+    PGresult                  *res;
+    ngx_int_t                  rc;
+    const char                *table, *sqlstate;
+    ngx_http_saveitem_stmt_t  *st;
+    u_char                     err[NGX_MAX_ERROR_STR];
+
+    st = (ngx_http_saveitem_stmt_t *) smcf->stmts.elts + use->stmt;
+
+    /* the quoted name, null-terminated: see ngx_http_saveitem_quote() */
+
+    table = (const char *) st->table.data;
+
+    if (!PQsendQueryParams(pg, ngx_http_saveitem_map_catalog, 1, NULL,
+                           &table, NULL, NULL, 0))
+    {
+        return NGX_ABORT;
+    }
+
+    res = ngx_http_saveitem_db_run(pg, NULL, 0, deadline);
+
+    if (res == NULL) {
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not read the columns of %V on %V "
+                      "now: %s", &st->table, &db->display,
+                      ngx_http_saveitem_db_error(pg, err, sizeof(err)));
+        return NGX_ABORT;
+    }
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+
+        if (sqlstate != NULL && ngx_strncmp(sqlstate, "42", 2) == 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "\"saveitem\" in %s:%ui: PostgreSQL (%V) has no "
+                          "table %V: %s (checked as role \"%s\")",
+                          use->file, use->line, &db->display, &st->table,
+                          PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY),
+                          role);
+            PQclear(res);
+            return NGX_ERROR;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, cf->log, 0,
+                      "saveitem: could not read the columns of %V on %V "
+                      "now: %s", &st->table, &db->display,
+                      sqlstate ? PQresultErrorField(res,
+                                                    PG_DIAG_MESSAGE_PRIMARY)
+                               : "unknown error");
+        PQclear(res);
+        return NGX_DECLINED;
+    }
+
+    rc = ngx_http_saveitem_map_build(cf->pool, st, use->stmt,
+                                     smcf->batch_max, res);
+    PQclear(res);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "\"saveitem\" in %s:%ui: table %V on PostgreSQL (%V) "
+                      "does not match the configuration: %V (checked as "
+                      "role \"%s\")", use->file, use->line, &st->table,
+                      &db->display, &st->error, role);
+        return NGX_ERROR;
+    }
+
+    return rc;
+}
+
+
+/*
+ * One statement (or an unnamed PREPARE), its last result; NULL: none.
+ * sql NULL: the results of what was sent already.
+ */
 
 static PGresult *
 ngx_http_saveitem_db_run(PGconn *pg, const char *sql, ngx_uint_t prepare,
@@ -360,11 +466,13 @@ ngx_http_saveitem_db_run(PGconn *pg, const char *sql, ngx_uint_t prepare,
     int        ok;
     PGresult  *res, *last;
 
-    ok = prepare ? PQsendPrepare(pg, "", sql, 1, NULL)
-                 : PQsendQuery(pg, sql);
+    if (sql != NULL) {
+        ok = prepare ? PQsendPrepare(pg, "", sql, 1, NULL)
+                     : PQsendQuery(pg, sql);
 
-    if (!ok) {
-        return NULL;
+        if (!ok) {
+            return NULL;
+        }
     }
 
     last = NULL;

@@ -31,6 +31,15 @@ typedef struct {
     u_char                       *file;
     ngx_uint_t                    line;
     ngx_flag_t                    ready;      /* saveitem_ready */
+    ngx_http_saveitem_stmt_t     *spec;       /* saveitem, until merged */
+    ngx_array_t                  *cols;       /* ngx_http_saveitem_col_t */
+    ngx_array_t                  *values;     /* ngx_http_complex_value_t */
+    ngx_flag_t                    strict;     /* saveitem_strict */
+    ngx_array_t                  *conflict;   /* ngx_str_t, as written */
+    ngx_uint_t                    upsert;     /* saveitem_conflict */
+    ngx_str_t                     conflict_text;
+    u_char                       *conflict_file;
+    ngx_uint_t                    conflict_line;
 } ngx_http_saveitem_loc_conf_t;
 
 
@@ -40,6 +49,8 @@ typedef struct {
     ngx_str_t                     pk;
     u_char                        sqlstate[6];
     ngx_buf_t                     fallback;   /* see answer_internal() */
+    u_char                       *values;     /* mapped: a JSON array */
+    ngx_uint_t                    action;     /* saveitem_conflict */
     unsigned                      lines:1;    /* an NDJSON body */
 } ngx_http_saveitem_ctx_t;
 

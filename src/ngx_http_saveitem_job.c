@@ -129,6 +129,13 @@ ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job)
     if (job->data != NULL) {
         job->handler(job);
 
+        if (job->read_us) {
+            ngx_http_saveitem_metrics_waits(job->pool->db->counters,
+                                            job->posted_us, job->held,
+                                            job->sent_us, job->read_us,
+                                            ngx_http_saveitem_metrics_now());
+        }
+
     } else {
         /* a key its statement returned names no row unless committed */
 
@@ -226,23 +233,33 @@ void
 ngx_http_saveitem_job_fail_waiting(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason)
 {
+    while (!ngx_queue_empty(&pool->waiting)) {
+        ngx_http_saveitem_job_fail_head(pool, reason);
+    }
+}
+
+
+/* the first waiting job, not stored */
+
+void
+ngx_http_saveitem_job_fail_head(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason)
+{
     ngx_queue_t              *q;
     ngx_http_saveitem_job_t  *job;
 
-    while (!ngx_queue_empty(&pool->waiting)) {
-        q = ngx_queue_head(&pool->waiting);
-        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+    q = ngx_queue_head(&pool->waiting);
+    job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
 
-        ngx_queue_remove(q);
-        pool->nwaiting--;
-        job->waiting = 0;
+    ngx_queue_remove(q);
+    pool->nwaiting--;
+    job->waiting = 0;
 
-        if (job->wait.timer_set) {
-            ngx_del_timer(&job->wait);
-        }
-
-        ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED, reason);
+    if (job->wait.timer_set) {
+        ngx_del_timer(&job->wait);
     }
+
+    ngx_http_saveitem_job_fail(job, NGX_HTTP_SAVEITEM_NOT_STORED, reason);
 }
 
 
@@ -327,6 +344,19 @@ ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
         }
 
         job->retried = 1;
+        job->read_us = 0;
         ngx_http_saveitem_job_wait(pool, job, 1);
     }
+}
+
+
+/*
+ * How long the pool's hold rule has kept its queue from a connection, in
+ * us, up to now: a job's share is what it grew by while the job waited
+ */
+
+ngx_uint_t
+ngx_http_saveitem_job_held(ngx_http_saveitem_pool_t *pool, ngx_uint_t now)
+{
+    return pool->held_us + (pool->hold_since ? now - pool->hold_since : 0);
 }

@@ -44,6 +44,11 @@
 #define NGX_HTTP_SAVEITEM_METRICS_ROWS     12
 #define NGX_HTTP_SAVEITEM_METRICS_TIMES    14
 
+/* a request's waits: queued, held, in flight, answering; the total */
+#define NGX_HTTP_SAVEITEM_METRICS_STAGES   5
+#define NGX_HTTP_SAVEITEM_METRICS_WAITS    19
+#define NGX_HTTP_SAVEITEM_METRICS_BYTES    10
+
 /* at least; the same size across reloads keeps the counters */
 #define NGX_HTTP_SAVEITEM_METRICS_ZONE     (1024 * 1024)
 
@@ -60,6 +65,11 @@ struct ngx_http_saveitem_counters_s {
     ngx_atomic_t                  sizes[NGX_HTTP_SAVEITEM_METRICS_ROWS];
     ngx_atomic_t                  times[NGX_HTTP_SAVEITEM_METRICS_TIMES];
     ngx_atomic_t                  time_sum;   /* ms */
+    ngx_atomic_t                  waits[NGX_HTTP_SAVEITEM_METRICS_STAGES]
+                                       [NGX_HTTP_SAVEITEM_METRICS_WAITS];
+    ngx_atomic_t                  wait_sums[NGX_HTTP_SAVEITEM_METRICS_STAGES];
+    ngx_atomic_t                  bytes[NGX_HTTP_SAVEITEM_METRICS_BYTES];
+    ngx_atomic_t                  bytes_sum;
     ngx_atomic_t                  connect_failures;
     ngx_atomic_t                  errors[NGX_HTTP_SAVEITEM_METRICS_CLASSES];
 
@@ -87,6 +97,9 @@ typedef enum {
     NGX_HTTP_SAVEITEM_M_STATEMENTS,
     NGX_HTTP_SAVEITEM_M_ROWS_HIST,
     NGX_HTTP_SAVEITEM_M_TIMES_HIST,
+    NGX_HTTP_SAVEITEM_M_BYTES_HIST,
+    NGX_HTTP_SAVEITEM_M_WAITS_HIST,
+    NGX_HTTP_SAVEITEM_M_REQUEST_HIST,
     NGX_HTTP_SAVEITEM_M_CONNECT_FAILURES,
     NGX_HTTP_SAVEITEM_M_ERRORS,
     NGX_HTTP_SAVEITEM_M_CONNECTIONS,
@@ -121,6 +134,10 @@ static ngx_atomic_uint_t ngx_http_saveitem_metrics_gauge(
 static u_char *ngx_http_saveitem_metrics_histogram(u_char *p, u_char *last,
     const char *name, ngx_str_t *label, ngx_atomic_t *buckets,
     const char **les, ngx_uint_t n, ngx_atomic_uint_t sum, ngx_uint_t ms);
+static void ngx_http_saveitem_metrics_wait(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t stage, ngx_uint_t us);
+static u_char *ngx_http_saveitem_metrics_wait_text(u_char *p, u_char *last,
+    const char *name, ngx_http_saveitem_counters_t *mc, ngx_uint_t stage);
 
 
 /* this worker's slot for its gauges; -1: none */
@@ -147,6 +164,35 @@ static const char  *ngx_http_saveitem_metrics_times_les[] = {
     "0.5", "1", "2.5", "5", "10", "+Inf"
 };
 
+/* microseconds */
+
+static ngx_uint_t  ngx_http_saveitem_metrics_waits_le[] = {
+    25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000,
+    250000, 500000, 1000000, 2500000, 5000000, 10000000
+};
+
+static const char  *ngx_http_saveitem_metrics_waits_les[] = {
+    "0.000025", "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025",
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+    "10", "+Inf"
+};
+
+/* the label of each stage; the total has none (its own family) */
+
+static const char  *ngx_http_saveitem_metrics_stages[] = {
+    ",stage=\"queued\"", ",stage=\"held\"", ",stage=\"in_flight\"",
+    ",stage=\"answering\"", ""
+};
+
+static size_t  ngx_http_saveitem_metrics_bytes_le[] = {
+    256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216
+};
+
+static const char  *ngx_http_saveitem_metrics_bytes_les[] = {
+    "256", "1024", "4096", "16384", "65536", "262144", "1048576", "4194304",
+    "16777216", "+Inf"
+};
+
 
 static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
 
@@ -170,6 +216,23 @@ static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
     { "saveitem_statement_seconds", "histogram",
       "Time from sending a statement to its commit or error.",
       NGX_HTTP_SAVEITEM_M_TIMES_HIST, 0 },
+
+    { "saveitem_statement_bytes", "histogram",
+      "Bytes of the documents in each INSERT statement sent.",
+      NGX_HTTP_SAVEITEM_M_BYTES_HIST, 0 },
+
+    { "saveitem_request_wait_seconds", "histogram",
+      "Where requests answered after their statement's result waited: "
+      "from the body read to the statement sent, queued (no connection "
+      "free) or held (by the hold rule, for a fuller batch); in_flight "
+      "(statement sent to its result read); answering (result read to "
+      "answer written).",
+      NGX_HTTP_SAVEITEM_M_WAITS_HIST, 0 },
+
+    { "saveitem_request_seconds", "histogram",
+      "Time from the body read to the answer written, for requests "
+      "answered after their statement's result.",
+      NGX_HTTP_SAVEITEM_M_REQUEST_HIST, 0 },
 
     { "saveitem_connect_failures_total", "counter",
       "Connections to PostgreSQL that could not be opened.",
@@ -207,6 +270,12 @@ static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
 /* a line of one sample, at most, beyond its label */
 #define NGX_HTTP_SAVEITEM_METRICS_LINE                                       \
     (sizeof("saveitem_statement_seconds_bucket{database=\"\",le=\"+Inf\"} ")  \
+     + NGX_ATOMIC_T_LEN + 8)
+
+/* the same, of a request's wait by stage */
+#define NGX_HTTP_SAVEITEM_METRICS_WAIT_LINE                                  \
+    (sizeof("saveitem_request_wait_seconds_bucket{database=\"\","            \
+            "stage=\"answering\",le=\"0.000025\"} ")                         \
      + NGX_ATOMIC_T_LEN + 8)
 
 /* the HELP and TYPE lines of a family, at most */
@@ -662,6 +731,84 @@ ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
 
 
 /*
+ * The clock of a request's waits: a monotonic one, read when asked (the
+ * event loop's cached ngx_current_msec has whole milliseconds, and does
+ * not move while a result's requests are answered one after another);
+ * through the vDSO, some tens of nanoseconds
+ */
+
+ngx_uint_t
+ngx_http_saveitem_metrics_now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    return (ngx_uint_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+
+/*
+ * A request answered: its moments, from the same clock, in order, and
+ * how long of its wait before the send the hold rule held it
+ */
+
+void
+ngx_http_saveitem_metrics_waits(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t posted, ngx_uint_t held, ngx_uint_t sent, ngx_uint_t read,
+    ngx_uint_t answered)
+{
+    held = ngx_min(held, sent - posted);
+
+    ngx_http_saveitem_metrics_wait(mc, 0, sent - posted - held);
+    ngx_http_saveitem_metrics_wait(mc, 1, held);
+    ngx_http_saveitem_metrics_wait(mc, 2, read - sent);
+    ngx_http_saveitem_metrics_wait(mc, 3, answered - read);
+    ngx_http_saveitem_metrics_wait(mc, 4, answered - posted);
+}
+
+
+static void
+ngx_http_saveitem_metrics_wait(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t stage, ngx_uint_t us)
+{
+    ngx_uint_t  i;
+
+    for (i = 0;
+         i < NGX_HTTP_SAVEITEM_METRICS_WAITS - 1
+         && us > ngx_http_saveitem_metrics_waits_le[i];
+         i++)
+    {
+        /* void */
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->waits[stage][i], 1);
+    (void) ngx_atomic_fetch_add(&mc->wait_sums[stage], us);
+}
+
+
+/* a statement sent, with "bytes" of documents */
+
+void
+ngx_http_saveitem_metrics_bytes(ngx_http_saveitem_counters_t *mc,
+    size_t bytes)
+{
+    ngx_uint_t  i;
+
+    for (i = 0;
+         i < NGX_HTTP_SAVEITEM_METRICS_BYTES - 1
+         && bytes > ngx_http_saveitem_metrics_bytes_le[i];
+         i++)
+    {
+        /* void */
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->bytes[i], 1);
+    (void) ngx_atomic_fetch_add(&mc->bytes_sum, bytes);
+}
+
+
+/*
  * saveitem_status: every family with its HELP and TYPE lines, then its
  * samples for each database of this configuration.  The reader only
  * reads the zone: a copy of each block, taken first, so that a code or
@@ -712,7 +859,13 @@ ngx_http_saveitem_metrics_text(ngx_http_saveitem_main_conf_t *smcf,
             lines += (mc->errors[k] != 0);
         }
 
+        lines += NGX_HTTP_SAVEITEM_METRICS_BYTES + 2;
+
         size += lines * (NGX_HTTP_SAVEITEM_METRICS_LINE + mc->label.len);
+
+        size += NGX_HTTP_SAVEITEM_METRICS_STAGES
+                * (NGX_HTTP_SAVEITEM_METRICS_WAITS + 2)
+                * (NGX_HTTP_SAVEITEM_METRICS_WAIT_LINE + mc->label.len);
     }
 
     b = ngx_create_temp_buf(pool, size);
@@ -829,6 +982,23 @@ ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
                    &mc->label, mc->times, ngx_http_saveitem_metrics_times_les,
                    NGX_HTTP_SAVEITEM_METRICS_TIMES, mc->time_sum, 1);
 
+    case NGX_HTTP_SAVEITEM_M_BYTES_HIST:
+        return ngx_http_saveitem_metrics_histogram(p, last, fm->name,
+                   &mc->label, mc->bytes, ngx_http_saveitem_metrics_bytes_les,
+                   NGX_HTTP_SAVEITEM_METRICS_BYTES, mc->bytes_sum, 0);
+
+    case NGX_HTTP_SAVEITEM_M_WAITS_HIST:
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_STAGES - 1; k++) {
+            p = ngx_http_saveitem_metrics_wait_text(p, last, fm->name, mc, k);
+        }
+
+        return p;
+
+    case NGX_HTTP_SAVEITEM_M_REQUEST_HIST:
+        return ngx_http_saveitem_metrics_wait_text(p, last, fm->name, mc,
+                   NGX_HTTP_SAVEITEM_METRICS_STAGES - 1);
+
     case NGX_HTTP_SAVEITEM_M_CONNECTIONS:
 
         for (k = 0; k < 3; k++) {
@@ -917,4 +1087,34 @@ ngx_http_saveitem_metrics_histogram(u_char *p, u_char *last,
 
     return ngx_slprintf(p, last, "%s_count{database=\"%V\"} %uA\n",
                         name, label, count);
+}
+
+
+/* one stage of a request's wait, or its total: the sum in microseconds */
+
+static u_char *
+ngx_http_saveitem_metrics_wait_text(u_char *p, u_char *last,
+    const char *name, ngx_http_saveitem_counters_t *mc, ngx_uint_t stage)
+{
+    ngx_uint_t          i;
+    const char         *label;
+    ngx_atomic_uint_t   count, sum;
+
+    label = ngx_http_saveitem_metrics_stages[stage];
+    count = 0;
+
+    for (i = 0; i < NGX_HTTP_SAVEITEM_METRICS_WAITS; i++) {
+        count += mc->waits[stage][i];
+        p = ngx_slprintf(p, last, "%s_bucket{database=\"%V\"%s,le=\"%s\"} "
+                         "%uA\n", name, &mc->label, label,
+                         ngx_http_saveitem_metrics_waits_les[i], count);
+    }
+
+    sum = mc->wait_sums[stage];
+
+    p = ngx_slprintf(p, last, "%s_sum{database=\"%V\"%s} %uA.%06uA\n",
+                     name, &mc->label, label, sum / 1000000, sum % 1000000);
+
+    return ngx_slprintf(p, last, "%s_count{database=\"%V\"%s} %uA\n",
+                        name, &mc->label, label, count);
 }

@@ -63,5 +63,18 @@ void ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
 void ngx_http_saveitem_metrics_gauges(ngx_http_saveitem_counters_t *mc,
     ngx_http_saveitem_gauges_t *st);
 
+/*
+ * Where a request waited: the moments of its life in microseconds of a
+ * monotonic clock (metrics_now()), once its answer is written; and the
+ * bytes of the documents of statements sent
+ */
+
+ngx_uint_t ngx_http_saveitem_metrics_now(void);
+void ngx_http_saveitem_metrics_waits(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t posted, ngx_uint_t held, ngx_uint_t sent, ngx_uint_t read,
+    ngx_uint_t answered);
+void ngx_http_saveitem_metrics_bytes(ngx_http_saveitem_counters_t *mc,
+    size_t bytes);
+
 
 #endif /* _NGX_HTTP_SAVEITEM_METRICS_H_INCLUDED_ */

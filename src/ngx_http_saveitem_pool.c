@@ -219,6 +219,8 @@ ngx_http_saveitem_job_post(ngx_http_saveitem_job_t *job)
 
     job->queued = ngx_current_msec;
     job->queued_until = ngx_current_msec + db->queue_timeout;
+    job->posted_us = ngx_http_saveitem_metrics_now();
+    job->held_from = ngx_http_saveitem_job_held(pool, job->posted_us);
     ngx_http_saveitem_job_wait(pool, job, 0);
 
     if (!pool->dispatch.posted) {
@@ -249,7 +251,9 @@ ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
 {
     ngx_uint_t                 share;
     ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
     ngx_http_saveitem_conn_t  *sc;
+    ngx_http_saveitem_stmt_t  *stmt;
 
     if (pool->exiting) {
         ngx_http_saveitem_job_fail_waiting(pool, NGX_HTTP_SAVEITEM_R_EXITING);
@@ -276,6 +280,31 @@ ngx_http_saveitem_pool_dispatch(ngx_http_saveitem_pool_t *pool)
                               "saveitem: idle PostgreSQL connection "
                               "was closed by the server, replacing it");
                 ngx_http_saveitem_conn_close(sc);
+                continue;
+            }
+
+            /* mapped columns: the catalog read first (see conn_catalog) */
+
+            job = ngx_queue_data(ngx_queue_head(&pool->waiting),
+                                 ngx_http_saveitem_job_t, queue);
+            stmt = &pool->stmts[job->stmt];
+
+            if (stmt->mapped && !stmt->built) {
+
+                if (stmt->reading) {
+                    break;
+                }
+
+                if (!stmt->broken
+                    || ngx_current_msec - stmt->read_at
+                       >= NGX_HTTP_SAVEITEM_CATALOG_AGAIN)
+                {
+                    ngx_http_saveitem_conn_catalog(sc, job->stmt);
+                    continue;
+                }
+
+                ngx_http_saveitem_job_fail_head(pool,
+                                                NGX_HTTP_SAVEITEM_R_TABLE);
                 continue;
             }
 
@@ -343,8 +372,17 @@ static ngx_uint_t
 ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
 {
     int                       grow;
+    ngx_uint_t                now;
     ngx_msec_t                waited, hold;
     ngx_http_saveitem_job_t  *first;
+
+    /* a hold ends here (for the waits on saveitem_status): again below? */
+
+    if (pool->hold_since) {
+        now = ngx_http_saveitem_metrics_now();
+        pool->held_us += now - pool->hold_since;
+        pool->hold_since = 0;
+    }
 
     first = ngx_queue_data(ngx_queue_head(&pool->waiting),
                            ngx_http_saveitem_job_t, queue);
@@ -372,6 +410,8 @@ ngx_http_saveitem_hold(ngx_http_saveitem_pool_t *pool)
     if (hold == 0) {
         return 0;
     }
+
+    pool->hold_since = ngx_http_saveitem_metrics_now();
 
     if (!pool->grow.timer_set) {
         ngx_add_timer(&pool->grow, hold);

@@ -36,7 +36,8 @@ typedef enum {
     NGX_HTTP_SAVEITEM_INSERT,
     NGX_HTTP_SAVEITEM_SYNC,         /* arg 1: inside a transaction */
     NGX_HTTP_SAVEITEM_TX,           /* arg: ngx_http_saveitem_tx[] */
-    NGX_HTTP_SAVEITEM_COMMIT
+    NGX_HTTP_SAVEITEM_COMMIT,
+    NGX_HTTP_SAVEITEM_CATALOG       /* arg: the statement read for */
 } ngx_http_saveitem_expect_e;
 
 
@@ -54,6 +55,10 @@ typedef enum {
  * The prepared statements of a connection, for each statement: 1 ..
  * batch_max rows, without and with keys, then bulk and probe
  */
+/* a table that did not match its configuration, asked again after */
+#define NGX_HTTP_SAVEITEM_CATALOG_AGAIN  1000
+
+
 #define ngx_http_saveitem_slots(pool)  (2 * ((pool)->batch_max + 1) + 2)
 
 
@@ -73,7 +78,7 @@ typedef enum {
  * ISOLATE, or no group commit at all) still isolates ISOLATE rows
  */
 #define ngx_http_saveitem_nparams(pool)                                       \
-    (2 * ngx_max((pool)->batch_max,                                           \
+    (3 * ngx_max((pool)->batch_max,                                           \
                  ngx_max(NGX_HTTP_SAVEITEM_PIPELINE,                          \
                          NGX_HTTP_SAVEITEM_ISOLATE)))
 
@@ -145,6 +150,13 @@ struct ngx_http_saveitem_pool_s {
     /* why no connection can be had now; STORED: none */
     ngx_http_saveitem_reason_e    down;
     unsigned                      exiting:1;  /* worker_shutdown_timeout */
+
+    /*
+     * How long the hold rule has kept waiting jobs from a connection, in
+     * us (metrics_now()): before hold_since, and since it (0: not now)
+     */
+    ngx_uint_t                    held_us;
+    ngx_uint_t                    hold_since;
 };
 
 
@@ -191,6 +203,7 @@ struct ngx_http_saveitem_conn_s {
     unsigned                      timedout:1;
     unsigned                      used:1;     /* has carried a statement */
     unsigned                      setup_failed:1;  /* its SET */
+    ngx_uint_t                    catalog;    /* 1 + the statement read for */
 };
 
 
@@ -213,6 +226,8 @@ void ngx_http_saveitem_conn_send(ngx_http_saveitem_conn_t *sc,
 ngx_int_t ngx_http_saveitem_conn_alive(ngx_http_saveitem_conn_t *sc);
 ngx_uint_t ngx_http_saveitem_conn_expired(ngx_http_saveitem_conn_t *sc);
 void ngx_http_saveitem_conn_close(ngx_http_saveitem_conn_t *sc);
+void ngx_http_saveitem_conn_catalog(ngx_http_saveitem_conn_t *sc,
+    ngx_uint_t stmt);
 
 
 /* src/ngx_http_saveitem_batch.c */
@@ -227,6 +242,9 @@ void ngx_http_saveitem_batch_commit_result(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 void ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc);
 void ngx_http_saveitem_not_run(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
+    ngx_http_saveitem_expect_e type, ngx_uint_t arg,
+    ngx_http_saveitem_kind_e kind);
 
 
 /* src/ngx_http_saveitem_job.c */
@@ -237,12 +255,16 @@ void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
     ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
 void ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_job_t *job, ngx_uint_t head);
+void ngx_http_saveitem_job_fail_head(ngx_http_saveitem_pool_t *pool,
+    ngx_http_saveitem_reason_e reason);
 void ngx_http_saveitem_job_fail_waiting(ngx_http_saveitem_pool_t *pool,
     ngx_http_saveitem_reason_e reason);
 ngx_msec_t ngx_http_saveitem_retry_left(ngx_http_saveitem_pool_t *pool);
 void ngx_http_saveitem_job_forget_pk(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_requeue(ngx_http_saveitem_pool_t *pool,
     ngx_queue_t *jobs);
+ngx_uint_t ngx_http_saveitem_job_held(ngx_http_saveitem_pool_t *pool,
+    ngx_uint_t now);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_POOL_H_INCLUDED_ */

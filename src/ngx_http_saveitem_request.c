@@ -46,6 +46,15 @@ static ngx_int_t ngx_http_saveitem_bulk(ngx_http_request_t *r,
     ngx_http_saveitem_ctx_t *ctx, ngx_str_t *body);
 static ngx_int_t ngx_http_saveitem_read_body(ngx_http_request_t *r,
     ngx_str_t *body);
+static ngx_http_saveitem_stmt_t *ngx_http_saveitem_stmt(ngx_http_request_t *r);
+static ngx_int_t ngx_http_saveitem_judge(ngx_http_request_t *r,
+    ngx_http_saveitem_stmt_t *stmt, u_char *doc, size_t len, ngx_str_t *key,
+    ngx_http_saveitem_facts_t *f);
+static ngx_int_t ngx_http_saveitem_values(ngx_http_request_t *r,
+    ngx_http_saveitem_ctx_t *ctx, ngx_http_saveitem_stmt_t *stmt,
+    ngx_str_t *key, ngx_http_saveitem_facts_t *f);
+static ngx_int_t ngx_http_saveitem_refused(ngx_http_request_t *r,
+    ngx_http_saveitem_facts_t *f);
 static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static void ngx_http_saveitem_cleanup(void *data);
@@ -164,6 +173,7 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
     ngx_int_t                      rc;
     ngx_str_t                      body, key;
     saveitem_json_error_t          json;
+    ngx_http_saveitem_stmt_t      *stmt;
     ngx_http_saveitem_facts_t      f;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
@@ -207,7 +217,31 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
 
     ngx_str_null(&key);
 
-    rc = slcf->idempotency ? ngx_http_saveitem_key(r, &key) : NGX_OK;
+    stmt = ngx_http_saveitem_stmt(r);
+
+    if (stmt->mapped) {
+        ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
+
+        rc = ngx_http_saveitem_values(r, ctx, stmt, &key, &f);
+
+        if (rc == NGX_OK) {
+            rc = ngx_http_saveitem_judge(r, stmt, body.data, body.len, &key,
+                                         &f);
+        }
+
+        if (rc == NGX_ERROR) {
+            return ngx_http_saveitem_fail(r);
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_saveitem_refused(r, &f);
+        }
+    }
+
+    /* a key from a mapped column is the key: the header is not asked */
+
+    rc = (slcf->idempotency && stmt->key_col < 0)
+         ? ngx_http_saveitem_key(r, &key) : NGX_OK;
 
     if (rc == NGX_ERROR) {
         return ngx_http_saveitem_fail(r);
@@ -270,6 +304,7 @@ ngx_http_saveitem_post(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
     job->bulk = bulk;
     job->batch_rows = slcf->batch_rows;
     job->batch_bytes = slcf->batch_bytes;
+    job->values = ctx->values;
 
     if (ngx_http_saveitem_job_post(job) != NGX_OK) {
         f = job->facts;
@@ -305,10 +340,12 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
     ngx_uint_t                     n;
     saveitem_docs_t                docs;
     saveitem_json_error_t          json;
+    ngx_http_saveitem_stmt_t      *stmt;
     ngx_http_saveitem_facts_t      f;
     ngx_http_saveitem_loc_conf_t  *slcf;
 
     slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+    stmt = ngx_http_saveitem_stmt(r);
 
     ngx_memzero(&f, sizeof(ngx_http_saveitem_facts_t));
     f.outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
@@ -329,6 +366,20 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
         f.reason = NGX_HTTP_SAVEITEM_R_BULK_KEY;
         return ngx_http_saveitem_answer(r, &f);
+    }
+
+    /* the nginx values of a bulk body's documents: the same for each */
+
+    if (stmt->mapped) {
+        rc = ngx_http_saveitem_values(r, ctx, stmt, &key, &f);
+
+        if (rc == NGX_ERROR) {
+            return ngx_http_saveitem_fail(r);
+        }
+
+        if (rc == NGX_DECLINED) {
+            return ngx_http_saveitem_refused(r, &f);
+        }
     }
 
     n = 0;
@@ -355,6 +406,21 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
 
             if (rc != SAVEITEM_JSON_OK) {
                 return ngx_http_saveitem_fail(r);
+            }
+
+            if (stmt->mapped) {
+                rc = ngx_http_saveitem_judge(r, stmt, body->data + start,
+                                             end - start, NULL, &f);
+
+                if (rc == NGX_ERROR) {
+                    return ngx_http_saveitem_fail(r);
+                }
+
+                if (rc == NGX_DECLINED) {
+                    f.index = n;
+                    f.indexed = 1;
+                    return ngx_http_saveitem_refused(r, &f);
+                }
             }
 
             size += end - start + 1;
@@ -528,6 +594,240 @@ ngx_http_saveitem_read_body(ngx_http_request_t *r, ngx_str_t *body)
 }
 
 
+static ngx_http_saveitem_stmt_t *
+ngx_http_saveitem_stmt(ngx_http_request_t *r)
+{
+    ngx_http_saveitem_loc_conf_t   *slcf;
+    ngx_http_saveitem_main_conf_t  *smcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_saveitem_module);
+
+    return (ngx_http_saveitem_stmt_t *) smcf->stmts.elts + slcf->stmt;
+}
+
+
+/*
+ * A document against the mapped columns (src/ngx_http_saveitem_map.c);
+ * key: with a key taken from a field, that field's text, when present.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_judge(ngx_http_request_t *r, ngx_http_saveitem_stmt_t *stmt,
+    u_char *doc, size_t len, ngx_str_t *key, ngx_http_saveitem_facts_t *f)
+{
+    u_char                        *p;
+    size_t                         n;
+    ngx_int_t                      rc;
+    saveitem_jv_t                  v;
+    ngx_http_saveitem_col_t       *col;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
+    rc = ngx_http_saveitem_map_judge(stmt, slcf->strict == 1, doc, len, f);
+
+    if (rc != NGX_OK || key == NULL || stmt->key_col < 0) {
+        return rc;
+    }
+
+    col = &stmt->cols[stmt->key_col];
+
+    if (col->value >= 0) {
+        return NGX_OK;
+    }
+
+    if (saveitem_json_find(doc, len, col->parts, col->nparts, &v) != 0) {
+        return NGX_ERROR;
+    }
+
+    if (v.type == SAVEITEM_JV_ABSENT || v.type == SAVEITEM_JV_NULL) {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, NGX_HTTP_SAVEITEM_KEY_LEN + 1);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = saveitem_json_text(&v, p, NGX_HTTP_SAVEITEM_KEY_LEN);
+
+    if (n == (size_t) -1 || !saveitem_key_is_valid(p, n)) {
+        f->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+        f->reason = NGX_HTTP_SAVEITEM_R_INVALID_VALUE;
+        f->key = col->path;
+        f->col = col->name;
+        f->type = col->type_name;
+        f->why = "is not a key: 1 to 255 visible ASCII characters";
+        return NGX_DECLINED;
+    }
+
+    p[n] = '\0';
+
+    key->data = p;
+    key->len = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The nginx values of the mapped columns, evaluated for this request,
+ * as a JSON array of strings (an empty value: null, which stores NULL);
+ * key: with a key taken from a value, that value, when not empty.
+ */
+
+static ngx_int_t
+ngx_http_saveitem_values(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
+    ngx_http_saveitem_stmt_t *stmt, ngx_str_t *key,
+    ngx_http_saveitem_facts_t *f)
+{
+    u_char                        *p, *start;
+    size_t                         len;
+    ngx_str_t                     *v;
+    ngx_uint_t                     i;
+    saveitem_json_error_t          json;
+    ngx_http_saveitem_col_t       *col;
+    ngx_http_complex_value_t      *cv;
+    ngx_http_saveitem_loc_conf_t  *slcf;
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_saveitem_module);
+
+    if (stmt->nvalues == 0) {
+        ctx->values = (u_char *) "[]";
+        return NGX_OK;
+    }
+
+    v = ngx_palloc(r->pool, stmt->nvalues * sizeof(ngx_str_t));
+    if (v == NULL) {
+        return NGX_ERROR;
+    }
+
+    cv = slcf->values->elts;
+    len = sizeof("[]");
+
+    for (i = 0; i < stmt->nvalues; i++) {
+        if (ngx_http_complex_value(r, &cv[i], &v[i]) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        len += sizeof("\"\",") + saveitem_json_escape(NULL, v[i].data,
+                                                      v[i].len);
+    }
+
+    for (i = 0; i < stmt->ncols; i++) {
+        col = &stmt->cols[i];
+
+        if (col->value < 0) {
+            continue;
+        }
+
+        if (ngx_http_saveitem_map_judge_value(stmt, i, v[col->value].data,
+                                              v[col->value].len, f)
+            != NGX_OK)
+        {
+            f->key = col->path;
+            return NGX_DECLINED;
+        }
+
+        if ((ngx_int_t) i == stmt->key_col && v[col->value].len) {
+            if (!saveitem_key_is_valid(v[col->value].data,
+                                       v[col->value].len))
+            {
+                f->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+                f->reason = NGX_HTTP_SAVEITEM_R_INVALID_VALUE;
+                f->key = col->path;
+                f->col = col->name;
+                f->type = col->type_name;
+                f->why = "is not a key: 1 to 255 visible ASCII characters";
+                return NGX_DECLINED;
+            }
+
+            key->data = ngx_pnalloc(r->pool, v[col->value].len + 1);
+            if (key->data == NULL) {
+                return NGX_ERROR;
+            }
+
+            key->len = v[col->value].len;
+            *ngx_cpymem(key->data, v[col->value].data, key->len) = '\0';
+        }
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->values = p;
+    *p++ = '[';
+
+    for (i = 0; i < stmt->nvalues; i++) {
+        if (i) {
+            *p++ = ',';
+        }
+
+        if (v[i].len == 0) {
+            p = ngx_cpymem(p, "null", 4);
+            continue;
+        }
+
+        start = p;
+        *p++ = '"';
+        p += saveitem_json_escape(p, v[i].data, v[i].len);
+        *p++ = '"';
+
+        /* not UTF-8, or a NUL: no text column could hold it */
+
+        if (saveitem_json_check(start, p - start, &json) != SAVEITEM_JSON_OK) {
+            for (col = stmt->cols; col->value != (ngx_int_t) i; col++) {
+                /* void */
+            }
+
+            f->outcome = NGX_HTTP_SAVEITEM_NOT_STORED;
+            f->reason = NGX_HTTP_SAVEITEM_R_INVALID_VALUE;
+            f->key = col->path;
+            f->col = col->name;
+            f->type = col->type_name;
+            f->why = "is not UTF-8 text";
+            return NGX_DECLINED;
+        }
+    }
+
+    *p++ = ']';
+    *p = '\0';
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_saveitem_refused(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
+{
+    switch (f->reason) {
+
+    case NGX_HTTP_SAVEITEM_R_UNKNOWN_KEY:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "saveitem: unknown key \"%V\" (saveitem_strict)",
+                      &f->key);
+        break;
+
+    case NGX_HTTP_SAVEITEM_R_MISSING_KEY:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "saveitem: key \"%V\" is required: column \"%V\" is "
+                      "NOT NULL and has no default", &f->key, &f->col);
+        break;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "saveitem: \"%V\" %s for column \"%V\" (%V)",
+                      &f->key, f->why, &f->col, &f->type);
+        break;
+    }
+
+    return ngx_http_saveitem_answer(r, f);
+}
+
+
 /*
  * The Idempotency-Key header, at most once, bare or quoted (an sf-string,
  * see saveitem_key_unquote()); null-terminated, as libpq takes it.
@@ -669,6 +969,7 @@ ngx_http_saveitem_job_handler(ngx_http_saveitem_job_t *job)
         rc = ngx_http_saveitem_answer_internal(r, &ctx->fallback, 1);
 
     } else {
+        ctx->action = job->action;
         rc = ngx_http_saveitem_answer_pk(r, &ctx->pk, job->pk_number,
                                          job->facts.replayed);
     }

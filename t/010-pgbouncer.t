@@ -32,7 +32,12 @@ END
 $$;
 CREATE TRIGGER act BEFORE INSERT ON t10.items
     FOR EACH ROW EXECUTE FUNCTION t10.act();
+CREATE TABLE t10.typed (id bigserial PRIMARY KEY, n int NOT NULL,
+                        ext text UNIQUE, v int CHECK (v < 100), ip inet,
+                        at timestamptz NOT NULL DEFAULT now());
 _SQL_
+
+our $Typed = "/tmp/saveitem-t-bouncer-typed-$$";
 
 # in front of the suite's cluster; stopped at the end whatever happens
 system('bash', $Bouncer, 'start') == 0
@@ -144,6 +149,25 @@ cmp_ok($Pools{cl_active} // 0, '>', $servers,
 is(psql(q{SELECT count(*) FROM t10.items WHERE data ? 'bad'}), 0,
    'the statement cancelled by the query timeout left no row');
 
+# mapped columns behind the pooler: keys from the document, a CHECK
+my (%typed, %pk_of);
+
+for my $r (SaveItem::Test::burst_results($Typed)) {
+    my ($doc, $status, $body) = @$r;
+    my ($n) = $doc =~ /"n": (\d+)/;
+    $typed{$status}++;
+    push @{ $pk_of{$n} }, $1 if $body =~ /^\{"pk": (\d+)\}$/;
+}
+
+is_deeply(\%typed, { 200 => 36, 422 => 4 },
+          'mapped columns through PgBouncer: 36 stored or replayed, the 4 '
+          . 'a CHECK refuses 422');
+is(scalar(grep { @{ $pk_of{$_} } == 2 && $pk_of{$_}[0] == $pk_of{$_}[1] }
+          keys %pk_of), 18, '... each key sent twice answered one row');
+is(psql(q{SELECT count(*) FROM t10.typed WHERE ip = '127.0.0.1'
+          AND ext IS NOT NULL}), 18,
+   '... eighteen rows, with the client address');
+
 is_deeply([leaked_settings()], [('0') x 4],
           'no server connection kept a statement_timeout for other clients');
 
@@ -191,3 +215,32 @@ prepared statement
 saveitem: PostgreSQL error 57014: canceling statement due to statement timeout
 --- wait: 2.5
 --- timeout: 4
+
+
+
+=== TEST 3: mapped columns and keys from the document through PgBouncer
+--- http_config
+    saveitem_database "hostaddr=127.0.0.1 port=$TEST_NGINX_PGBOUNCER_PORT dbname=saveitem user=postgres application_name=bouncer" pool=16 prepare=off;
+    saveitem_batch $TEST_NGINX_SAVEITEM_BATCH;
+--- config
+    location = /typed {
+        saveitem t10.typed column=off idempotency=ext;
+        saveitem_field n;
+        saveitem_field ext;
+        saveitem_field v;
+        saveitem_value ip $remote_addr;
+    }
+--- init
+SaveItem::Test::burst('/typed',
+                      [map { my $k = $_ % 20;
+                             qq({"n": $k, "ext": "e$k", "v": )
+                             . ($k == 3 || $k == 7 ? 500 : $k) . '}' } 1 .. 40],
+                      $main::Typed, 0);
+--- request
+POST /typed
+{"n": 0}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- wait: 2
+--- no_error_log
+prepared statement

@@ -33,6 +33,8 @@
  *                            because of that)
  *   saveitem_pk_is_number    what it calls a number is a JSON number
  *   saveitem_sqlstate_*      a known status and a code for any string
+ *   saveitem_json_find, _unknown_key, _text, saveitem_type_check*
+ *                            see fuzz_field.c
  *
  * A failed oracle aborts: libFuzzer saves the input as a crash.
  */
@@ -721,6 +723,9 @@ fuzz_key_unquote(const unsigned char *data, size_t size)
 }
 
 
+void fuzz_field(const unsigned char *data, size_t size);
+
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -731,6 +736,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fuzz_pk_is_number(data, size);
     fuzz_sqlstate(data, size);
     fuzz_key_unquote(data, size);
+    fuzz_field(data, size);
 
     return 0;
 }
