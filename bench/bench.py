@@ -817,9 +817,10 @@ def module_server(a, db, workdir, workers, batch, status_port=None,
         extra = "client_body_buffer_size  %dk;\n            %s" % (
             (bulk * 256 + 1023) // 1024, extra)
     waits = ""
-    if location is None:
-        location = "saveitem  items%s;\n            %s" % (
-            " bulk=%d" % bulk if bulk else "", extra)
+    if location is None or location.startswith("saveitem "):
+        if location is None:
+            location = "saveitem  items%s;\n            %s" % (
+                " bulk=%d" % bulk if bulk else "", extra)
         if a.has_waits:
             waits = """
 
@@ -1099,6 +1100,19 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     else:
         ok, facts, problems = check(db, base + "-m", prefix, s, sent_before,
                                     clients)
+    if target.startswith("module-mapped-"):
+        # the typed columns hold what the document says, and the address
+        bad = int(db.sql(
+            "SELECT count(*) FROM items WHERE data->>'run' = '%s-m' AND"
+            " (run IS DISTINCT FROM data->>'run'"
+            " OR t IS DISTINCT FROM (data->>'t')::int"
+            " OR n IS DISTINCT FROM (data->>'n')::bigint"
+            " OR kind IS DISTINCT FROM data->>'kind'"
+            " OR ip IS DISTINCT FROM '127.0.0.1')" % base).strip())
+        if bad:
+            problems.append("%d rows whose typed columns do not hold their"
+                            " document's values" % bad)
+            ok = False
     refused = None
     if poison:
         more, refused = check_poison(s, clients)
