@@ -47,6 +47,7 @@ static void ngx_http_saveitem_conn_setup_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
 static void ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
     ngx_http_saveitem_expect_t *e, PGresult *res);
+static void ngx_http_saveitem_conn_catalog_free(void *data);
 static void ngx_http_saveitem_set_failed(ngx_http_saveitem_conn_t *sc,
     PGresult *res);
 static void ngx_http_saveitem_conn_idle(ngx_http_saveitem_conn_t *sc);
@@ -1035,6 +1036,7 @@ ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
 {
     ngx_int_t                  rc;
     ngx_pool_t                *pool;
+    ngx_pool_cleanup_t        *cln;
     ngx_http_saveitem_stmt_t  *stmt;
 
     stmt = &sc->pool->stmts[e->arg];
@@ -1059,6 +1061,21 @@ ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
                                      res);
     PQclear(res);
 
+    /* the statements live as long as the worker */
+
+    if (rc == NGX_OK) {
+        cln = ngx_pool_cleanup_add(ngx_cycle->pool, 0);
+
+        if (cln == NULL) {
+            stmt->built = 0;
+            rc = NGX_ERROR;
+
+        } else {
+            cln->handler = ngx_http_saveitem_conn_catalog_free;
+            cln->data = pool;
+        }
+    }
+
     if (rc == NGX_OK) {
         ngx_log_error(NGX_LOG_NOTICE, &sc->log, 0,
                       "saveitem: read the columns of %V from PostgreSQL (%V)",
@@ -1075,6 +1092,15 @@ ngx_http_saveitem_conn_catalog_result(ngx_http_saveitem_conn_t *sc,
                       "until it does", &stmt->table, &sc->pool->db->display,
                       &stmt->error);
     }
+}
+
+
+static void
+ngx_http_saveitem_conn_catalog_free(void *data)
+{
+    ngx_pool_t *pool = data;
+
+    ngx_destroy_pool(pool);
 }
 
 
