@@ -25,6 +25,13 @@ CREATE TABLE t22.pairs (
     v text,
     UNIQUE (a, b)
 );
+CREATE TABLE t22.payments (
+    id bigserial PRIMARY KEY,
+    ext text UNIQUE,
+    amount int NOT NULL CHECK (amount >= 0),
+    via inet,
+    at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
 CREATE TABLE t22.readings (
     id bigserial PRIMARY KEY,
     sensor int NOT NULL,
@@ -33,7 +40,7 @@ CREATE TABLE t22.readings (
 );
 _SQL_
 
-our @Bursts = map { "/tmp/saveitem-t22-burst$_-$$" } 0 .. 1;
+our @Bursts = map { "/tmp/saveitem-t22-burst$_-$$" } 0 .. 2;
 
 our $http_config = <<'_EOC_';
     saveitem_database "$TEST_NGINX_DB" pool=2;
@@ -60,6 +67,14 @@ our $config = <<'_EOC_';
         saveitem_field b;
         saveitem_field v;
         saveitem_conflict a,b update;
+    }
+    location = /payments {
+        saveitem t22.payments column=off idempotency=ext;
+        saveitem_batch on rows=8;
+        saveitem_field ext;
+        saveitem_field amount;
+        saveitem_field at;
+        saveitem_value via $remote_addr;
     }
     location = /readings {
         saveitem t22.readings column=off;
@@ -106,6 +121,27 @@ is_deeply(\%bad, { 400 => 5, 422 => 5 }, '... the five the module refuses '
           . '400, the five the CHECK refuses 422');
 is(psql(q{SELECT count(*) FROM t22.readings WHERE sensor > 0}), 30,
    '... thirty rows');
+
+# keyed rows with a CHECK among them, each key sent twice at once: group
+# commit, isolation of the refused ones with savepoints, replays
+my (%pay, %pk_of);
+
+for my $r (burst_results($Bursts[2])) {
+    my ($doc, $status, $body) = @$r;
+    my ($k) = $doc =~ /"ext": "p(\d+)"/;
+    $pay{$status}++;
+    push @{ $pk_of{$k} }, $1 if $body =~ /^\{"pk": (\d+)\}$/;
+}
+
+is_deeply(\%pay, { 200 => 40, 422 => 8 },
+          'keyed typed rows, two copies of each at once: 40 stored or '
+          . 'replayed, the 8 a CHECK refuses 422');
+is(scalar(grep { @{ $pk_of{$_} } == 2 && $pk_of{$_}[0] == $pk_of{$_}[1] }
+          keys %pk_of), 20, '... both copies of a key answered its one row');
+is(psql(q{SELECT count(*) FROM t22.payments WHERE ext LIKE 'p%'}), 20,
+   '... twenty rows');
+is(psql(q{SELECT count(*) FROM t22.payments WHERE amount < 0}), 0,
+   '... none refused stored');
 
 is(psql(q{SELECT name, visits FROM t22.accounts WHERE email = 'ann@x'}),
    'Ann B|2', 'update: the new values');
@@ -217,6 +253,24 @@ SaveItem::Test::burst('/readings',
 --- request
 POST /readings
 {"sensor": 0, "value": 0}
+--- response_body_like chomp
+^\{"pk": \d+\}\n$
+--- wait: 2
+
+
+
+=== TEST 8: keyed typed rows, a CHECK refusing some, each key twice at once
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- init
+SaveItem::Test::burst('/payments',
+                      [map { my $k = $_ % 24;
+                             qq({"ext": "p$k", "amount": )
+                             . ($k % 6 == 5 ? -1 : $k) . '}' } 0 .. 47],
+                      $main::Bursts[2], 0);
+--- request
+POST /payments
+{"amount": 0}
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- wait: 2
