@@ -3,7 +3,8 @@ util/fault/campaign, not this
 
 Each round draws from its seed (drawn from the master seed):
 
-  - a configuration: saveitem_batch on (rows= 2 to 64, mostly below 32) or
+  - a configuration (typed columns beside the document in four rounds of
+    ten: saveitem_field and saveitem_value): saveitem_batch on (rows= 2 to 64, mostly below 32) or
     off; pool=, queue=, queue_timeout=, lifetime= (1 s, the shortest
     taken, forces reconnects); saveitem_query_timeout (now and then 25d,
     more than statement_timeout takes: refused at start); prepared
@@ -126,7 +127,7 @@ END
 $$;
 DROP TABLE IF EXISTS %(t)s;
 CREATE TABLE %(t)s (id bigserial PRIMARY KEY,
-                    data jsonb NOT NULL CHECK (NOT data ? 'guilty')%(key)s);
+                    data jsonb NOT NULL CHECK (NOT data ? 'guilty')%(key)s%(mapped)s);
 CREATE TRIGGER act BEFORE INSERT ON %(t)s
     FOR EACH ROW EXECUTE FUNCTION campaign.act();
 """
@@ -210,6 +211,10 @@ class Draw:
         r.shuffle(self.faults)
         self.rng = r                # the rest of the round draws from it
 
+        # typed columns beside the document (saveitem_field, saveitem_value:
+        # issue 18), drawn apart so that the draws above stay the seed's
+        self.mapped = random.Random(seed ^ 0x5eed).random() < 0.4
+
     def conninfo(self):
         if self.route == "pgbouncer":
             return ("host=127.0.0.1 port=%d dbname=saveitem user=postgres "
@@ -226,6 +231,7 @@ class Draw:
             "query_timeout=" + self.query_timeout,
             self.route,
             self.key and "key=" + self.key,
+            self.mapped and "mapped",
             self.focus and "focus=" + self.focus,
             self.bulk and "bulk=%d" % self.bulk,
             "clients=%d %.1fs" % (self.clients, self.seconds),
@@ -266,6 +272,11 @@ class Nginx(lib.Nginx):
             db += " prepare=off"
         loc = TABLE + (" idempotency=idem" if d.key else "") + (
             " bulk=%d" % d.bulk if d.bulk else "")
+        if d.mapped:
+            loc += (";\n            saveitem_field c; saveitem_field r;"
+                    " saveitem_field i; saveitem_field pad;"
+                    " saveitem_field at;"
+                    "\n            saveitem_value ip $remote_addr")
         http = """
     access_log off;
     keepalive_timeout 0;
@@ -542,7 +553,11 @@ class Round:
         d = self.draw
         key = {None: "", "text": ", idem text UNIQUE",
                "bigint": ", idem bigint UNIQUE"}[d.key]
-        PG.psql(SETUP_SQL % {"role": ROLE, "t": TABLE, "key": key})
+        mapped = (", c bigint NOT NULL, r int, i int, pad text,"
+                  " ip inet, at timestamptz DEFAULT clock_timestamp()"
+                  if d.mapped else "")
+        PG.psql(SETUP_SQL % {"role": ROLE, "t": TABLE, "key": key,
+                             "mapped": mapped})
         nginx = Nginx(d)
         if d.query_timeout == "25d":
             # more than statement_timeout takes: refused at start is right
@@ -605,6 +620,8 @@ class Round:
 
         self.check_answers(rows, problem)
         self.check_rows(rows, problem)
+        if self.draw.mapped:
+            self.check_mapped(problem)
         for kind, items in sorted(bad.items()):
             self.fail("%s: %d, e.g. %s" % (kind, len(items),
                                           "; ".join(items[:2])))
@@ -625,6 +642,17 @@ class Round:
             rid, key, data = line.split("|", 2)
             rows[int(rid)] = (key, json.loads(data))
         return rows
+
+    def check_mapped(self, problem):
+        """typed columns: each holds its key of the row's document"""
+        out = PG.psql(
+            "SELECT id FROM %s WHERE c IS DISTINCT FROM (data->>'c')::bigint"
+            " OR r IS DISTINCT FROM (data->>'r')::int"
+            " OR i IS DISTINCT FROM (data->>'i')::int"
+            " OR pad IS DISTINCT FROM data->>'pad'"
+            " OR ip IS DISTINCT FROM '127.0.0.1' OR at IS NULL" % TABLE)
+        for rid in filter(None, out.split("\n")):
+            problem("typed columns not the document's", "row %s" % rid)
 
     def check_answers(self, rows, problem):
         """each answer against the rows"""
