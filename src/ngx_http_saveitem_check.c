@@ -72,7 +72,9 @@ saveitem_content_type_is_json(const unsigned char *p, size_t len)
 
 /*
  * An error one document of a bulk body can be at fault for: data (22) or
- * integrity (23); 22012 is the probe's own (a division by zero).
+ * integrity (23), or with saveitem_conflict a key the body holds twice
+ * (21000: ON CONFLICT cannot affect a row twice); 22012 is the probe's own
+ * (a division by zero).
  */
 
 int
@@ -80,7 +82,8 @@ saveitem_sqlstate_is_document(const char *sqlstate)
 {
     return sqlstate != NULL
            && (strncmp(sqlstate, "22", 2) == 0
-               || strncmp(sqlstate, "23", 2) == 0)
+               || strncmp(sqlstate, "23", 2) == 0
+               || strcmp(sqlstate, "21000") == 0)
            && strcmp(sqlstate, "22012") != 0;
 }
 
@@ -96,7 +99,7 @@ saveitem_sqlstate_status(const char *sqlstate)
         return 400;
     }
 
-    if (strcmp(sqlstate, "23505") == 0) {
+    if (strcmp(sqlstate, "23505") == 0 || strcmp(sqlstate, "21000") == 0) {
         return 409;
     }
 

@@ -68,6 +68,12 @@ our $config = <<'_EOC_';
         saveitem_field v;
         saveitem_conflict a,b update;
     }
+    location = /accounts/bulk {
+        saveitem t22.accounts column=off bulk=10;
+        saveitem_field email;
+        saveitem_field name;
+        saveitem_conflict email update;
+    }
     location = /payments {
         saveitem t22.payments column=off idempotency=ext;
         saveitem_batch on rows=8;
@@ -149,6 +155,10 @@ is(psql(q{SELECT name FROM t22.accounts WHERE email = 'bob@x'}), 'Bob',
    'nothing: the first values kept');
 is(psql(q{SELECT v FROM t22.pairs WHERE a = 1 AND b = 2}), 'second',
    'a key of two columns');
+is(psql(q{SELECT name FROM t22.accounts WHERE email = 'dan@x'}), 'Dan B',
+   'a bulk body of upserts updates');
+is(psql(q{SELECT count(*) FROM t22.accounts WHERE email IN ('gus@x', 'hal@x')}),
+   0, 'a bulk body with one key twice: none of it stored');
 
 __DATA__
 
@@ -274,3 +284,18 @@ POST /payments
 --- response_body_like chomp
 ^\{"pk": \d+\}\n$
 --- wait: 2
+
+
+
+=== TEST 9: a bulk body of upserts: pks in order, one key twice is 409 naming it
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+["POST /accounts/bulk\n[{\"email\": \"dan\@x\", \"name\": \"Dan\"}, {\"email\": \"eve\@x\"}]",
+ "POST /accounts/bulk\n[{\"email\": \"dan\@x\", \"name\": \"Dan B\"}, {\"email\": \"fay\@x\"}]",
+ "POST /accounts/bulk\n[{\"email\": \"gus\@x\"}, {\"email\": \"hal\@x\"}, {\"email\": \"gus\@x\", \"name\": \"twice\"}]"]
+--- error_code eval
+[200, 200, 409]
+--- response_body_like eval
+['^\{"pks": \[\d+, \d+\]\}$', '^\{"pks": \[\d+, \d+\]\}$',
+ '^\{"error": "conflict", .*"sqlstate": "21000", "index": 2\}$']
