@@ -136,6 +136,9 @@ typedef enum {
     NGX_HTTP_SAVEITEM_R_ROW_SKIPPED,     /* no row came back */
     NGX_HTTP_SAVEITEM_R_SQL_ERROR,       /* see the SQLSTATE */
     NGX_HTTP_SAVEITEM_R_INTERNAL,
+    NGX_HTTP_SAVEITEM_R_CODING,          /* Content-Encoding not taken */
+    NGX_HTTP_SAVEITEM_R_DECODE_FAILED,   /* corrupt, truncated, trailing */
+    NGX_HTTP_SAVEITEM_R_DECODED_TOO_LARGE,  /* decompressed_max_size */
     NGX_HTTP_SAVEITEM_R_LAST
 } ngx_http_saveitem_reason_e;
 

@@ -134,7 +134,18 @@ static ngx_http_saveitem_answer_t
 
     /* INTERNAL */
     { NGX_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
-      "the server could not handle the request" }
+      "the server could not handle the request" },
+
+    /* CODING */
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_content_encoding",
+      "the content coding is not one this location takes "
+      "(see Accept-Encoding)" },
+
+    /* DECODE_FAILED: the decoder's words, naming the coding */
+    { NGX_HTTP_BAD_REQUEST, "invalid_content_encoding", NULL },
+
+    /* DECODED_TOO_LARGE: the same, with the limit */
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "decompressed_body_too_large", NULL }
 };
 
 
@@ -200,6 +211,10 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
 
     if (json != NULL) {
         msg = (u_char *) json->message;
+    }
+
+    if (msg == NULL && f->detail != NULL) {
+        msg = (u_char *) f->detail;
     }
 
     if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
@@ -569,6 +584,29 @@ ngx_http_saveitem_answer_not_allowed(ngx_http_request_t *r,
     }
 
     return ngx_http_saveitem_answer_refuse(r, reason);
+}
+
+
+/*
+ * A Content-Encoding the location does not take: 415 with Accept-Encoding,
+ * the codings it does take (RFC 7694), "identity" for none
+ */
+
+ngx_int_t
+ngx_http_saveitem_answer_coding(ngx_http_request_t *r, ngx_str_t *accept)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return ngx_http_saveitem_answer_refuse(r, NGX_HTTP_SAVEITEM_R_INTERNAL);
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Accept-Encoding");
+    h->value = *accept;
+
+    return ngx_http_saveitem_answer_refuse(r, NGX_HTTP_SAVEITEM_R_CODING);
 }
 
 

@@ -31,7 +31,13 @@ typedef struct {
     u_char                       *file;
     ngx_uint_t                    line;
     ngx_flag_t                    ready;      /* saveitem_ready */
+    ngx_uint_t                    decompress; /* SAVEITEM_CODING_* mask */
+    size_t                        decompress_max;  /* unset: as
+                                                      client_max_body_size */
 } ngx_http_saveitem_loc_conf_t;
+
+
+typedef struct ngx_http_saveitem_decode_s  ngx_http_saveitem_decode_t;
 
 
 typedef struct {
@@ -41,6 +47,7 @@ typedef struct {
     u_char                        sqlstate[6];
     ngx_buf_t                     fallback;   /* see answer_internal() */
     unsigned                      lines:1;    /* an NDJSON body */
+    ngx_http_saveitem_decode_t   *decode;     /* a compressed body */
 } ngx_http_saveitem_ctx_t;
 
 
@@ -68,6 +75,8 @@ ngx_int_t ngx_http_saveitem_answer_not_allowed(ngx_http_request_t *r,
     ngx_http_saveitem_reason_e reason);
 ngx_int_t ngx_http_saveitem_answer_internal(ngx_http_request_t *r,
     ngx_buf_t *b, ngx_uint_t unknown);
+ngx_int_t ngx_http_saveitem_answer_coding(ngx_http_request_t *r,
+    ngx_str_t *accept);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_HTTP_H_INCLUDED_ */
