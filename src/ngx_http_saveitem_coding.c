@@ -289,6 +289,12 @@ saveitem_coding_feed(saveitem_coding_t *c, const unsigned char *p,
     *used = 0;
     produced = 0;
 
+    if (p == NULL) {
+        /* no input: p + 0 must still be a pointer */
+        p = (const unsigned char *) "";
+        len = 0;
+    }
+
     if (c->state == SAVEITEM_CODING_S_DONE) {
         return len ? SAVEITEM_CODING_TRAILING : SAVEITEM_CODING_DONE;
     }

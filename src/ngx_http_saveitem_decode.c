@@ -312,7 +312,11 @@ ngx_http_saveitem_decode_step(ngx_http_request_t *r,
         rc = saveitem_coding_feed(&d->coding, d->pos, d->last - d->pos,
                                   &used, NGX_HTTP_SAVEITEM_DECODE_STEP - made,
                                   d->end);
-        d->pos += used;
+
+        if (used) {
+            /* an empty buffer may have no pointers at all */
+            d->pos += used;
+        }
 
         switch (rc) {
 
@@ -349,8 +353,7 @@ ngx_http_saveitem_decode_next(ngx_http_request_t *r,
     for ( ;; ) {
 
         if (d->cl == NULL) {
-            d->pos = NULL;
-            d->last = NULL;
+            d->pos = d->last = (u_char *) "";
             d->end = 1;
             return NGX_OK;
         }
