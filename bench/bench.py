@@ -25,7 +25,10 @@ once), module-batch-<N>w (group commit, the default configuration:
 module-bulk-<N>w (bulk bodies: group commit's configuration, the location
 `saveitem items bulk=100;`, each POST a JSON array of 100 documents,
 bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
-checked against its document), module-pgbouncer (group commit, 1 worker,
+checked against its document), module-bulk-ndjson-<N>w,
+module-bulk-gzip-<N>w and module-bulk-zstd-<N>w (the same 100 documents
+as NDJSON: plain, gzip, zstd; compressed by wrk, decompressed by the
+module), module-pgbouncer (group commit, 1 worker,
 `prepare=off`, through Debian's PgBouncer in transaction mode,
 util/pgbouncer.sh, default_pool_size BENCH_PGBOUNCER_POOL), aiohttp,
 tornado, flask (bench/peers/). A module built before saveitem_batch (or
@@ -73,7 +76,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
 DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
-                   "module-bulk-2w,module-1w,module-2w,"
+                   "module-bulk-2w,module-bulk-ndjson-1w,"
+                   "module-bulk-gzip-1w,module-bulk-zstd-1w,"
+                   "module-1w,module-2w,"
                    "module-batch-1w,module-batch-2w,module-pgbouncer,"
                    "aiohttp,tornado,flask")
 
@@ -252,6 +257,7 @@ def parse_args():
         so = f.read()
     a.has_batch = b"saveitem_batch" in so
     a.has_bulk = b"bulk=" in so
+    a.has_decompress = b"saveitem_decompress" in so
 
     for t in a.targets:
         if t not in tuple(PGBENCH) + tuple(PEERS) + HTTP_EXTRA \
@@ -270,8 +276,16 @@ def module_workers(target):
     """nginx workers of a target served by the module, 0 for the others"""
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch|-bulk)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-bulk(?:-ndjson|-gzip|-zstd)?)?-(\d+)w",
+                     target)
     return int(m.group(2)) if m else 0
+
+
+def bulk_coding(target):
+    """module-bulk-{ndjson,gzip,zstd}-<N>w: NDJSON bodies, as they are or
+    in that Content-Encoding (bench/bulk.lua); "" for the others"""
+    m = re.fullmatch(r"module-bulk-(ndjson|gzip|zstd)-\d+w", target)
+    return m.group(1) if m else ""
 
 
 def bulk_docs(target):
@@ -526,7 +540,7 @@ def read_summary(path):
 
 
 def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
-             poison=0, docs=1):
+             poison=0, docs=1, coding=""):
     """docs > 1: bench/bulk.lua, arrays of that many documents (no
     poison)"""
     threads = max(1, min(a.threads, clients))
@@ -536,7 +550,8 @@ def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
             os.unlink(prefix + ext)
 
     if docs > 1:
-        script, args = "bulk.lua", [str(stop_after), str(docs)]
+        script, args = "bulk.lua", [str(stop_after), str(docs)] + (
+            [coding] if coding else [])
     else:
         script, args = "post.lua", [str(stop_after), str(poison),
                                     a.poison_kind]
@@ -561,9 +576,10 @@ def wrk_result(argv, out, prefix):
     return s
 
 
-def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1):
+def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1,
+            coding=""):
     argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison,
-                    docs=docs)
+                    docs=docs, coding=coding)
     out = run(argv, timeout=seconds + a.wrk_timeout + 60)
     return wrk_result(argv, out, prefix)
 
@@ -931,6 +947,7 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     in `poison` is refused by PostgreSQL. A bulk target's rps and CPU per
     10k count documents, not answers."""
     docs = bulk_docs(target)
+    coding = bulk_coding(target)
     suffix = "-poison%d" % poison if poison else ""
     base = "%s-%s-c%d%s" % (run_id, target, clients, suffix)
     prefix = os.path.join(workdir, "c%d%s" % (clients, suffix))
@@ -939,13 +956,14 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     sent_before = 0
     if a.warmup > 0:
         w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
-                    prefix + "-warmup", poison=poison, docs=docs)
+                    prefix + "-warmup", poison=poison, docs=docs,
+                    coding=coding)
         sent_before = w["sent"]
         db.settle()
 
     s0 = Sample(db, srv)
     s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
-                poison=poison, docs=docs)
+                poison=poison, docs=docs, coding=coding)
     s1 = Sample(db, srv)
     cpu, dbcpu, client, other, share = s1.delta(s0)
 
@@ -1038,7 +1056,8 @@ def cell(row, key, fmt):
 LEGEND = """\
 req/s: 2xx answers per second (pgbench: rows, one a transaction;
 pgbench-multi: rows, 16 a transaction; module-bulk-Nw: documents, %(bulk)d a
-request, so documents/s; TARGET+poisonN: the innocent documents' 2xx, one
+request, so documents/s (-ndjson, -gzip, -zstd: as NDJSON, plain or
+compressed by wrk); TARGET+poisonN: the innocent documents' 2xx, one
 document in N refused); p50/p99: latency (module-bulk: of a whole request);
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
@@ -1276,6 +1295,13 @@ def bench(a, db, outdir, run_id):
 
         if target.startswith("module-bulk-") and not a.has_bulk:
             notes.append("%s skipped: this module has no bulk=" % target)
+            say(notes[-1])
+            continue
+
+        if bulk_coding(target) in ("gzip", "zstd") \
+           and not a.has_decompress:
+            notes.append("%s skipped: this module does not decompress"
+                         % target)
             say(notes[-1])
             continue
 
