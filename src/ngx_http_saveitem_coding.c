@@ -64,8 +64,8 @@ static void saveitem_coding_end(saveitem_coding_t *c);
 int
 saveitem_coding_parse(const unsigned char *p, size_t len, int mask)
 {
-    int          coding, found, n;
-    size_t       i, start, end;
+    int      coding, found, n;
+    size_t   i, start, end;
 
     found = 0;
     n = 0;
@@ -159,9 +159,9 @@ saveitem_coding_name(int coding)
 size_t
 saveitem_coding_accept(unsigned char *dst, int mask)
 {
-    int             bit;
-    size_t          n, k;
-    const char     *name;
+    int          bit;
+    size_t       n, k;
+    const char  *name;
 
     n = 0;
 
