@@ -264,6 +264,14 @@ ngx_http_saveitem_decode_body(ngx_http_request_t *r,
         if (ngx_http_saveitem_decode_step(r, d) == NGX_AGAIN) {
             d->steps++;
             ngx_post_event(&d->event, &ngx_posted_next_events);
+
+            /*
+             * a client that leaves meanwhile ends the request: its pool's
+             * cleanup takes the next step off the queue
+             */
+
+            r->read_event_handler = ngx_http_test_reading;
+
             return NGX_AGAIN;
         }
 
@@ -554,6 +562,11 @@ static void
 ngx_http_saveitem_decode_cleanup(void *data)
 {
     ngx_http_saveitem_decode_t *d = data;
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, d->event.log, 0,
+                   "saveitem decode cleanup: %uz bytes decoded, %ui steps%s",
+                   d->coding.out_len, d->steps,
+                   d->event.posted ? ", a step posted" : "");
 
     if (d->event.posted) {
         ngx_delete_posted_event(&d->event);

@@ -89,6 +89,14 @@ sub bomb {
     };
 }
 
+# 100 MiB of zeros in gzip: 10 members, about 100 KB; decoded in about
+# 400 steps, a few tenths of a second
+our $Zeros;
+
+sub zeros {
+    return $Zeros //= `head -c 10M /dev/zero | gzip -9 -n -c` x 10;
+}
+
 # a gzip of the gzip bomb: 10 MB of gzip members, in about 10 KB
 our $Nested;
 
@@ -155,6 +163,11 @@ our $config = <<'_EOC_';
     location = /spool {
         client_body_buffer_size 1k;
         saveitem t19.items bulk=10000;
+    }
+    location = /large {
+        client_max_body_size 1m;
+        saveitem t19.items;
+        saveitem_decompressed_max_size 128m;
     }
     location = /metrics {
         saveitem_status;
@@ -522,3 +535,23 @@ qr/saveitem decoded gzip: \d+ bytes into \d+, [1-9]\d* steps, rc 0/
  qr/\nsaveitem_compressed_bytes_total\{database="[^"]*",coding="zstd"\} \d+\n.*\nsaveitem_decompressed_bytes_total\{database="[^"]*",coding="zstd"\} 16\n.*\nsaveitem_decompress_refused_total\{database="[^"]*",coding="zstd"\} 0\n/s]
 --- no_error_log
 [error]
+
+
+
+=== TEST 18: a client that leaves while its body is decoded ends the decoding
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+"POST /large\n" . ::zeros()
+--- more_headers eval
+::hdr('gzip', ::zeros())
+--- timeout: 0.05
+--- abort
+--- ignore_response
+--- wait: 0.5
+--- error_log eval
+[qr/client prematurely closed connection/,
+ qr/saveitem decode cleanup: \d+ bytes decoded, \d+ steps, a step posted/]
+--- no_error_log
+saveitem decoded gzip
+[alert]
