@@ -29,6 +29,9 @@
  */
 
 
+/* ZSTD_getFrameHeader(): exported by libzstd, declared in its static part */
+#define ZSTD_STATIC_LINKING_ONLY
+
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +53,8 @@
 
 
 static int saveitem_coding_grow(saveitem_coding_t *c);
+static int saveitem_coding_zstd_header(saveitem_coding_t *c,
+    const unsigned char *p, size_t len, size_t *used, int last);
 static int saveitem_coding_finish(saveitem_coding_t *c);
 static void saveitem_coding_end(saveitem_coding_t *c);
 
@@ -257,6 +262,8 @@ saveitem_coding_init(saveitem_coding_t *c, int coding, size_t max,
             return SAVEITEM_CODING_NOMEM;
         }
 
+        c->window = (size_t) 1 << wlog;
+
         break;
 
     default:
@@ -333,6 +340,16 @@ saveitem_coding_feed(saveitem_coding_t *c, const unsigned char *p,
 
         if (c->out_len > c->max) {
             return SAVEITEM_CODING_TOO_LARGE;
+        }
+
+        if (c->coding == SAVEITEM_CODING_ZSTD && !c->header) {
+            rc = saveitem_coding_zstd_header(c, p, len, used, last);
+
+            if (rc != SAVEITEM_CODING_DONE
+                || c->state == SAVEITEM_CODING_S_DONE)
+            {
+                return rc;
+            }
         }
 
         peek = (c->peeked < c->npeek);
@@ -468,6 +485,9 @@ saveitem_coding_feed(saveitem_coding_t *c, const unsigned char *p,
                 /* a frame ended, all of it written */
                 c->state = SAVEITEM_CODING_S_BETWEEN;
                 c->members = 1;
+                c->header = 0;
+                c->npeek = 0;
+                c->peeked = 0;
                 continue;
             }
 
@@ -477,6 +497,11 @@ saveitem_coding_feed(saveitem_coding_t *c, const unsigned char *p,
 
             if (zin.pos == zin.size) {
                 /* all taken, room left: it waits for input */
+
+                if (peek) {
+                    continue;
+                }
+
                 return last ? SAVEITEM_CODING_TRUNCATED
                             : SAVEITEM_CODING_NEED;
             }
@@ -526,6 +551,88 @@ saveitem_coding_feed(saveitem_coding_t *c, const unsigned char *p,
             return SAVEITEM_CODING_CORRUPT;
         }
     }
+}
+
+
+/*
+ * zstd: a frame's header, gathered from the input and judged before the
+ * library sees it (its magic, and the window it asks for), then given to
+ * it whole: libzstd 1.5.4 skips its own window check, and takes what
+ * follows for a legacy frame, when a header it refuses comes in pieces
+ * and the next piece begins with a legacy magic (found by the fuzzer).
+ * DONE: the header is in peek, to be fed first; or, at the end of the
+ * input between frames, the body is done (c->state says so).
+ */
+
+static int
+saveitem_coding_zstd_header(saveitem_coding_t *c, const unsigned char *p,
+    size_t len, size_t *used, int last)
+{
+    size_t              need;
+    ZSTD_frameHeader    fh;
+
+    for ( ;; ) {
+        need = ZSTD_getFrameHeader(&fh, c->peek, c->npeek);
+
+        if (ZSTD_isError(need)) {
+
+            switch (ZSTD_getErrorCode(need)) {
+
+            case ZSTD_error_prefix_unknown:
+                if (c->members) {
+                    return SAVEITEM_CODING_TRAILING;
+                }
+
+                c->error = "Unknown frame descriptor";
+                return SAVEITEM_CODING_CORRUPT;
+
+            case ZSTD_error_frameParameter_windowTooLarge:
+                c->error = ZSTD_getErrorName(need);
+                return SAVEITEM_CODING_TOO_LARGE;
+
+            default:
+                c->error = ZSTD_getErrorName(need);
+                return SAVEITEM_CODING_CORRUPT;
+            }
+        }
+
+        if (need == 0) {
+            break;
+        }
+
+        if (need > sizeof(c->peek)) {
+            c->error = "a frame header too long";
+            return SAVEITEM_CODING_CORRUPT;
+        }
+
+        if (*used == len) {
+            if (!last) {
+                return SAVEITEM_CODING_NEED;
+            }
+
+            if (c->npeek == 0 && c->state == SAVEITEM_CODING_S_BETWEEN) {
+                return saveitem_coding_finish(c);
+            }
+
+            return SAVEITEM_CODING_TRUNCATED;
+        }
+
+        while (c->npeek < need && *used < len) {
+            c->peek[c->npeek++] = p[(*used)++];
+            c->in++;
+        }
+    }
+
+    if (fh.frameType == ZSTD_frame && fh.windowSize > c->window) {
+        c->error = "Frame requires too much memory for decoding";
+        return SAVEITEM_CODING_TOO_LARGE;
+    }
+
+    c->header = 1;
+    c->peeked = 0;
+    c->state = SAVEITEM_CODING_S_IN;
+
+    return SAVEITEM_CODING_DONE;
 }
 
 

@@ -63,11 +63,14 @@ typedef struct {
     const char           *error;    /* the library's words, or NULL */
     z_stream              z;
     ZSTD_DStream         *zs;
-    unsigned char         peek[2];  /* deflate: zlib header or raw? */
+    unsigned char         peek[18]; /* deflate: zlib header or raw?
+                                       zstd: a frame's header, checked */
     size_t                npeek;
-    size_t                peeked;   /* of peek, given to zlib */
+    size_t                peeked;   /* of peek, given to the decoder */
+    size_t                window;   /* zstd: the largest window taken */
     unsigned              zinit:1;
     unsigned              members:1;  /* one ended: at a boundary */
+    unsigned              header:1;   /* zstd: this frame's is checked */
 } saveitem_coding_t;
 
 

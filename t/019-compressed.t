@@ -97,6 +97,12 @@ sub zeros {
     return $Zeros //= `head -c 10M /dev/zero | gzip -9 -n -c` x 10;
 }
 
+# a small document in a zstd frame with a window of 128 MB (--long=27, from
+# a pipe: its size unknown), more than the 8 MB a 1m limit allows
+sub long_window {
+    return `printf '{"t": "refused"}' | zstd -q --long=27 -c`;
+}
+
 # a gzip of the gzip bomb: 10 MB of gzip members, in about 10 KB
 our $Nested;
 
@@ -555,3 +561,18 @@ qr/saveitem decoded gzip: \d+ bytes into \d+, [1-9]\d* steps, rc 0/
 --- no_error_log
 saveitem decoded gzip
 [alert]
+
+
+
+=== TEST 19: a zstd frame that asks for a larger window than the limit allows: 413
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- request eval
+"POST /small\n" . ::long_window()
+--- more_headers eval
+::hdr('zstd', ::long_window())
+--- error_code: 413
+--- response_body
+{"error": "decompressed_body_too_large", "message": "the zstd stream needs more memory to decode than this location allows"}
+--- no_error_log
+[error]
