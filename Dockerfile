@@ -29,8 +29,9 @@ RUN DEB_BUILD_OPTIONS=noautodbgsym dpkg-buildpackage -us -uc -b \
 
 
 # run: Debian's nginx (the package providing the nginx ABI the module was
-# built against), the module package with its libpq5 and libjansson4, the
-# conf template; no compiler, no curl
+# built against), the module package with its libpq5, libjansson4, zlib1g
+# and libzstd1 (its shlibs Depends), the conf template; no compiler, no
+# curl
 FROM debian:bookworm-slim
 
 COPY --from=build /build/libnginx-mod-http-saveitem_*.deb /tmp/

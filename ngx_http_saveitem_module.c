@@ -22,6 +22,7 @@
 
 #include "ngx_http_saveitem_http.h"
 #include "ngx_http_saveitem_metrics.h"
+#include "ngx_http_saveitem_coding.h"
 
 
 /* how often a worker's pools write their gauges for saveitem_status */
@@ -63,6 +64,10 @@ static char *ngx_http_saveitem_merge_map(ngx_conf_t *cf,
     ngx_http_saveitem_loc_conf_t *conf, ngx_http_saveitem_stmt_t *stmt);
 static char *ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post,
     void *data);
+static char *ngx_http_saveitem_decompress(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_saveitem_decompressed_max(ngx_conf_t *cf, void *post,
+    void *data);
 static ngx_uint_t ngx_http_saveitem_streq(ngx_str_t *a, ngx_str_t *b);
 static ngx_int_t ngx_http_saveitem_quote(ngx_conf_t *cf, ngx_str_t *name,
     size_t max_parts, ngx_str_t *quoted);
@@ -77,6 +82,9 @@ static void ngx_http_saveitem_gauges_write(
 
 static ngx_conf_post_handler_pt  ngx_http_saveitem_query_timeout_p =
     ngx_http_saveitem_query_timeout;
+
+static ngx_conf_post_handler_pt  ngx_http_saveitem_decompressed_max_p =
+    ngx_http_saveitem_decompressed_max;
 
 
 static ngx_command_t  ngx_http_saveitem_commands[] = {
@@ -150,6 +158,20 @@ static ngx_command_t  ngx_http_saveitem_commands[] = {
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
+
+    { ngx_string("saveitem_decompress"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_saveitem_decompress,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("saveitem_decompressed_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_saveitem_loc_conf_t, decompress_max),
+      &ngx_http_saveitem_decompressed_max_p },
 
       ngx_null_command
 };
@@ -326,6 +348,8 @@ ngx_http_saveitem_create_loc_conf(ngx_conf_t *cf)
     conf->batch_rows = NGX_CONF_UNSET_UINT;
     conf->batch_bytes = NGX_CONF_UNSET_SIZE;
     conf->strict = NGX_CONF_UNSET;
+    conf->decompress = NGX_CONF_UNSET_UINT;
+    conf->decompress_max = NGX_CONF_UNSET_SIZE;
 
     return conf;
 }
@@ -348,6 +372,12 @@ ngx_http_saveitem_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               NGX_HTTP_SAVEITEM_BATCH_ROWS);
     ngx_conf_merge_size_value(conf->batch_bytes, prev->batch_bytes,
                               NGX_HTTP_SAVEITEM_BATCH_BYTES);
+    ngx_conf_merge_uint_value(conf->decompress, prev->decompress,
+                              SAVEITEM_CODING_ALL);
+
+    /* unset: as the location's client_max_body_size, at run time */
+    ngx_conf_merge_size_value(conf->decompress_max, prev->decompress_max,
+                              NGX_CONF_UNSET_SIZE);
 
     if (conf->ready && conf->db == NULL) {
         ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
@@ -1309,6 +1339,70 @@ ngx_http_saveitem_query_timeout(ngx_conf_t *cf, void *post, void *data)
     if (*ms > NGX_HTTP_SAVEITEM_QUERY_TIMEOUT_MAX) {
         return "must be at most 2147483647ms (24d20h31m23s), the longest "
                "statement_timeout PostgreSQL takes";
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* saveitem_decompress on | off | gzip | deflate | zstd ...; */
+
+static char *
+ngx_http_saveitem_decompress(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_saveitem_loc_conf_t *slcf = conf;
+
+    ngx_int_t    coding;
+    ngx_str_t   *value;
+    ngx_uint_t   i, mask;
+
+    if (slcf->decompress != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "on") == 0) {
+        slcf->decompress = SAVEITEM_CODING_ALL;
+        return NGX_CONF_OK;
+    }
+
+    if (cf->args->nelts == 2 && ngx_strcmp(value[1].data, "off") == 0) {
+        slcf->decompress = 0;
+        return NGX_CONF_OK;
+    }
+
+    mask = 0;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+        coding = saveitem_coding_parse(value[i].data, value[i].len,
+                                       SAVEITEM_CODING_ALL);
+
+        if (coding <= 0 || (mask & coding)) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\", it must be \"on\", "
+                               "\"off\", or codings among \"gzip\", "
+                               "\"deflate\" and \"zstd\", once each",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        mask |= coding;
+    }
+
+    slcf->decompress = mask;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_saveitem_decompressed_max(ngx_conf_t *cf, void *post, void *data)
+{
+    size_t  *size = data;
+
+    if (*size == 0) {
+        return "must be more than 0";
     }
 
     return NGX_CONF_OK;

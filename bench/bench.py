@@ -29,7 +29,10 @@ columns exist for every target of a run that has this one),
 module-bulk-<N>w (bulk bodies: group commit's configuration, the location
 `saveitem items bulk=100;`, each POST a JSON array of 100 documents,
 bench/bulk.lua, answered {"pks": [...]}; reported in documents/s, each pk
-checked against its document), module-pgbouncer (group commit, 1 worker,
+checked against its document), module-bulk-ndjson-<N>w,
+module-bulk-gzip-<N>w and module-bulk-zstd-<N>w (the same 100 documents
+as NDJSON: plain, gzip, zstd; compressed by wrk, decompressed by the
+module), module-pgbouncer (group commit, 1 worker,
 `prepare=off`, through Debian's PgBouncer in transaction mode,
 util/pgbouncer.sh, default_pool_size BENCH_PGBOUNCER_POOL), aiohttp,
 tornado, flask (bench/peers/). A module built before saveitem_batch (or
@@ -78,7 +81,9 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 
 DEFAULT_TARGETS = ("pgbench,pgbench-multi,nginx-static,module-bulk-1w,"
-                   "module-bulk-2w,module-1w,module-2w,"
+                   "module-bulk-2w,module-bulk-ndjson-1w,"
+                   "module-bulk-gzip-1w,module-bulk-zstd-1w,"
+                   "module-1w,module-2w,"
                    "module-batch-1w,module-mapped-1w,module-batch-2w,"
                    "module-pgbouncer,"
                    "aiohttp,tornado,flask")
@@ -286,8 +291,16 @@ def module_workers(target):
     target = base_target(target)
     if target == "module-pgbouncer":
         return 1
-    m = re.fullmatch(r"module(-batch|-bulk|-mapped)?-(\d+)w", target)
+    m = re.fullmatch(r"module(-batch|-mapped|-bulk(?:-ndjson|-gzip|-zstd)?)?"
+                     r"-(\d+)w", target)
     return int(m.group(2)) if m else 0
+
+
+def bulk_coding(target):
+    """module-bulk-{ndjson,gzip,zstd}-<N>w: NDJSON bodies, as they are or
+    in that Content-Encoding (bench/bulk.lua); "" for the others"""
+    m = re.fullmatch(r"module-bulk-(ndjson|gzip|zstd)-\d+w", target)
+    return m.group(1) if m else ""
 
 
 def bulk_docs(target):
@@ -305,7 +318,8 @@ def so_features(path):
     with open(path, "rb") as f:
         so = f.read()
     return {"has_batch": b"saveitem_batch" in so, "has_bulk": b"bulk=" in so,
-            "has_waits": b"saveitem_request_wait_seconds" in so}
+            "has_waits": b"saveitem_request_wait_seconds" in so,
+            "has_decompress": b"saveitem_decompress" in so}
 
 
 def for_target(a, target):
@@ -594,7 +608,7 @@ def read_summary(path):
 
 
 def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
-             poison=0, docs=1):
+             poison=0, docs=1, coding=""):
     """docs > 1: bench/bulk.lua, arrays of that many documents (no
     poison)"""
     threads = max(1, min(a.threads, clients))
@@ -604,7 +618,8 @@ def wrk_argv(a, port, clients, seconds, tag, prefix, stop_after=0,
             os.unlink(prefix + ext)
 
     if docs > 1:
-        script, args = "bulk.lua", [str(stop_after), str(docs)]
+        script, args = "bulk.lua", [str(stop_after), str(docs)] + (
+            [coding] if coding else [])
     else:
         script, args = "post.lua", [str(stop_after), str(poison),
                                     a.poison_kind]
@@ -629,9 +644,10 @@ def wrk_result(argv, out, prefix):
     return s
 
 
-def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1):
+def run_wrk(a, port, clients, seconds, tag, prefix, poison=0, docs=1,
+            coding=""):
     argv = wrk_argv(a, port, clients, seconds, tag, prefix, poison=poison,
-                    docs=docs)
+                    docs=docs, coding=coding)
     out = run(argv, timeout=seconds + a.wrk_timeout + 60)
     return wrk_result(argv, out, prefix)
 
@@ -1073,6 +1089,7 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     in `poison` is refused by PostgreSQL. A bulk target's rps and CPU per
     10k count documents, not answers."""
     docs = bulk_docs(target)
+    coding = bulk_coding(target)
     suffix = "-poison%d" % poison if poison else ""
     base = "%s-%s-c%d%s" % (run_id, target, clients, suffix)
     prefix = os.path.join(workdir, "c%d%s" % (clients, suffix))
@@ -1081,7 +1098,8 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     sent_before = 0
     if a.warmup > 0:
         w = run_wrk(a, srv.port, clients, a.warmup, base + "-w",
-                    prefix + "-warmup", poison=poison, docs=docs)
+                    prefix + "-warmup", poison=poison, docs=docs,
+                    coding=coding)
         sent_before = w["sent"]
         db.settle()
 
@@ -1089,7 +1107,7 @@ def measure_point(a, db, srv, target, clients, workdir, run_id, poison=0):
     st0 = module_status(srv.port) if reading else None
     s0 = Sample(db, srv)
     s = run_wrk(a, srv.port, clients, a.duration, base + "-m", prefix,
-                poison=poison, docs=docs)
+                poison=poison, docs=docs, coding=coding)
     s1 = Sample(db, srv)
     st1 = module_status(srv.port) if reading else None
     cpu, dbcpu, client, other, share = s1.delta(s0)
@@ -1213,7 +1231,8 @@ def cell(row, key, fmt):
 LEGEND = """\
 req/s: 2xx answers per second (pgbench: rows, one a transaction;
 pgbench-multi: rows, 16 a transaction; module-bulk-Nw: documents, %(bulk)d a
-request, so documents/s; TARGET+poisonN: the innocent documents' 2xx, one
+request, so documents/s (-ndjson, -gzip, -zstd: as NDJSON, plain or
+compressed by wrk); TARGET+poisonN: the innocent documents' 2xx, one
 document in N refused); p50/p99: latency (module-bulk: of a whole request);
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
@@ -1475,6 +1494,13 @@ def bench(a, db, outdir, run_id):
 
         if target.startswith("module-bulk-") and not ta.has_bulk:
             notes.append("%s skipped: this module has no bulk=" % target)
+            say(notes[-1])
+            continue
+
+        if bulk_coding(target) in ("gzip", "zstd") \
+           and not a.has_decompress:
+            notes.append("%s skipped: this module does not decompress"
+                         % target)
             say(notes[-1])
             continue
 

@@ -2,7 +2,13 @@
 -- POST a JSON array of DOCS ~200-byte documents, each unique per thread,
 -- and record the pk the answer gives every one of them
 --
---   wrk ... -s bench/bulk.lua URL -- TAG OUT [STOP_AFTER [DOCS]]
+--   wrk ... -s bench/bulk.lua URL -- TAG OUT [STOP_AFTER [DOCS [CODING]]]
+--
+-- CODING (module-bulk-{ndjson,gzip,zstd}-<N>w): the documents as NDJSON
+-- instead of an array, "ndjson" as they are, "gzip" or "zstd" compressed
+-- here (zlib level 6, zstd level 3: the libraries' defaults, through
+-- LuaJIT's FFI) and sent with that Content-Encoding; the compressing is
+-- wrk's work, not the server's.
 --
 -- Each document is bench/post.lua's, {"run":TAG,"t":THREAD,"n":COUNTER,
 -- "kind":"bench","pad":"xx..."} padded to DOC_SIZE bytes, with n counting
@@ -32,6 +38,60 @@ DOC_SIZE = 200
 
 local threads = {}
 
+local ffi = require("ffi")
+
+ffi.cdef[[
+typedef struct {
+    const unsigned char *next_in; unsigned avail_in; unsigned long total_in;
+    unsigned char *next_out; unsigned avail_out; unsigned long total_out;
+    const char *msg; void *state;
+    void *zalloc; void *zfree; void *opaque;
+    int data_type; unsigned long adler; unsigned long reserved;
+} bench_z_stream;
+const char *zlibVersion(void);
+int deflateInit2_(bench_z_stream *strm, int level, int method,
+                  int windowBits, int memLevel, int strategy,
+                  const char *version, int stream_size);
+int deflate(bench_z_stream *strm, int flush);
+int deflateEnd(bench_z_stream *strm);
+unsigned long deflateBound(bench_z_stream *strm, unsigned long sourceLen);
+size_t ZSTD_compress(void *dst, size_t dstCapacity, const void *src,
+                     size_t srcSize, int compressionLevel);
+size_t ZSTD_compressBound(size_t srcSize);
+unsigned ZSTD_isError(size_t code);
+]]
+
+local zlib, zstd
+
+
+-- s as gzip (RFC 1952: zlib with windowBits 16 + 15)
+local function gzip(s)
+    local z = ffi.new("bench_z_stream")
+    zlib = zlib or ffi.load("libz.so.1")
+    assert(zlib.deflateInit2_(z, 6, 8, 31, 8, 0, zlib.zlibVersion(),
+                              ffi.sizeof(z)) == 0)
+    local size = tonumber(zlib.deflateBound(z, #s)) + 32
+    local out = ffi.new("unsigned char[?]", size)
+    z.next_in = s
+    z.avail_in = #s
+    z.next_out = out
+    z.avail_out = size
+    assert(zlib.deflate(z, 4) == 1)         -- Z_FINISH, Z_STREAM_END
+    local n = size - z.avail_out
+    zlib.deflateEnd(z)
+    return ffi.string(out, n)
+end
+
+
+local function zstd_compress(s)
+    zstd = zstd or ffi.load("libzstd.so.1")
+    local size = tonumber(zstd.ZSTD_compressBound(#s))
+    local out = ffi.new("unsigned char[?]", size)
+    local n = zstd.ZSTD_compress(out, size, s, #s, 3)
+    assert(zstd.ZSTD_isError(n) == 0)
+    return ffi.string(out, tonumber(n))
+end
+
 
 function setup(thread)
     table.insert(threads, thread)
@@ -44,6 +104,7 @@ function init(args)
     out = args[2] or "wrk"
     stop_after = tonumber(args[3] or "0") or 0
     docs = tonumber(args[4] or "100") or 100
+    coding = args[5] or ""
 
     sent = 0          -- documents handed to wrk
     requests_sent = 0 -- request() calls
@@ -60,6 +121,14 @@ function init(args)
 
     wrk.method = "POST"
     wrk.headers["Content-Type"] = "application/json"
+
+    if coding ~= "" then
+        wrk.headers["Content-Type"] = "application/x-ndjson"
+    end
+
+    if coding == "gzip" or coding == "zstd" then
+        wrk.headers["Content-Encoding"] = coding
+    end
 end
 
 
@@ -75,7 +144,20 @@ function request()
         body[i] = doc .. string.sub(pad, 1, DOC_SIZE - #doc - 2) .. '"}'
     end
 
-    return wrk.format(nil, nil, nil, "[" .. table.concat(body, ",") .. "]")
+    if coding == "" then
+        return wrk.format(nil, nil, nil,
+                          "[" .. table.concat(body, ",") .. "]")
+    end
+
+    body = table.concat(body, "\n") .. "\n"
+
+    if coding == "gzip" then
+        body = gzip(body)
+    elseif coding == "zstd" then
+        body = zstd_compress(body)
+    end
+
+    return wrk.format(nil, nil, nil, body)
 end
 
 

@@ -153,6 +153,9 @@ typedef enum {
     NGX_HTTP_SAVEITEM_R_MISSING_KEY,     /* a NOT NULL column, no default */
     NGX_HTTP_SAVEITEM_R_UNKNOWN_KEY,     /* saveitem_strict */
     NGX_HTTP_SAVEITEM_R_TABLE,           /* the table does not match */
+    NGX_HTTP_SAVEITEM_R_CODING,          /* Content-Encoding not taken */
+    NGX_HTTP_SAVEITEM_R_DECODE_FAILED,   /* corrupt, truncated, trailing */
+    NGX_HTTP_SAVEITEM_R_DECODED_TOO_LARGE,  /* decompressed_max_size */
     NGX_HTTP_SAVEITEM_R_LAST
 } ngx_http_saveitem_reason_e;
 

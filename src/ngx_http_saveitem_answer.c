@@ -147,7 +147,18 @@ static ngx_http_saveitem_answer_t
 
     /* TABLE */
     { NGX_HTTP_SERVICE_UNAVAILABLE, "database_unavailable",
-      "the table does not match this location's configuration" }
+      "the table does not match this location's configuration" },
+
+    /* CODING */
+    { NGX_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_content_encoding",
+      "the content coding is not one this location takes "
+      "(see Accept-Encoding)" },
+
+    /* DECODE_FAILED: the decoder's words, naming the coding */
+    { NGX_HTTP_BAD_REQUEST, "invalid_content_encoding", NULL },
+
+    /* DECODED_TOO_LARGE: the same, with the limit */
+    { NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, "decompressed_body_too_large", NULL }
 };
 
 
@@ -237,6 +248,9 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
                             "this location takes", &f->key);
         *last = '\0';
         msg = text;
+
+    } else if (msg == NULL && f->detail != NULL) {
+        msg = (u_char *) f->detail;
     }
 
     if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
@@ -656,6 +670,29 @@ ngx_http_saveitem_answer_not_allowed(ngx_http_request_t *r,
     }
 
     return ngx_http_saveitem_answer_refuse(r, reason);
+}
+
+
+/*
+ * A Content-Encoding the location does not take: 415 with Accept-Encoding,
+ * the codings it does take (RFC 7694), "identity" for none
+ */
+
+ngx_int_t
+ngx_http_saveitem_answer_coding(ngx_http_request_t *r, ngx_str_t *accept)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return ngx_http_saveitem_answer_refuse(r, NGX_HTTP_SAVEITEM_R_INTERNAL);
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "Accept-Encoding");
+    h->value = *accept;
+
+    return ngx_http_saveitem_answer_refuse(r, NGX_HTTP_SAVEITEM_R_CODING);
 }
 
 

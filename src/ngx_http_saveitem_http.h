@@ -40,7 +40,13 @@ typedef struct {
     ngx_str_t                     conflict_text;
     u_char                       *conflict_file;
     ngx_uint_t                    conflict_line;
+    ngx_uint_t                    decompress; /* SAVEITEM_CODING_* mask */
+    size_t                        decompress_max;  /* unset: as
+                                                      client_max_body_size */
 } ngx_http_saveitem_loc_conf_t;
+
+
+typedef struct ngx_http_saveitem_decode_s  ngx_http_saveitem_decode_t;
 
 
 typedef struct {
@@ -52,6 +58,7 @@ typedef struct {
     u_char                       *values;     /* mapped: a JSON array */
     ngx_uint_t                    action;     /* saveitem_conflict */
     unsigned                      lines:1;    /* an NDJSON body */
+    ngx_http_saveitem_decode_t   *decode;     /* a compressed body */
 } ngx_http_saveitem_ctx_t;
 
 
@@ -79,6 +86,8 @@ ngx_int_t ngx_http_saveitem_answer_not_allowed(ngx_http_request_t *r,
     ngx_http_saveitem_reason_e reason);
 ngx_int_t ngx_http_saveitem_answer_internal(ngx_http_request_t *r,
     ngx_buf_t *b, ngx_uint_t unknown);
+ngx_int_t ngx_http_saveitem_answer_coding(ngx_http_request_t *r,
+    ngx_str_t *accept);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_HTTP_H_INCLUDED_ */

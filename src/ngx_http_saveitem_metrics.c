@@ -48,6 +48,8 @@
 #define NGX_HTTP_SAVEITEM_METRICS_STAGES   5
 #define NGX_HTTP_SAVEITEM_METRICS_WAITS    19
 #define NGX_HTTP_SAVEITEM_METRICS_BYTES    10
+/* content codings of request bodies: gzip, deflate, zstd */
+#define NGX_HTTP_SAVEITEM_METRICS_CODINGS  3
 
 /* at least; the same size across reloads keeps the counters */
 #define NGX_HTTP_SAVEITEM_METRICS_ZONE     (1024 * 1024)
@@ -74,6 +76,10 @@ struct ngx_http_saveitem_counters_s {
     ngx_atomic_t                  errors[NGX_HTTP_SAVEITEM_METRICS_CLASSES];
 
     ngx_http_saveitem_gauges_t    slots[NGX_HTTP_SAVEITEM_METRICS_SLOTS];
+
+    ngx_atomic_t                  coded_in[NGX_HTTP_SAVEITEM_METRICS_CODINGS];
+    ngx_atomic_t                  coded_out[NGX_HTTP_SAVEITEM_METRICS_CODINGS];
+    ngx_atomic_t                  refused[NGX_HTTP_SAVEITEM_METRICS_CODINGS];
 };
 
 
@@ -103,7 +109,8 @@ typedef enum {
     NGX_HTTP_SAVEITEM_M_CONNECT_FAILURES,
     NGX_HTTP_SAVEITEM_M_ERRORS,
     NGX_HTTP_SAVEITEM_M_CONNECTIONS,
-    NGX_HTTP_SAVEITEM_M_GAUGE
+    NGX_HTTP_SAVEITEM_M_GAUGE,
+    NGX_HTTP_SAVEITEM_M_CODING
 } ngx_http_saveitem_what_e;
 
 
@@ -114,7 +121,8 @@ typedef struct {
     char                         *type;
     char                         *help;
     ngx_http_saveitem_what_e      what;
-    size_t                        offset;     /* of a gauge */
+    size_t                        offset;     /* of a gauge, or of
+                                                 counters by coding */
 } ngx_http_saveitem_family_t;
 
 
@@ -262,6 +270,23 @@ static ngx_http_saveitem_family_t  ngx_http_saveitem_families[] = {
     { "saveitem_connections", "gauge",
       "Connections to PostgreSQL by state, over all workers.",
       NGX_HTTP_SAVEITEM_M_CONNECTIONS, 0 },
+
+    { "saveitem_compressed_bytes_total", "counter",
+      "Bytes of compressed request bodies read, by content coding.",
+      NGX_HTTP_SAVEITEM_M_CODING,
+      offsetof(ngx_http_saveitem_counters_t, coded_in) },
+
+    { "saveitem_decompressed_bytes_total", "counter",
+      "Bytes that compressed request bodies decompressed to, by content "
+      "coding (a refused body: its limit and one byte).",
+      NGX_HTTP_SAVEITEM_M_CODING,
+      offsetof(ngx_http_saveitem_counters_t, coded_out) },
+
+    { "saveitem_decompress_refused_total", "counter",
+      "Compressed request bodies refused because they decompress to more "
+      "than saveitem_decompressed_max_size, by content coding.",
+      NGX_HTTP_SAVEITEM_M_CODING,
+      offsetof(ngx_http_saveitem_counters_t, refused) },
 
     { NULL, NULL, NULL, 0, 0 }
 };
@@ -730,6 +755,23 @@ ngx_http_saveitem_metrics_error(ngx_http_saveitem_counters_t *mc,
 }
 
 
+void
+ngx_http_saveitem_metrics_decoded(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t coding, size_t in, size_t out, ngx_uint_t refused)
+{
+    if (coding >= NGX_HTTP_SAVEITEM_METRICS_CODINGS) {
+        return;
+    }
+
+    (void) ngx_atomic_fetch_add(&mc->coded_in[coding], in);
+    (void) ngx_atomic_fetch_add(&mc->coded_out[coding], out);
+
+    if (refused) {
+        (void) ngx_atomic_fetch_add(&mc->refused[coding], 1);
+    }
+}
+
+
 /*
  * The clock of a request's waits: a monotonic one, read when asked (the
  * event loop's cached ngx_current_msec has whole milliseconds, and does
@@ -851,6 +893,8 @@ ngx_http_saveitem_metrics_text(ngx_http_saveitem_main_conf_t *smcf,
         lines = NGX_HTTP_SAVEITEM_METRICS_ROWS + NGX_HTTP_SAVEITEM_METRICS_TIMES
                 + 4 + 10;
 
+        lines += 3 * NGX_HTTP_SAVEITEM_METRICS_CODINGS;
+
         for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CODES; k++) {
             lines += (mc->requests[k] != 0);
         }
@@ -924,6 +968,7 @@ ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
     u_char             class[3];
 
     static const char  *states[] = { "connecting", "idle", "busy" };
+    static const char  *codings[] = { "gzip", "deflate", "zstd" };
     static const char  *digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
     static size_t       offsets[] = {
@@ -1005,6 +1050,16 @@ ngx_http_saveitem_metrics_samples(u_char *p, u_char *last,
             p = ngx_slprintf(p, last, "%s{database=\"%V\",state=\"%s\"} %uA\n",
                              fm->name, &mc->label, states[k],
                              ngx_http_saveitem_metrics_gauge(mc, offsets[k]));
+        }
+
+        return p;
+
+    case NGX_HTTP_SAVEITEM_M_CODING:
+
+        for (k = 0; k < NGX_HTTP_SAVEITEM_METRICS_CODINGS; k++) {
+            v = ((ngx_atomic_t *) ((u_char *) mc + fm->offset))[k];
+            p = ngx_slprintf(p, last, "%s{database=\"%V\",coding=\"%s\"} "
+                             "%uA\n", fm->name, &mc->label, codings[k], v);
         }
 
         return p;

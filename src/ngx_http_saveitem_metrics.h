@@ -75,6 +75,9 @@ void ngx_http_saveitem_metrics_waits(ngx_http_saveitem_counters_t *mc,
     ngx_uint_t answered);
 void ngx_http_saveitem_metrics_bytes(ngx_http_saveitem_counters_t *mc,
     size_t bytes);
+/* a compressed body decoded, or refused: coding 0 gzip, 1 deflate, 2 zstd */
+void ngx_http_saveitem_metrics_decoded(ngx_http_saveitem_counters_t *mc,
+    ngx_uint_t coding, size_t in, size_t out, ngx_uint_t refused);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_METRICS_H_INCLUDED_ */

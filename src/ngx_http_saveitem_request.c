@@ -19,6 +19,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_saveitem_http.h"
+#include "ngx_http_saveitem_decode.h"
 
 
 /* a saveitem_ready probe that waits for a connection being opened */
@@ -71,6 +72,7 @@ ngx_http_saveitem_request_handler(ngx_http_request_t *r)
 {
     u_char                        *p;
     ngx_int_t                      rc;
+    ngx_str_t                      accept;
     ngx_uint_t                     lines;
     ngx_table_elt_t               *h;
     ngx_http_saveitem_ctx_t       *ctx;
@@ -117,6 +119,19 @@ ngx_http_saveitem_request_handler(ngx_http_request_t *r)
     ctx->lines = lines;
     ngx_http_set_ctx(r, ctx, ngx_http_saveitem_module);
 
+    /* a compressed body: a coding the location takes, or 415 */
+
+    rc = ngx_http_saveitem_decode_start(r, ngx_http_saveitem_body_handler,
+                                        &ctx->decode, &accept);
+
+    if (rc == NGX_DECLINED) {
+        return ngx_http_saveitem_answer_coding(r, &accept);
+    }
+
+    if (rc != NGX_OK) {
+        return ngx_http_saveitem_answer_refuse(r, NGX_HTTP_SAVEITEM_R_INTERNAL);
+    }
+
     rc = ngx_http_read_client_request_body(r, ngx_http_saveitem_body_handler);
 
     if (rc == NGX_HTTP_INTERNAL_SERVER_ERROR) {
@@ -136,10 +151,26 @@ ngx_http_saveitem_request_handler(ngx_http_request_t *r)
 static void
 ngx_http_saveitem_body_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                 rc;
-    ngx_http_saveitem_ctx_t  *ctx;
+    ngx_int_t                  rc;
+    ngx_http_saveitem_ctx_t   *ctx;
+    ngx_http_saveitem_facts_t  f;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_saveitem_module);
+
+    /* a compressed body is decoded first, in steps: called again after */
+
+    if (ctx->decode != NULL) {
+        rc = ngx_http_saveitem_decode_body(r, ctx->decode, &f);
+
+        if (rc == NGX_AGAIN) {
+            return;
+        }
+
+        if (rc != NGX_OK) {
+            ngx_http_finalize_request(r, ngx_http_saveitem_answer(r, &f));
+            return;
+        }
+    }
 
     rc = ngx_http_saveitem_process(r, ctx);
 
@@ -537,13 +568,23 @@ valid:
 static ngx_int_t
 ngx_http_saveitem_read_body(ngx_http_request_t *r, ngx_str_t *body)
 {
-    u_char       *p;
-    size_t        len;
-    ssize_t       n;
-    ngx_buf_t    *b;
-    ngx_chain_t  *cl;
+    u_char                   *p;
+    size_t                    len;
+    ssize_t                   n;
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_http_saveitem_ctx_t  *ctx;
 
     len = 0;
+
+    /* a compressed body: as decoded (see body_handler()) */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_saveitem_module);
+
+    if (ctx->decode != NULL) {
+        ngx_http_saveitem_decode_get(ctx->decode, body);
+        return NGX_OK;
+    }
 
     if (r->request_body == NULL) {
         ngx_str_set(body, "");

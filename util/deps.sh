@@ -37,7 +37,9 @@ build_pkgs()
 {
     local cc=${SAVEITEM_CC:-}
 
-    echo gcc make libc6-dev nginx nginx-dev libpq-dev libjansson-dev
+    # zlib and libzstd: compressed request bodies (gzip, deflate, zstd)
+    echo gcc make libc6-dev nginx nginx-dev libpq-dev libjansson-dev \
+         zlib1g-dev libzstd-dev
 
     cc=${cc%% *}
     if [ -n "$cc" ] && [[ $cc != */* ]] \
@@ -63,8 +65,9 @@ test_pkgs()
     # t/009-tls.t makes its certificates; t/010-pgbouncer.t runs PgBouncer
     # (its service stays stopped: apt_get's policy-rc.d); t/015-dns.t
     # serves a name with dnsmasq
-    # t/012-metrics.t runs Prometheus
-    echo openssl pgbouncer dnsmasq-base prometheus
+    # t/012-metrics.t runs Prometheus; t/019-compressed.t compresses with
+    # the gzip and zstd programs (and Python's zlib)
+    echo openssl pgbouncer dnsmasq-base prometheus gzip zstd python3
 
     if [ -n "${TEST_NGINX_USE_VALGRIND:-}" ]; then
         echo valgrind

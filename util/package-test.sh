@@ -86,6 +86,14 @@ build()
 
     compgen -G "$DIR/${PKG}_*.deb" >/dev/null || die "no .deb in $DIR"
     say "built $(basename "$DIR/${PKG}"_*.deb) in $((SECONDS - start)) s"
+
+    # the libraries of compressed bodies come with it, from its shlibs
+    local dep
+
+    for dep in zlib1g libzstd1; do
+        dpkg-deb -f "$DIR/${PKG}"_*.deb Depends | grep -qw "$dep" \
+            || die "the package does not depend on $dep"
+    done
 }
 
 

@@ -22,8 +22,8 @@
 #             client behaviours and database faults drawn from a seed,
 #             against the module built with ASan and UBSan, a fixed master
 #             seed, 2.5 to 3.5 minutes (util/fault/campaign --quick)
-#   fuzz      libFuzzer on the checks of bytes, 60 s, fixed seed
-#             (util/fuzz/run)
+#   fuzz      libFuzzer on the checks of bytes, 60 s, then on the
+#             decoder of compressed bodies, 20 s, fixed seed (util/fuzz/run)
 #   http-fuzz 20,000 random and mutated requests to a running module
 #             (util/fuzz/http)
 #   package   the Debian package: built with dpkg-buildpackage, installed
