@@ -31,6 +31,11 @@ typedef struct {
 } ngx_http_saveitem_ready_t;
 
 
+/* a key from a mapped column that cannot be a key, as header keys */
+static const char  ngx_http_saveitem_not_a_key[] =
+    "is not a key: 1 to 255 visible ASCII characters";
+
+
 /* saveitem_ready: how often a waiting probe looks, and its extra time */
 #define NGX_HTTP_SAVEITEM_READY_POLL     25
 #define NGX_HTTP_SAVEITEM_READY_SLACK    500
@@ -699,7 +704,7 @@ ngx_http_saveitem_judge(ngx_http_request_t *r, ngx_http_saveitem_stmt_t *stmt,
         f->key = col->path;
         f->col = col->name;
         f->type = col->type_name;
-        f->why = "is not a key: 1 to 255 visible ASCII characters";
+        f->why = ngx_http_saveitem_not_a_key;
         return NGX_DECLINED;
     }
 
@@ -780,7 +785,7 @@ ngx_http_saveitem_values(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
                 f->key = col->path;
                 f->col = col->name;
                 f->type = col->type_name;
-                f->why = "is not a key: 1 to 255 visible ASCII characters";
+                f->why = ngx_http_saveitem_not_a_key;
                 return NGX_DECLINED;
             }
 

@@ -698,3 +698,18 @@ POST /basic
 --- response_body_like: ^\{"pk": \d+\}$
 --- no_error_log
 [error]
+
+
+
+=== TEST 37: a header that is not UTF-8, for a text column: 400
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- more_headers eval
+"User-Agent: caf\xe9"
+--- request
+POST /hooks/github
+{"refused": 1, "action": "x"}
+--- error_code: 400
+--- response_body_like: ^\{"error": "invalid_value", "message": "\\"\$http_user_agent\\" is not valid UTF-8 for column \\"agent\\" \(text\)"
+--- no_error_log
+[error]
