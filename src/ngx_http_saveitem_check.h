@@ -92,6 +92,8 @@ void saveitem_json_locate(saveitem_json_error_t *err, const unsigned char *p,
     size_t at);
 int saveitem_key_equal(const unsigned char *a, size_t alen,
     const unsigned char *b, size_t blen);
+size_t saveitem_utf8_len_in(const unsigned char *p,
+    const unsigned char *end);
 
 
 #endif /* _NGX_HTTP_SAVEITEM_CHECK_H_INCLUDED_ */

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "ngx_http_saveitem_check.h"
 #include "ngx_http_saveitem_field.h"
 
 
@@ -143,8 +144,6 @@ static int saveitem_field_ipv6(const char *src, unsigned char *dst);
 static int saveitem_field_getbits(const char *src, int *bitsp);
 static int saveitem_field_getv4(const char *src, unsigned char *dst,
     int *bitsp);
-static size_t saveitem_field_utf8(const unsigned char *p,
-    const unsigned char *end);
 
 
 #define saveitem_field_json_ws(c)                                            \
@@ -395,7 +394,7 @@ saveitem_type_check_text(const saveitem_type_t *t, const unsigned char *p,
     end = p + len;
 
     for (q = p; q < end; q += n) {
-        n = saveitem_field_utf8(q, end);
+        n = saveitem_utf8_len_in(q, end);
 
         if (n == 0) {
             return saveitem_field_reasons[SAVEITEM_R_UTF8][0];
@@ -2215,55 +2214,4 @@ saveitem_field_getv4(const char *src, unsigned char *dst, int *bitsp)
     *dst = (unsigned char) val;
 
     return 1;
-}
-
-
-/* the length of the valid UTF-8 sequence at p, 0 when it is not one */
-
-static size_t
-saveitem_field_utf8(const unsigned char *p, const unsigned char *end)
-{
-    size_t    len, i;
-    unsigned  cp, min;
-
-    if (p[0] < 0x80) {
-        return 1;
-    }
-
-    if ((p[0] & 0xe0) == 0xc0) {
-        len = 2;
-        cp = p[0] & 0x1f;
-        min = 0x80;
-
-    } else if ((p[0] & 0xf0) == 0xe0) {
-        len = 3;
-        cp = p[0] & 0x0f;
-        min = 0x800;
-
-    } else if ((p[0] & 0xf8) == 0xf0) {
-        len = 4;
-        cp = p[0] & 0x07;
-        min = 0x10000;
-
-    } else {
-        return 0;
-    }
-
-    if ((size_t) (end - p) < len) {
-        return 0;
-    }
-
-    for (i = 1; i < len; i++) {
-        if ((p[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-
-        cp = (cp << 6) | (p[i] & 0x3f);
-    }
-
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) {
-        return 0;
-    }
-
-    return len;
 }

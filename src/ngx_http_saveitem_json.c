@@ -31,8 +31,6 @@ static int saveitem_json_number(const unsigned char **pp,
     const unsigned char *end, uint64_t *bytes);
 static const unsigned char *saveitem_json_escape_u(const unsigned char *p,
     const unsigned char *end, unsigned *cp);
-static size_t saveitem_utf8_len_in(const unsigned char *p,
-    const unsigned char *end);
 
 
 /*
@@ -888,9 +886,12 @@ syntax:
 }
 
 
-/* saveitem_utf8_len(), within [p, end) */
+/*
+ * The length of the valid UTF-8 sequence at p, never reading past end; 0
+ * when it is not one (shared with src/ngx_http_saveitem_field.c)
+ */
 
-static size_t
+size_t
 saveitem_utf8_len_in(const unsigned char *p, const unsigned char *end)
 {
     size_t  i, n;
