@@ -253,6 +253,13 @@ ngx_http_saveitem_answer(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
         msg = (u_char *) f->detail;
     }
 
+    /* the client's mistake with a mapped column, in the answer's words */
+
+    if (msg == text) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "saveitem: %s",
+                      msg);
+    }
+
     if (status == NGX_HTTP_OK || error == NULL || msg == NULL) {
         ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
                       "saveitem: no answer for reason %d", f->reason);

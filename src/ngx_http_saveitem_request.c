@@ -59,8 +59,6 @@ static ngx_int_t ngx_http_saveitem_judge(ngx_http_request_t *r,
 static ngx_int_t ngx_http_saveitem_values(ngx_http_request_t *r,
     ngx_http_saveitem_ctx_t *ctx, ngx_http_saveitem_stmt_t *stmt,
     ngx_str_t *key, ngx_http_saveitem_facts_t *f);
-static ngx_int_t ngx_http_saveitem_refused(ngx_http_request_t *r,
-    ngx_http_saveitem_facts_t *f);
 static ngx_int_t ngx_http_saveitem_key(ngx_http_request_t *r,
     ngx_str_t *key);
 static void ngx_http_saveitem_cleanup(void *data);
@@ -270,7 +268,7 @@ ngx_http_saveitem_process(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx)
         }
 
         if (rc == NGX_DECLINED) {
-            return ngx_http_saveitem_refused(r, &f);
+            return ngx_http_saveitem_answer(r, &f);
         }
     }
 
@@ -414,7 +412,7 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
         }
 
         if (rc == NGX_DECLINED) {
-            return ngx_http_saveitem_refused(r, &f);
+            return ngx_http_saveitem_answer(r, &f);
         }
     }
 
@@ -455,7 +453,7 @@ ngx_http_saveitem_bulk(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
                 if (rc == NGX_DECLINED) {
                     f.index = n;
                     f.indexed = 1;
-                    return ngx_http_saveitem_refused(r, &f);
+                    return ngx_http_saveitem_answer(r, &f);
                 }
             }
 
@@ -843,34 +841,6 @@ ngx_http_saveitem_values(ngx_http_request_t *r, ngx_http_saveitem_ctx_t *ctx,
     *p = '\0';
 
     return NGX_OK;
-}
-
-
-static ngx_int_t
-ngx_http_saveitem_refused(ngx_http_request_t *r, ngx_http_saveitem_facts_t *f)
-{
-    switch (f->reason) {
-
-    case NGX_HTTP_SAVEITEM_R_UNKNOWN_KEY:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "saveitem: unknown key \"%V\" (saveitem_strict)",
-                      &f->key);
-        break;
-
-    case NGX_HTTP_SAVEITEM_R_MISSING_KEY:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "saveitem: key \"%V\" is required: column \"%V\" is "
-                      "NOT NULL and has no default", &f->key, &f->col);
-        break;
-
-    default:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "saveitem: \"%V\" %s for column \"%V\" (%V)",
-                      &f->key, f->why, &f->col, &f->type);
-        break;
-    }
-
-    return ngx_http_saveitem_answer(r, f);
 }
 
 
