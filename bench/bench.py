@@ -1195,6 +1195,7 @@ COLS = [("target", "target", "%s"), ("clients", "clients", "%d"),
         ("p99 ms", "p99", "%.2f"), ("non-2xx", "non2xx", "%d"),
         ("sock err", "socket_errors", "%d"),
         ("x ceiling", "ratio", "%.2f"), ("x clean", "x_clean", "%.2f"),
+        ("x http", "x_http", "%.2f"),
         ("CPU s/10k", "cpu_per_10k", "%.2f"),
         ("RSS MB before", "rss_before_mb", "%.1f"),
         ("RSS MB after", "rss_after_mb", "%.1f"),
@@ -1237,7 +1238,10 @@ document in N refused); p50/p99: latency (module-bulk: of a whole request);
 non-2xx: answers with another status (pgbench: failed transactions); sock
 err: wrk's connect+read+write+timeout errors; x ceiling: req/s over
 pgbench's at the same client count; x clean: a poisoned point's req/s over
-the clean point just before it; CPU s/10k: CPU seconds of the server's
+the clean point just before it; x http: req/s over nginx-static's at the
+same client count (the HTTP limit: nginx answering without a database,
+measured earlier in the run; put nginx-static before the module targets);
+CPU s/10k: CPU seconds of the server's
 processes per 10,000 answers (module-bulk: documents); RSS: the server's
 workers, summed, before and after the measured run; db CPU s/10k:
 PostgreSQL's processes; others: CPU used by processes outside the benchmark,
@@ -1295,7 +1299,7 @@ def table_md(rows, cols=COLS):
 
 def write_csv(path, rows):
     keys = ["target", "clients", "rps", "p50", "p99", "non2xx",
-            "socket_errors", "ratio", "x_clean", "poisoned", "refused",
+            "socket_errors", "ratio", "x_clean", "x_http", "poisoned", "refused",
             "cpu_per_10k", "rss_before_mb",
             "rss_after_mb", "db_cpu_per_10k", "client_cpu_per_10k",
             "other_load", "idle", "srv_share", "db_share", "client_share",
@@ -1432,7 +1436,7 @@ def pgbouncer_version():
 
 def bench(a, db, outdir, run_id):
     rows, notes, failed = [], [], False
-    ceiling = {}
+    ceiling, http = {}, {}
 
     for target in a.targets:
         workdir = os.path.join(outdir, target)
@@ -1532,6 +1536,10 @@ def bench(a, db, outdir, run_id):
                                       run_id, poison)
                     if c in ceiling and ceiling[c]:
                         r["ratio"] = r["rps"] / ceiling[c]
+                    if target == "nginx-static" and not poison:
+                        http[c] = r["rps"]
+                    elif http.get(c):
+                        r["x_http"] = r["rps"] / http[c]
                     if poison and clean:
                         r["x_clean"] = r["rps"] / clean
                         notes.append(poison_note(a, r, clean))
