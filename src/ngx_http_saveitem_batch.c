@@ -1411,7 +1411,7 @@ ngx_http_saveitem_batch_settle(ngx_http_saveitem_conn_t *sc)
             ngx_http_saveitem_guilt(sc->pool, 0);
         }
 
-        ngx_http_saveitem_job_done(job);
+        ngx_http_saveitem_job_answer(job);
     }
 
     ngx_http_saveitem_job_requeue(sc->pool, &retry);

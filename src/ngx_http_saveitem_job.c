@@ -118,6 +118,50 @@ ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job)
 }
 
 
+/*
+ * A job whose statement settled, answered once the handler that read the
+ * result has returned: by then the connection that carried it has been
+ * given what waits (conn_idle: the pool dispatches at once), so the
+ * server works on the next statement while these answers are written,
+ * instead of waiting for the last of them.  Posted events run in the
+ * same pass of the event loop, after its timers: no timer of the job's
+ * runs in between (none is set once it is sent).
+ */
+
+void
+ngx_http_saveitem_job_answer(ngx_http_saveitem_job_t *job)
+{
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = job->pool;
+
+    ngx_queue_insert_tail(&pool->settled, &job->queue);
+
+    if (!pool->answer.posted) {
+        ngx_post_event(&pool->answer, &ngx_posted_events);
+    }
+}
+
+
+void
+ngx_http_saveitem_job_answer_handler(ngx_event_t *ev)
+{
+    ngx_queue_t               *q;
+    ngx_http_saveitem_job_t   *job;
+    ngx_http_saveitem_pool_t  *pool;
+
+    pool = ev->data;
+
+    while (!ngx_queue_empty(&pool->settled)) {
+        q = ngx_queue_head(&pool->settled);
+        ngx_queue_remove(q);
+
+        job = ngx_queue_data(q, ngx_http_saveitem_job_t, queue);
+        ngx_http_saveitem_job_done(job);
+    }
+}
+
+
 /* hands a finished job to its request, or logs it when there is none */
 
 void

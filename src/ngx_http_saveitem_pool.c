@@ -53,6 +53,7 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     ngx_queue_init(&pool->busy);
     ngx_queue_init(&pool->waiting);
     ngx_queue_init(&pool->free);
+    ngx_queue_init(&pool->settled);
 
     pool->retry.handler = ngx_http_saveitem_retry_handler;
     pool->retry.data = pool;
@@ -66,6 +67,10 @@ ngx_http_saveitem_pool_init(ngx_cycle_t *cycle, ngx_http_saveitem_db_t *db,
     pool->open.handler = ngx_http_saveitem_open_handler;
     pool->open.data = pool;
     pool->open.log = cycle->log;
+
+    pool->answer.handler = ngx_http_saveitem_job_answer_handler;
+    pool->answer.data = pool;
+    pool->answer.log = cycle->log;
 
     pool->active = 1;
     pool->grow.handler = ngx_http_saveitem_grow_handler;
@@ -116,6 +121,10 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
         ngx_delete_posted_event(&pool->open);
     }
 
+    if (pool->answer.posted) {
+        ngx_delete_posted_event(&pool->answer);
+    }
+
     while (!ngx_queue_empty(&pool->idle)) {
         q = ngx_queue_head(&pool->idle);
         ngx_http_saveitem_conn_close(ngx_queue_data(q,
@@ -138,6 +147,13 @@ ngx_http_saveitem_pool_done(ngx_http_saveitem_pool_t *pool)
         ngx_queue_remove(q);
         job->waiting = 0;
         ngx_http_saveitem_job_free(job);
+    }
+
+    while (!ngx_queue_empty(&pool->settled)) {
+        q = ngx_queue_head(&pool->settled);
+        ngx_queue_remove(q);
+        ngx_http_saveitem_job_free(ngx_queue_data(q, ngx_http_saveitem_job_t,
+                                                  queue));
     }
 
     while (!ngx_queue_empty(&pool->free)) {

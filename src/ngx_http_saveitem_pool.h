@@ -157,6 +157,14 @@ struct ngx_http_saveitem_pool_s {
      */
     ngx_uint_t                    held_us;
     ngx_uint_t                    hold_since;
+
+    /*
+     * Jobs whose statement settled, answered from a posted event: after
+     * the connection that carried them has been given its next statement
+     * (see job_answer)
+     */
+    ngx_queue_t                   settled;    /* jobs */
+    ngx_event_t                   answer;     /* posted */
 };
 
 
@@ -251,6 +259,8 @@ void ngx_http_saveitem_batch_expect(ngx_http_saveitem_conn_t *sc,
 
 void ngx_http_saveitem_job_free(ngx_http_saveitem_job_t *job);
 void ngx_http_saveitem_job_done(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_answer(ngx_http_saveitem_job_t *job);
+void ngx_http_saveitem_job_answer_handler(ngx_event_t *ev);
 void ngx_http_saveitem_job_fail(ngx_http_saveitem_job_t *job,
     ngx_http_saveitem_outcome_e outcome, ngx_http_saveitem_reason_e reason);
 void ngx_http_saveitem_job_wait(ngx_http_saveitem_pool_t *pool,

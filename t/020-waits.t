@@ -23,13 +23,53 @@ _SQL_
 
 our @Stages = qw(queued held in_flight answering);
 
-our @Out = map { "/tmp/saveitem-t20-burst$_-$$" } 0 .. 1;
+our @Out = map { "/tmp/saveitem-t20-burst$_-$$" } 0 .. 2;
 
 sub metrics {
     my $res = HTTP::Tiny->new(timeout => 5)
         ->get('http://127.0.0.1:' . SaveItem::Test::server_port()
               . '/metrics');
     return $res->{success} ? $res->{content} : '';
+}
+
+# locks t20.items, has $first in flight behind the lock on the only
+# connection and the documents of $docs queued behind it, then commits:
+# returns the answers' statuses, the first's first
+sub behind_lock {
+    my ($first, $docs) = @_;
+
+    open my $lock, '|-', 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
+        '-h', $ENV{TEST_NGINX_PG_SOCKET}, '-p', $ENV{TEST_NGINX_PG_PORT},
+        '-U', $ENV{TEST_NGINX_PG_USER} || 'postgres',
+        '-d', $ENV{TEST_NGINX_PG_DB} || 'saveitem'
+        or die "psql: $!";
+    $lock->autoflush(1);
+    print $lock "BEGIN;\nLOCK TABLE t20.items IN ACCESS EXCLUSIVE MODE;\n";
+
+    wait_for(10, sub {
+        SaveItem::Test::psql("SELECT count(*) FROM pg_locks WHERE granted AND "
+                             . "mode = 'AccessExclusiveLock' AND relation = "
+                             . "'t20.items'::regclass") == 1
+    }) or die "no lock";
+
+    SaveItem::Test::burst('/items', [$first], $Out[0]);
+    wait_for(10, sub {
+        SaveItem::Test::psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                             . "wait_event_type = 'Lock' AND "
+                             . "query LIKE 'INSERT INTO %t20%items%'") == 1
+    }) or die "no INSERT waiting for the lock";
+
+    SaveItem::Test::burst('/items', $docs, $Out[1]);
+    my $n = @$docs;
+    wait_for(10, sub {
+        metrics() =~ /^saveitem_waiting\{database="[^"]+"\} $n$/m
+    }) or die "the $n are not waiting";
+
+    Time::HiRes::sleep(0.3);
+    print $lock "COMMIT;\n";
+    close $lock or die "psql: $?";
+
+    return map { $_->[1] } map { SaveItem::Test::burst_results($_) } @Out[0, 1];
 }
 
 # a histogram of the text: [[le, cumulative count], ...], sum, count; $labels
@@ -194,40 +234,7 @@ qr/^saveitem_requests_total\{database="[^"]+",code="409"\} 1$/m
 --- init
 SaveItem::Test::store_ok('/items', '{"w": "first"}', 'the connection open');
 
-open my $lock, '|-', 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1',
-    '-h', $ENV{TEST_NGINX_PG_SOCKET}, '-p', $ENV{TEST_NGINX_PG_PORT},
-    '-U', $ENV{TEST_NGINX_PG_USER} || 'postgres',
-    '-d', $ENV{TEST_NGINX_PG_DB} || 'saveitem'
-    or die "psql: $!";
-$lock->autoflush(1);
-print $lock "BEGIN;\nLOCK TABLE t20.items IN ACCESS EXCLUSIVE MODE;\n";
-
-main::wait_for(10, sub {
-    SaveItem::Test::psql("SELECT count(*) FROM pg_locks WHERE granted AND "
-                         . "mode = 'AccessExclusiveLock' AND relation = "
-                         . "'t20.items'::regclass") == 1
-}) or die "no lock";
-
-# one in flight on the only connection, blocked by the lock
-SaveItem::Test::burst('/items', ['{"w": "a"}'], $main::Out[0]);
-main::wait_for(10, sub {
-    SaveItem::Test::psql("SELECT count(*) FROM pg_stat_activity WHERE "
-                         . "wait_event_type = 'Lock' AND "
-                         . "query LIKE 'INSERT INTO %t20%items%'") == 1
-}) or die "no INSERT waiting for the lock";
-
-# two queued behind it
-SaveItem::Test::burst('/items', ['{"w": "b"}', '{"w": "c"}'], $main::Out[1]);
-main::wait_for(10, sub {
-    main::metrics() =~ /^saveitem_waiting\{database="[^"]+"\} 2$/m
-}) or die "the two are not waiting";
-
-Time::HiRes::sleep(0.3);
-print $lock "COMMIT;\n";
-close $lock or die "psql: $?";
-
-my @got = map { $_->[1] }
-          map { SaveItem::Test::burst_results($_) } @main::Out;
+my @got = main::behind_lock('{"w": "a"}', ['{"w": "b"}', '{"w": "c"}']);
 Test::More::is("@got", '200 200 200', 'TEST 2 - init: the three stored');
 --- request
 GET /metrics
@@ -270,3 +277,33 @@ unlink '/tmp/saveitem-t20-promtool.out';
 GET /metrics
 --- response_body_like eval
 qr/^saveitem_request_wait_seconds_bucket\{database="[^"]+",stage="queued",le="\+Inf"\} 4$/m
+
+
+
+=== TEST 4: a connection is given what waits before the answers of its last statement are written
+While the only connection's statement waits for a lock, five documents
+queue; when its result comes, they are sent (as one statement, or with
+saveitem_batch off as a pipeline) before the first document's answer is
+written: the server works on them meanwhile.
+--- http_config eval: $::http_config
+--- config eval: $::config
+--- init
+SaveItem::Test::store_ok('/items', '{"w": "first"}', 'the connection open');
+my @got = main::behind_lock('{"w": "a"}', [map { qq({"w": $_}) } 1 .. 5]);
+Test::More::is("@got", '200 200 200 200 200 200', 'TEST 4 - init: all stored');
+--- request
+GET /metrics
+--- grep_error_log eval: qr/saveitem send: \d+ rows|saveitem stored/
+--- grep_error_log_out
+saveitem send: 1 rows
+saveitem stored
+saveitem send: 1 rows
+saveitem send: 5 rows
+saveitem stored
+saveitem stored
+saveitem stored
+saveitem stored
+saveitem stored
+saveitem stored
+--- no_error_log
+[error]
