@@ -25,8 +25,8 @@
  * it: measured, sooner is better at 16 clients, as good at 64.  Tried
  * against this rule and not kept, each an A/B in the README ("Where the
  * time goes"): no hold, holding only under load, two connections in use
- * before any hold; faster at 16 clients by up to 9% when at all, slower
- * at 256 by 5-12%, or for up to 65% more database CPU a request.
+ * before any hold: none faster in every run, each slower at 256 clients
+ * by 5-12% in some, or for up to 65% more database CPU a request.
  */
 
 uintptr_t
